@@ -1,0 +1,76 @@
+//! Side by side, in one run on one machine: Passage's packed external-product engine against
+//! the approach any user of `tfhe`'s high-level API would write first (one encrypted
+//! multiplication per coefficient, summed: `Σ FheInt16(t_i) * FheInt16(p_i)`).
+//!
+//! `cargo bench --bench match_vs_naive` prints one JSON line per side and the per-template
+//! ratio. Both sides compute the same integer inner products of int4 vectors and are checked
+//! against the plaintext result. Options through the environment:
+//! `PASSAGE_BENCH_GALLERY` (engine gallery size, default 16384), `PASSAGE_BENCH_NAIVE_DIM`
+//! (coefficients the naive side computes, default 8; its per-template time is for the
+//! full dimension either way, scaled linearly when smaller).
+
+use std::time::Instant;
+
+use passage_fhe::{plain_score, FheRng, Gallery, Params, QuantizedVector, SecretKey, Target};
+use rand::{Rng, SeedableRng};
+use tfhe::prelude::*;
+use tfhe::{generate_keys, set_server_key, ConfigBuilder, FheInt16};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn main() {
+    let params = Params::DEFAULT;
+    let d = params.dim;
+    let mut r = rand::rngs::StdRng::seed_from_u64(2026);
+    let random = |r: &mut rand::rngs::StdRng, n: usize| -> Vec<i8> { (0..n).map(|_| r.random_range(-8i8..=7)).collect() };
+
+    // Engine, single-threaded.
+    let n = env_usize("PASSAGE_BENCH_GALLERY", 16_384);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
+    let mut fhe_rng = FheRng::from_seed(r.random());
+    let key = SecretKey::generate(params, &mut fhe_rng).expect("params");
+    let templates: Vec<QuantizedVector> = (0..n).map(|_| QuantizedVector::from_coefficients(random(&mut r, d))).collect();
+    let encrypted: Vec<_> = templates.iter().map(|t| key.encrypt_template(t, &mut fhe_rng).expect("dim")).collect();
+    let gallery = Gallery::from_templates(params, encrypted).expect("gallery");
+    let probe = QuantizedVector::from_coefficients(random(&mut r, d));
+    let prepared = key.encrypt_probe(&probe, &mut fhe_rng).expect("dim").prepare();
+    let mut best = f64::MAX;
+    let mut exact = true;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let result = pool.install(|| gallery.evaluate(&prepared, Target::All)).expect("evaluate");
+        best = best.min(t.elapsed().as_secs_f64());
+        let scores = key.decrypt_scores(&result).expect("decrypt");
+        exact &= scores.scores.iter().all(|(slot, s)| *s == plain_score(&templates[*slot as usize], &probe));
+    }
+    let engine_us = best * 1e6 / n as f64;
+    println!("{}", serde_json::json!({"side": "passage packed external product", "threads": 1, "gallery": n, "dim": d, "per_template_us": engine_us, "exact": exact}));
+
+    // Naive tfhe high-level API on one template.
+    let naive_dim = env_usize("PASSAGE_BENCH_NAIVE_DIM", 8).clamp(1, d);
+    let config = ConfigBuilder::default().build();
+    let (client_key, server_key) = generate_keys(config);
+    rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool").install(|| {
+        set_server_key(server_key);
+        let t = random(&mut r, naive_dim);
+        let p = random(&mut r, naive_dim);
+        let et: Vec<FheInt16> = t.iter().map(|&x| FheInt16::encrypt(i16::from(x), &client_key)).collect();
+        let ep: Vec<FheInt16> = p.iter().map(|&x| FheInt16::encrypt(i16::from(x), &client_key)).collect();
+        let started = Instant::now();
+        let mut acc = &et[0] * &ep[0];
+        for i in 1..naive_dim {
+            acc += &et[i] * &ep[i];
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        let got: i16 = acc.decrypt(&client_key);
+        let want: i32 = t.iter().zip(&p).map(|(a, b)| i32::from(*a) * i32::from(*b)).sum();
+        let naive_us = elapsed * 1e6 * d as f64 / naive_dim as f64;
+        println!(
+            "{}",
+            serde_json::json!({"side": "tfhe high-level FheInt16 products summed", "threads": 1, "gallery": 1, "dim": d, "computed_dim": naive_dim, "per_template_us": naive_us, "exact": i32::from(got) == want})
+        );
+        println!("{}", serde_json::json!({"ratio_naive_over_passage": naive_us / engine_us}));
+    });
+}

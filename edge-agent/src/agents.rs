@@ -1,0 +1,233 @@
+//! The edge agents as tasks: a counting agent per venue (scene or camera positions → counters
+//! → DP release → MQTT) and a gate agent per venue (enrolment and identification through the
+//! key holder). `passage demo` runs them on a simulated scene.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use passage_config::{Privacy, Venue};
+use passage_dp::DiscreteLaplace;
+use passage_transport::{Bus, QoS};
+use passage_wire::{topics, EnrolStatus, Id};
+use rand::Rng;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use passage_policy::ConsentRegistry;
+
+use crate::count::CameraCounter;
+use crate::keyholder::{Identification, KeyHolder};
+use crate::sim::{FaceSimulator, Scene};
+
+/// Counters of the counting agents (numbers of messages, never counts of people).
+#[derive(Debug, Default)]
+pub struct CountingStats {
+    /// Noised records published.
+    pub records_published: AtomicU64,
+    /// Publications that failed.
+    pub publish_errors: AtomicU64,
+}
+
+/// Why an agent could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AgentError {
+    /// A camera is not configured.
+    #[error(transparent)]
+    Counter(#[from] crate::count::CounterError),
+    /// The DP mechanism could not be built.
+    #[error(transparent)]
+    Dp(#[from] passage_dp::DpError),
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+/// Starts a counting agent for every camera of `venue`, all watching one simulated `scene`.
+/// Every `interval_secs` (aligned to the clock) each camera releases one noised record.
+pub fn start_counting(
+    venue: &Venue,
+    mut scene: Scene,
+    privacy: &Privacy,
+    interval_secs: u32,
+    bus: Bus,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> Result<Arc<CountingStats>, AgentError> {
+    let mut counters: Vec<CameraCounter> =
+        venue.cameras.iter().map(|c| CameraCounter::new(venue, &c.id)).collect::<Result<_, _>>()?;
+    let noise = DiscreteLaplace::new(privacy.epsilon_per_day)?;
+    let stats = Arc::new(CountingStats::default());
+    let out = stats.clone();
+    let venue_id = venue.id.clone();
+    let cameras: Vec<Id> = venue.cameras.iter().map(|c| c.id.clone()).collect();
+    tracker.spawn(async move {
+        let mut rng = passage_dp::csprng();
+        let tick = Duration::from_millis(200);
+        let mut ticker = tokio::time::interval(tick);
+        let secs = i64::from(interval_secs);
+        let mut interval_start = now_secs() / secs * secs;
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let frame = scene.step(tick.as_secs_f64());
+            for counter in &mut counters {
+                counter.next_frame(25);
+                for (track, p) in &frame {
+                    counter.observe(*track, *p);
+                }
+            }
+            let now = now_secs();
+            if now >= interval_start + secs {
+                for (counter, camera) in counters.iter_mut().zip(&cameras) {
+                    let tallies = counter.close_interval();
+                    let id = uuid_like(&mut rng);
+                    let record = counter.release(tallies, interval_start, interval_secs, &noise, &mut rng, id);
+                    match bus.publish(&topics::counts(&venue_id, camera), QoS::AtLeastOnce, record.encode()).await {
+                        Ok(()) => out.records_published.fetch_add(1, Ordering::Relaxed),
+                        Err(error) => {
+                            tracing::warn!(%camera, %error, "noised record not published");
+                            out.publish_errors.fetch_add(1, Ordering::Relaxed)
+                        }
+                    };
+                }
+                interval_start = now / secs * secs;
+            }
+        }
+    });
+    Ok(stats)
+}
+
+fn uuid_like(rng: &mut impl Rng) -> String {
+    let v: u128 = rng.random();
+    format!("{v:032x}")
+}
+
+/// Counters of the gate agents (numbers of decisions, never who).
+#[derive(Debug, Default)]
+pub struct GateStats {
+    /// Visitors enrolled.
+    pub enrolled: AtomicU64,
+    /// Match requests sent.
+    pub match_requests: AtomicU64,
+    /// Green decisions.
+    pub green: AtomicU64,
+    /// Red decisions.
+    pub red: AtomicU64,
+    /// Decisions that agreed with the simulation's ground truth.
+    pub correct: AtomicU64,
+    /// Requests that failed (matcher unreachable or refused): the gate shows red "try again".
+    pub errors: AtomicU64,
+    /// Matches refused because the subject's consent was withdrawn.
+    pub refused_no_consent: AtomicU64,
+}
+
+/// The purpose under which face matching runs (see the configuration's purposes).
+pub const FACE_ACCESS: &str = "face-access";
+
+/// Version of the privacy notice the simulated visitors accept.
+pub const DEMO_NOTICE_VERSION: u32 = 1;
+
+/// Enrols `n_visitors` simulated visitors, then every `every` sends one simulated face (an
+/// enrolled visitor with probability 0.7, a stranger otherwise) to a random gate of `venue`.
+#[allow(clippy::too_many_arguments)]
+pub fn start_gates(
+    venue: &Venue,
+    keyholder: Arc<KeyHolder>,
+    consent: Arc<std::sync::Mutex<ConsentRegistry>>,
+    n_visitors: usize,
+    every: Duration,
+    bus: Bus,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> Arc<GateStats> {
+    let stats = Arc::new(GateStats::default());
+    let out = stats.clone();
+    let gates: Vec<Id> = venue.gates.iter().map(|g| g.id.clone()).collect();
+    let dim = keyholder_dim(&keyholder);
+    let venue_id = venue.id.clone();
+    let Ok(purpose) = Id::new(FACE_ACCESS) else { return stats };
+    tracker.spawn(async move {
+        let mut faces = FaceSimulator::new(rand::random(), dim);
+        let mut visitors = Vec::with_capacity(n_visitors);
+        for i in 0..n_visitors {
+            let identity = faces.identity();
+            let Ok(subject) = Id::new(&format!("subj-{i:04}")) else { continue };
+            // Explicit consent for this venue is recorded before anything biometric happens.
+            {
+                let mut registry = consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                registry.publish_notice(&venue_id, DEMO_NOTICE_VERSION);
+                if registry.grant(&subject, &venue_id, &purpose, DEMO_NOTICE_VERSION, now_secs()).is_err() {
+                    continue;
+                }
+            }
+            let enrolment = faces.observe(&identity);
+            match keyholder.enrol(&bus, &subject, &enrolment).await {
+                Ok(response) if response.status == EnrolStatus::Ok => {
+                    out.enrolled.fetch_add(1, Ordering::Relaxed);
+                    visitors.push((subject, identity));
+                }
+                Ok(response) => tracing::warn!(status = ?response.status, detail = %response.detail, "enrolment refused"),
+                Err(error) => tracing::warn!(%error, "enrolment failed"),
+            }
+            if cancel.is_cancelled() {
+                return;
+            }
+        }
+        if gates.is_empty() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => break,
+                _ = ticker.tick() => {}
+            }
+            let gate = &gates[rand::random_range(0..gates.len())];
+            let (expected, face) = if !visitors.is_empty() && rand::random_bool(0.7) {
+                let (subject, identity) = &visitors[rand::random_range(0..visitors.len())];
+                (Some(subject.clone()), faces.observe(identity))
+            } else {
+                let stranger = faces.identity();
+                (None, faces.observe(&stranger))
+            };
+            out.match_requests.fetch_add(1, Ordering::Relaxed);
+            match keyholder.identify(&bus, gate, &face).await {
+                Ok(Identification::Match(subject))
+                    if !consent
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .allows(&subject, &venue_id, &purpose) =>
+                {
+                    out.red.fetch_add(1, Ordering::Relaxed);
+                    out.refused_no_consent.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(Identification::Match(subject)) => {
+                    out.green.fetch_add(1, Ordering::Relaxed);
+                    if expected.as_ref() == Some(&subject) {
+                        out.correct.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Ok(Identification::NoMatch) => {
+                    out.red.fetch_add(1, Ordering::Relaxed);
+                    if expected.is_none() {
+                        out.correct.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                Err(error) => {
+                    out.errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(%gate, %error, "identification failed; gate shows red (try again / use ticket)");
+                }
+            }
+        }
+    });
+    stats
+}
+
+fn keyholder_dim(keyholder: &KeyHolder) -> usize {
+    keyholder.params().dim
+}

@@ -1,0 +1,301 @@
+//! The count path: tracked positions in, DP-noised interval records out.
+//!
+//! [`CameraCounter`] turns per-frame positions of tracked people (track ids live in this
+//! process's RAM only) into crossings of directed lines and zone-to-zone transitions, with
+//! hysteresis so that a person lingering on a line is counted once. At the end of every
+//! interval, [`CameraCounter::close_interval`] hands the tallies to [`release`], which adds
+//! exact discrete Laplace noise (CSPRNG-fed) to every cell — zero cells included, so the set of
+//! released cells says nothing — and only the noised [`CountRecord`] may leave the process.
+//!
+//! Privacy unit: one movement event (a line crossing or a zone-to-zone transition). Each event
+//! changes exactly one cell of one interval's release, so the releases of a day are together
+//! epsilon-DP for each event at the configured per-day epsilon (parallel composition over
+//! disjoint intervals). A person who makes k events a day is covered at k * epsilon.
+
+pub mod geometry;
+
+use std::collections::HashMap;
+
+use passage_config::Venue;
+use passage_dp::DiscreteLaplace;
+use passage_wire::{CountItem, CountRecord, Direction, Id, Metric, NoiseMechanism, PROTOCOL_VERSION};
+use rand::RngCore;
+
+use geometry::{crossing, inside, Crossing, Point};
+
+/// Distance in pixels a track must move away from a line before a new side is committed.
+pub const DEFAULT_HYSTERESIS_PX: f64 = 8.0;
+
+struct CountLine {
+    id: Id,
+    from: Point,
+    to: Point,
+}
+
+struct CountZone {
+    id: Id,
+    polygon: Vec<Point>,
+}
+
+#[derive(Default)]
+struct TrackState {
+    /// Per line: the last position that was at least the hysteresis distance from the line.
+    anchor: Vec<Option<Point>>,
+    /// Zone the track was last seen in.
+    zone: Option<usize>,
+    /// Frame counter value when last seen.
+    last_seen: u64,
+}
+
+/// Raw tallies of one interval. They never leave the process: [`release`] consumes them.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Tallies {
+    /// Per line index: (in, out).
+    crossings: Vec<(u32, u32)>,
+    /// Per (from zone, to zone) index pair.
+    transitions: HashMap<(usize, usize), u32>,
+}
+
+/// Counts one camera's lines and zones.
+pub struct CameraCounter {
+    venue: Id,
+    camera: Id,
+    lines: Vec<CountLine>,
+    zones: Vec<CountZone>,
+    hysteresis: f64,
+    tracks: HashMap<u64, TrackState>,
+    tallies: Tallies,
+    frame: u64,
+}
+
+impl std::fmt::Debug for CameraCounter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Deliberately omits tracks and tallies (invariant 1).
+        f.debug_struct("CameraCounter").field("venue", &self.venue).field("camera", &self.camera).finish_non_exhaustive()
+    }
+}
+
+/// Why a counter could not be built.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CounterError {
+    /// The camera is not in the venue's configuration.
+    #[error("camera `{0}` is not configured for this venue")]
+    UnknownCamera(Id),
+}
+
+impl CameraCounter {
+    /// A counter for `camera` of `venue`, with the lines and zones the configuration gives it.
+    pub fn new(venue: &Venue, camera: &Id) -> Result<CameraCounter, CounterError> {
+        let cam = venue.cameras.iter().find(|c| &c.id == camera).ok_or_else(|| CounterError::UnknownCamera(camera.clone()))?;
+        let lines = venue
+            .lines
+            .iter()
+            .filter(|l| cam.lines.contains(&l.id))
+            .map(|l| CountLine { id: l.id.clone(), from: l.from, to: l.to })
+            .collect();
+        let zones = venue
+            .zones
+            .iter()
+            .filter(|z| cam.zones.contains(&z.id))
+            .map(|z| CountZone { id: z.id.clone(), polygon: z.polygon.clone() })
+            .collect();
+        let mut counter = CameraCounter {
+            venue: venue.id.clone(),
+            camera: camera.clone(),
+            lines,
+            zones,
+            hysteresis: DEFAULT_HYSTERESIS_PX,
+            tracks: HashMap::new(),
+            tallies: Tallies::default(),
+            frame: 0,
+        };
+        counter.tallies = counter.empty_tallies();
+        Ok(counter)
+    }
+
+    fn empty_tallies(&self) -> Tallies {
+        Tallies { crossings: vec![(0, 0); self.lines.len()], transitions: HashMap::new() }
+    }
+
+    /// Starts a new frame; tracks not seen for `max_age` frames are forgotten.
+    pub fn next_frame(&mut self, max_age: u64) {
+        self.frame += 1;
+        let frame = self.frame;
+        self.tracks.retain(|_, t| frame - t.last_seen <= max_age);
+    }
+
+    /// Records the position of a track in the current frame. Non-finite positions are ignored.
+    pub fn observe(&mut self, track: u64, p: Point) {
+        if !(p[0].is_finite() && p[1].is_finite()) {
+            return;
+        }
+        let n_lines = self.lines.len();
+        let frame = self.frame;
+        let state = self.tracks.entry(track).or_insert_with(|| TrackState { anchor: vec![None; n_lines], zone: None, last_seen: frame });
+        state.last_seen = frame;
+        for (i, line) in self.lines.iter().enumerate() {
+            if distance_to_line(line.from, line.to, p) < self.hysteresis {
+                continue;
+            }
+            if let Some(anchor) = state.anchor[i] {
+                match crossing(line.from, line.to, anchor, p) {
+                    Some(Crossing::In) => self.tallies.crossings[i].0 += 1,
+                    Some(Crossing::Out) => self.tallies.crossings[i].1 += 1,
+                    None => {}
+                }
+            }
+            state.anchor[i] = Some(p);
+        }
+        let zone = self.zones.iter().position(|z| inside(&z.polygon, p));
+        if let Some(now) = zone {
+            if let Some(before) = state.zone {
+                if before != now {
+                    *self.tallies.transitions.entry((before, now)).or_insert(0) += 1;
+                }
+            }
+            state.zone = Some(now);
+        }
+    }
+
+    /// Ends the interval: returns its tallies and starts fresh ones.
+    pub fn close_interval(&mut self) -> Tallies {
+        let fresh = self.empty_tallies();
+        std::mem::replace(&mut self.tallies, fresh)
+    }
+
+    /// Adds DP noise to `tallies` and builds the record to publish. Every configured cell is
+    /// released, zeros included. Values are not clamped here: clamping per interval would bias
+    /// the sums analytics computes; consumers clamp what they display.
+    pub fn release<R: RngCore>(&self, tallies: Tallies, start: i64, secs: u32, noise: &DiscreteLaplace, rng: &mut R, id: String) -> CountRecord {
+        let std = noise.std();
+        let mut items = Vec::with_capacity(self.lines.len() * 2 + self.zones.len() * self.zones.len());
+        for (line, (n_in, n_out)) in self.lines.iter().zip(&tallies.crossings) {
+            for (dir, n) in [(Direction::In, n_in), (Direction::Out, n_out)] {
+                let metric = Metric::Crossings { line: line.id.clone(), dir };
+                items.push(CountItem { metric, value: noise.release(i64::from(*n), rng), std });
+            }
+        }
+        for (a, from) in self.zones.iter().enumerate() {
+            for (b, to) in self.zones.iter().enumerate() {
+                if a == b {
+                    continue;
+                }
+                let n = tallies.transitions.get(&(a, b)).copied().unwrap_or(0);
+                let metric = Metric::Transition { from: from.id.clone(), to: to.id.clone() };
+                items.push(CountItem { metric, value: noise.release(i64::from(n), rng), std });
+            }
+        }
+        CountRecord {
+            v: u32::from(PROTOCOL_VERSION),
+            id,
+            venue: self.venue.clone(),
+            camera: self.camera.clone(),
+            start,
+            secs,
+            mechanism: NoiseMechanism::DiscreteLaplace,
+            epsilon: noise.epsilon(),
+            items,
+        }
+    }
+}
+
+impl Tallies {
+    /// Crossings of line `i` as (in, out); for tests and calibration on the operator's machine.
+    pub fn line(&self, i: usize) -> (u32, u32) {
+        self.crossings.get(i).copied().unwrap_or((0, 0))
+    }
+
+    /// Transitions from zone `a` to zone `b` (indices into the camera's zones).
+    pub fn transition(&self, a: usize, b: usize) -> u32 {
+        self.transitions.get(&(a, b)).copied().unwrap_or(0)
+    }
+}
+
+/// Distance from `p` to the infinite line through `a` and `b`.
+fn distance_to_line(a: Point, b: Point, p: Point) -> f64 {
+    let (dx, dy) = (b[0] - a[0], b[1] - a[1]);
+    let len = (dx * dx + dy * dy).sqrt();
+    if len == 0.0 {
+        return ((p[0] - a[0]).powi(2) + (p[1] - a[1]).powi(2)).sqrt();
+    }
+    ((p[0] - a[0]) * dy - (p[1] - a[1]) * dx).abs() / len
+}
+
+#[cfg(test)]
+mod tests {
+    use passage_config::Config;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn id(s: &str) -> Id {
+        Id::new(s).expect("valid id")
+    }
+
+    fn north_counter() -> CameraCounter {
+        let config = Config::default();
+        CameraCounter::new(&config.venues[0], &id("cam-north")).expect("configured camera")
+    }
+
+    #[test]
+    fn a_walk_through_the_line_counts_once_even_when_jittering_on_it() {
+        let mut counter = north_counter();
+        // North gate runs from (100,180) to (600,180): walking down (increasing y) is "in".
+        let path = [150.0, 170.0, 176.0, 183.0, 177.0, 184.0, 179.0, 195.0, 230.0];
+        for y in path {
+            counter.next_frame(30);
+            counter.observe(1, [300.0, y]);
+        }
+        assert_eq!(counter.close_interval().line(0), (1, 0));
+    }
+
+    #[test]
+    fn in_and_out_are_told_apart_and_intervals_reset() {
+        let mut counter = north_counter();
+        for y in [150.0, 220.0, 150.0] {
+            counter.next_frame(30);
+            counter.observe(7, [400.0, y]);
+        }
+        assert_eq!(counter.close_interval().line(0), (1, 1));
+        assert_eq!(counter.close_interval().line(0), (0, 0));
+    }
+
+    #[test]
+    fn forgotten_tracks_do_not_count_on_return() {
+        let mut counter = north_counter();
+        counter.next_frame(2);
+        counter.observe(3, [300.0, 150.0]);
+        for _ in 0..5 {
+            counter.next_frame(2);
+        }
+        counter.observe(3, [300.0, 220.0]);
+        assert_eq!(counter.close_interval().line(0), (0, 0));
+    }
+
+    #[test]
+    fn zone_transitions_are_counted() {
+        let config = Config::default();
+        let mut counter = CameraCounter::new(&config.venues[0], &id("cam-bowl")).expect("configured");
+        for y in [300.0, 500.0, 600.0, 300.0] {
+            counter.next_frame(30);
+            counter.observe(1, [100.0, y]);
+        }
+        let tallies = counter.close_interval();
+        assert_eq!((tallies.transition(0, 1), tallies.transition(1, 0)), (1, 1));
+    }
+
+    #[test]
+    fn releases_cover_every_cell_and_are_noised() {
+        let config = Config::default();
+        let counter = CameraCounter::new(&config.venues[0], &id("cam-bowl")).expect("configured");
+        let noise = DiscreteLaplace::new(1.0).expect("valid");
+        let mut rng = passage_dp::Csprng::seed_from_u64(1);
+        let mut differs = false;
+        for _ in 0..20 {
+            let record = counter.release(Tallies::default(), 0, 60, &noise, &mut rng, "x".into());
+            assert_eq!(record.items.len(), 6, "3 zones give 6 ordered pairs");
+            differs |= record.items.iter().any(|item| item.value != 0);
+        }
+        assert!(differs, "all-zero tallies must not release all zeros every time");
+    }
+}

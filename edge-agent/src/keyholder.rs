@@ -1,0 +1,181 @@
+//! The key holder: the venue's gate controller, the only place the FHE secret key exists.
+//!
+//! It encrypts templates for enrolment and probes for matching, sends them to the matcher
+//! over the bus, decrypts the encrypted scores it gets back and thresholds them. Scores and
+//! quantised vectors live in RAM only and are zeroized after use.
+//!
+//! Foundation scope: the key is generated at start and held in RAM only (never written), so a
+//! restart means re-enrolment; the encrypted key store and key rotation are the matcher
+//! issue's work (see ARCHITECTURE.md).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use passage_fhe::{FheRng, Params, Quantizer, ScoreResult, SecretKey};
+use passage_transport::{Bus, BusError};
+use passage_wire::{
+    topics, EnrolRequest, EnrolResponse, EnrolStatus, GalleryIndex, Id, MatchMode, MatchRequest, MatchResponse,
+    MatchStatus, MatchTarget,
+};
+use rand::TryRngCore;
+use zeroize::Zeroize;
+
+/// Why a key-holder operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyHolderError {
+    /// The embedding could not be quantised or encrypted.
+    #[error("cannot encrypt: {0}")]
+    Encrypt(String),
+    /// The bus failed or the matcher did not answer in time.
+    #[error("matcher unreachable")]
+    Bus(#[from] BusError),
+    /// The matcher's answer could not be decoded.
+    #[error("malformed answer from the matcher: {0}")]
+    Answer(String),
+    /// The matcher refused the request.
+    #[error("matcher answered {status:?}: {detail}")]
+    Refused {
+        /// Status code.
+        status: MatchStatus,
+        /// Reason given.
+        detail: String,
+    },
+}
+
+/// What the key holder concluded about one face.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Identification {
+    /// A template scored at or above the threshold: the pseudonymous subject of the best one.
+    Match(Id),
+    /// No template reached the threshold.
+    NoMatch,
+}
+
+/// The key holder of one venue.
+pub struct KeyHolder {
+    venue: Id,
+    key: SecretKey,
+    quantizer: Quantizer,
+    threshold: i32,
+    rng: Mutex<FheRng>,
+    index: Mutex<Option<GalleryIndex>>,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for KeyHolder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyHolder").field("venue", &self.venue).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// 16 bytes from the operating system's CSPRNG, to key the FHE generator.
+fn os_seed() -> Result<[u8; 16], KeyHolderError> {
+    let mut seed = [0u8; 16];
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut seed)
+        .map_err(|error| KeyHolderError::Encrypt(format!("no entropy from the operating system: {error}")))?;
+    Ok(seed)
+}
+
+impl KeyHolder {
+    /// A key holder with a fresh key for `venue`; `cosine_threshold` is the match threshold.
+    pub fn generate(venue: Id, params: Params, cosine_threshold: f64) -> Result<KeyHolder, KeyHolderError> {
+        let mut rng = FheRng::from_seed(os_seed()?);
+        let key = SecretKey::generate(params, &mut rng).map_err(KeyHolderError::Encrypt)?;
+        let quantizer = Quantizer::new(&params);
+        let threshold = quantizer.score_threshold(cosine_threshold);
+        Ok(KeyHolder {
+            venue,
+            key,
+            quantizer,
+            threshold,
+            rng: Mutex::new(rng),
+            index: Mutex::new(None),
+            timeout: Duration::from_secs(10),
+        })
+    }
+
+    /// The scheme parameters.
+    pub fn params(&self) -> &Params {
+        self.key.params()
+    }
+
+    /// The venue.
+    pub fn venue(&self) -> &Id {
+        &self.venue
+    }
+
+    /// Encrypts an embedding as a template and enrols it for `subject`. The plaintext never
+    /// leaves this process.
+    pub async fn enrol(&self, bus: &Bus, subject: &Id, embedding: &[f32]) -> Result<EnrolResponse, KeyHolderError> {
+        let quantized = self.quantizer.quantize(embedding).map_err(KeyHolderError::Encrypt)?;
+        let template = {
+            let mut rng = lock(&self.rng);
+            self.key.encrypt_template(&quantized, &mut rng).map_err(KeyHolderError::Encrypt)?
+        };
+        let request = EnrolRequest { venue: self.venue.clone(), subject: subject.clone(), template: template.to_bytes() };
+        let reply = bus.request(&topics::enrol(&self.venue), request.encode(), self.timeout).await?;
+        let response = EnrolResponse::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+        if response.status == EnrolStatus::Ok {
+            *lock(&self.index) = None;
+        }
+        Ok(response)
+    }
+
+    /// Builds the encrypted 1:N score-mode request for one face (quantise, encrypt the probe).
+    pub fn probe_request(&self, gate: &Id, embedding: &[f32]) -> Result<MatchRequest, KeyHolderError> {
+        let quantized = self.quantizer.quantize(embedding).map_err(KeyHolderError::Encrypt)?;
+        let probe = {
+            let mut rng = lock(&self.rng);
+            self.key.encrypt_probe(&quantized, &mut rng).map_err(KeyHolderError::Encrypt)?
+        };
+        Ok(MatchRequest {
+            venue: self.venue.clone(),
+            gate: gate.clone(),
+            mode: MatchMode::Score,
+            target: MatchTarget::Gallery,
+            threshold: 0,
+            probe: probe.to_bytes(),
+        })
+    }
+
+    /// Identifies a face against the venue's whole gallery (1:N, score mode).
+    pub async fn identify(&self, bus: &Bus, gate: &Id, embedding: &[f32]) -> Result<Identification, KeyHolderError> {
+        let request = self.probe_request(gate, embedding)?;
+        let reply = bus.request(&topics::match_requests(&self.venue), request.encode(), self.timeout).await?;
+        let response = MatchResponse::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+        match response.status {
+            MatchStatus::Ok => {}
+            MatchStatus::EmptyGallery => return Ok(Identification::NoMatch),
+            status => return Err(KeyHolderError::Refused { status, detail: response.detail }),
+        }
+        let result = ScoreResult::from_bytes(*self.key.params(), &response.result).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+        let mut decrypted = self.key.decrypt_scores(&result).map_err(KeyHolderError::Answer)?;
+        let best = decrypted.scores.iter().filter(|(_, s)| *s >= self.threshold).max_by_key(|(_, s)| *s).map(|(slot, _)| *slot);
+        for (slot, score) in &mut decrypted.scores {
+            slot.zeroize();
+            score.zeroize();
+        }
+        let Some(slot) = best else { return Ok(Identification::NoMatch) };
+        let subject = self.subject_of(bus, slot, response.epoch).await?;
+        Ok(subject.map_or(Identification::NoMatch, Identification::Match))
+    }
+
+    /// The subject in `slot` at gallery `epoch`, refreshing the cached index when stale.
+    async fn subject_of(&self, bus: &Bus, slot: u32, epoch: u64) -> Result<Option<Id>, KeyHolderError> {
+        let cached = lock(&self.index).as_ref().filter(|i| i.epoch == epoch).map(|i| i.subjects.get(slot as usize).cloned());
+        if let Some(subject) = cached {
+            return Ok(subject);
+        }
+        let reply = bus.request(&topics::index(&self.venue), Vec::new(), self.timeout).await?;
+        let index = GalleryIndex::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+        let subject = (index.epoch == epoch).then(|| index.subjects.get(slot as usize).cloned()).flatten();
+        *lock(&self.index) = Some(index);
+        Ok(subject)
+    }
+}

@@ -1,0 +1,16 @@
+//! The edge agent: everything that runs on the venue's premises, next to the cameras and
+//! gates, in RAM only.
+//!
+//! * Count path ([`count`]): tracked positions → line crossings and zone transitions →
+//!   exact discrete Laplace noise → [`passage_wire::CountRecord`]. Raw tallies and track ids
+//!   never leave the process.
+//! * Face path ([`keyholder`]): the venue's FHE key holder encrypts templates and probes,
+//!   decrypts the matcher's encrypted scores and decides.
+//! * [`sim`]: a scene and face simulator with ground truth; [`agents`]: the tasks that run
+//!   them in `passage demo`.
+#![deny(missing_docs)]
+
+pub mod agents;
+pub mod count;
+pub mod keyholder;
+pub mod sim;

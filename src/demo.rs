@@ -1,0 +1,274 @@
+//! `passage demo`: the whole data flow on one machine.
+//!
+//! Embedded MQTT 5 broker → matcher (encrypted galleries) and analytics (DuckDB) → simulated
+//! edge agents per venue: a scene of people walking through lines and zones (counted, noised,
+//! published) and visitors approaching gates (enrolled with consent, identified under FHE).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use passage_analytics::AnalyticsOptions;
+use passage_edge::agents::{self, CountingStats, GateStats};
+use passage_edge::keyholder::KeyHolder;
+use passage_edge::sim::Scene;
+use passage_fhe::Params;
+use passage_matcher::{Matcher, MatcherOptions};
+use passage_policy::ConsentRegistry;
+use passage_transport::{Bus, BusConfig, EmbeddedBroker, ServerTls};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ConfigArg;
+
+/// Options of `passage demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    #[command(flatten)]
+    config: ConfigArg,
+    /// Stop after this many seconds and print a final JSON summary line.
+    #[arg(long, value_name = "SECONDS")]
+    exit_after: Option<u64>,
+    /// Release interval of the counting agents, in seconds (must divide a day). The demo uses
+    /// short intervals so counts flow within seconds; the privacy guarantee per event does not
+    /// depend on the interval length.
+    #[arg(long, default_value_t = 10)]
+    interval: u32,
+    /// Simulated visitors enrolled per venue.
+    #[arg(long, default_value_t = 24)]
+    visitors: usize,
+    /// Average arrivals of people per second in each venue's scene.
+    #[arg(long, default_value_t = 1.0)]
+    arrivals: f64,
+    /// Seconds between simulated faces at the gates.
+    #[arg(long, default_value_t = 2.0)]
+    gate_every: f64,
+    /// Directory for the galleries, the analytics database and the TLS certificate. Default:
+    /// the configuration's data_dir, or a fresh temporary directory removed at exit.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Bind the broker and the HTTPS listeners to free ports instead of the configured ones.
+    #[arg(long)]
+    ephemeral_ports: bool,
+}
+
+struct DataDir {
+    path: PathBuf,
+    remove_at_exit: bool,
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.remove_at_exit {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn with_port(addr: &str, ephemeral: bool) -> anyhow::Result<SocketAddr> {
+    let mut addr: SocketAddr = addr.parse().with_context(|| format!("{addr:?} is not a socket address"))?;
+    if ephemeral {
+        addr.set_port(0);
+    }
+    Ok(addr)
+}
+
+/// Runs the demo until Ctrl-C or `--exit-after`.
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let mut config = args.config.load()?;
+    if args.interval == 0 || 86_400 % args.interval != 0 {
+        bail!("--interval must divide a day (86400 s); {} does not", args.interval);
+    }
+    if !(args.arrivals.is_finite() && args.arrivals >= 0.0 && args.arrivals <= 50.0) {
+        bail!("--arrivals must be between 0 and 50 per second");
+    }
+    if !(args.gate_every.is_finite() && args.gate_every >= 0.05) {
+        bail!("--gate-every must be at least 0.05 seconds");
+    }
+    config.privacy.interval_secs = args.interval;
+    let config = Arc::new(config);
+
+    let data = match args.data_dir.clone().or_else(|| config.deployment.data_dir.clone()) {
+        Some(path) => DataDir { path, remove_at_exit: false },
+        None => DataDir { path: std::env::temp_dir().join(format!("passage-demo-{}", std::process::id())), remove_at_exit: true },
+    };
+    std::fs::create_dir_all(&data.path).with_context(|| format!("cannot create {}", data.path.display()))?;
+
+    let cancel = CancellationToken::new();
+    let tracker = TaskTracker::new();
+
+    // Broker.
+    let (broker_host, broker_port) = if config.broker.embedded {
+        let port = if args.ephemeral_ports { 0 } else { config.broker.port };
+        let broker = tokio::task::spawn_blocking(move || EmbeddedBroker::start(port))
+            .await
+            .context("broker start task failed")?
+            .context("cannot start the embedded MQTT broker")?;
+        ("127.0.0.1".to_owned(), broker.addr().port())
+    } else {
+        (config.broker.host.clone(), config.broker.port)
+    };
+    let connect = |name: &str| {
+        let config = BusConfig { host: broker_host.clone(), port: broker_port, client_id: format!("{name}-{}", std::process::id()) };
+        Bus::connect(config, cancel.child_token(), &tracker)
+    };
+
+    // TLS for the HTTPS listeners: a fresh self-signed certificate, written out so clients can
+    // trust it (the private key stays in RAM).
+    let tls = ServerTls::self_signed().context("cannot create the TLS certificate")?;
+    let cert_path = data.path.join("passage-demo-cert.pem");
+    std::fs::write(&cert_path, &tls.cert_pem).with_context(|| format!("cannot write {}", cert_path.display()))?;
+
+    // Matcher.
+    let params = Params::DEFAULT;
+    let venues: Vec<_> = config.venues.iter().map(|v| v.id.clone()).collect();
+    let matcher_options = MatcherOptions {
+        gallery_dir: data.path.join("galleries"),
+        params,
+        threads: config.matching.threads,
+        queue: config.matching.queue,
+    };
+    let matcher = Matcher::start(&matcher_options, &venues, cancel.child_token(), &tracker).context("cannot start the matcher")?;
+    let matcher_bus = connect("matcher").await.context("matcher cannot reach the broker")?;
+    matcher.serve_mqtt(&matcher_bus, cancel.child_token(), &tracker).await.context("matcher cannot subscribe")?;
+    let matcher_addr = passage_matcher::serve(with_port(&config.http.matcher, args.ephemeral_ports)?, tls.clone(), matcher.clone(), cancel.child_token(), &tracker)
+        .await
+        .context("cannot serve the matcher API")?;
+
+    // Analytics.
+    let analytics_bus = connect("analytics").await.context("analytics cannot reach the broker")?;
+    let analytics = passage_analytics::start(
+        AnalyticsOptions {
+            db_path: data.path.join("analytics.duckdb"),
+            listen: with_port(&config.http.analytics, args.ephemeral_ports)?,
+            tls: Some(tls.clone()),
+        },
+        config.clone(),
+        analytics_bus,
+        cancel.child_token(),
+        &tracker,
+    )
+    .await
+    .context("cannot start analytics")?;
+
+    // Edge agents, one set per venue.
+    let mut counting: Vec<Arc<CountingStats>> = Vec::new();
+    let mut gates: Vec<Arc<GateStats>> = Vec::new();
+    let consent = Arc::new(std::sync::Mutex::new(ConsentRegistry::new()));
+    for (i, venue) in config.venues.iter().enumerate() {
+        let edge_bus = connect(&format!("edge-{}", venue.id)).await.context("edge agent cannot reach the broker")?;
+        let scene = Scene::new(venue, rand::random::<u64>() ^ i as u64, args.arrivals);
+        counting.push(agents::start_counting(venue, scene, &config.privacy, args.interval, edge_bus.clone(), cancel.child_token(), &tracker)?);
+        let keyholder = Arc::new(KeyHolder::generate(venue.id.clone(), params, config.matching.threshold)?);
+        gates.push(agents::start_gates(
+            venue,
+            keyholder,
+            consent.clone(),
+            args.visitors,
+            Duration::from_secs_f64(args.gate_every),
+            edge_bus,
+            cancel.child_token(),
+            &tracker,
+        ));
+    }
+
+    println!("Passage demo is running ({} venue(s)).", config.venues.len());
+    println!("  dashboard:    https://{}/", analytics.addr);
+    println!("  analytics API https://{}/api/v1/summary", analytics.addr);
+    println!("  matcher API   https://{matcher_addr}/api/v1/health");
+    println!("  MQTT 5 broker {broker_host}:{broker_port}");
+    println!("  TLS cert      {} (self-signed; e.g. curl --cacert it)", cert_path.display());
+    println!("  data          {}", data.path.display());
+    match args.exit_after {
+        Some(s) => println!("Stopping after {s} s."),
+        None => println!("Press Ctrl-C to stop."),
+    }
+
+    let started = Instant::now();
+    let summary = || Summary::collect(&counting, &gates, &analytics, &matcher, started.elapsed());
+    let deadline = args.exit_after.map(Duration::from_secs);
+    let mut ticker = tokio::time::interval(Duration::from_secs(5));
+    ticker.tick().await;
+    loop {
+        let remaining = deadline.map(|d| d.saturating_sub(started.elapsed()));
+        if remaining == Some(Duration::ZERO) {
+            break;
+        }
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => break,
+            _ = ticker.tick() => println!("{}", summary().line()),
+            () = tokio::time::sleep(remaining.unwrap_or(Duration::from_secs(3600))) => break,
+        }
+    }
+
+    cancel.cancel();
+    tracker.close();
+    if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
+        tracing::warn!("some tasks did not stop within 10 s");
+    }
+    println!("{}", summary().json());
+    Ok(())
+}
+
+struct Summary {
+    seconds: f64,
+    records_published: u64,
+    records_ingested: u64,
+    records_quarantined: u64,
+    enrolled: u64,
+    match_requests: u64,
+    matches_answered: u64,
+    busy: u64,
+    green: u64,
+    red: u64,
+    correct: u64,
+    errors: u64,
+}
+
+impl Summary {
+    fn collect(counting: &[Arc<CountingStats>], gates: &[Arc<GateStats>], analytics: &passage_analytics::Analytics, matcher: &Matcher, elapsed: Duration) -> Summary {
+        let sum = |f: &dyn Fn(&GateStats) -> u64| gates.iter().map(|g| f(g)).sum::<u64>();
+        let m = matcher.stats();
+        let ingest = analytics.stats.snapshot();
+        Summary {
+            seconds: elapsed.as_secs_f64(),
+            records_published: counting.iter().map(|c| c.records_published.load(Ordering::Relaxed)).sum(),
+            records_ingested: ingest.inserted,
+            records_quarantined: ingest.quarantined,
+            enrolled: sum(&|g| g.enrolled.load(Ordering::Relaxed)),
+            match_requests: sum(&|g| g.match_requests.load(Ordering::Relaxed)),
+            matches_answered: m.answered.load(Ordering::Relaxed),
+            busy: m.busy.load(Ordering::Relaxed),
+            green: sum(&|g| g.green.load(Ordering::Relaxed)),
+            red: sum(&|g| g.red.load(Ordering::Relaxed)),
+            correct: sum(&|g| g.correct.load(Ordering::Relaxed)),
+            errors: sum(&|g| g.errors.load(Ordering::Relaxed)),
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "[{:>5.0}s] counts: {} published, {} ingested | gates: {} enrolled, {} requests, {} answered, {} green, {} red, {} errors",
+            self.seconds, self.records_published, self.records_ingested, self.enrolled, self.match_requests, self.matches_answered, self.green, self.red, self.errors
+        )
+    }
+
+    fn json(&self) -> String {
+        serde_json::json!({
+            "seconds": (self.seconds * 10.0).round() / 10.0,
+            "counts_published": self.records_published,
+            "counts_ingested": self.records_ingested,
+            "counts_quarantined": self.records_quarantined,
+            "enrolled": self.enrolled,
+            "matches_requested": self.match_requests,
+            "matches_answered": self.matches_answered,
+            "matcher_busy": self.busy,
+            "decisions": { "green": self.green, "red": self.red, "agreeing_with_ground_truth": self.correct, "errors": self.errors },
+        })
+        .to_string()
+    }
+}

@@ -1,0 +1,119 @@
+//! `passage`: the command-line entry point that composes Passage's services.
+//!
+//! Only this binary parses arguments, installs the tracing subscriber, owns the runtime and
+//! signals, and maps errors to exit codes; every service is a library it composes.
+
+mod bench;
+mod demo;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use passage_config::Config;
+
+/// Privacy-preserving access (encrypted face matching) and flow analytics (DP counts) for venues.
+#[derive(Debug, Parser)]
+#[command(name = "passage", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything on this machine: embedded broker, matcher, analytics and simulated
+    /// edge agents; prints the dashboard URL.
+    Demo(demo::DemoArgs),
+    /// Check or print deployment configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Benchmarks that print one final JSON line.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Validate a configuration file; reports every error with its line and column.
+    Check {
+        /// The TOML file.
+        file: PathBuf,
+    },
+    /// Print the built-in default configuration (a complete demo deployment) as TOML.
+    Default,
+}
+
+#[derive(Debug, Subcommand)]
+enum BenchCommand {
+    /// Encrypted 1:N matching with the packed external-product engine.
+    Match(bench::MatchArgs),
+}
+
+/// Shared option: a configuration file.
+#[derive(Debug, Args, Clone)]
+pub struct ConfigArg {
+    /// Deployment configuration (TOML). Without it, the built-in demo deployment is used.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+impl ConfigArg {
+    /// Loads the file, or the built-in default.
+    pub fn load(&self) -> anyhow::Result<Config> {
+        match &self.config {
+            None => Ok(Config::default()),
+            Some(path) => load_config(path),
+        }
+    }
+}
+
+fn load_config(path: &std::path::Path) -> anyhow::Result<Config> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Config::from_toml(&text).map_err(|errors| {
+        let lines: Vec<String> = errors.0.iter().map(|e| format!("{}:{e}", path.display())).collect();
+        anyhow::anyhow!("{} error(s) in {}:\n{}", lines.len(), path.display(), lines.join("\n"))
+    })
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("PASSAGE_LOG").unwrap_or_else(|_| EnvFilter::new("info,rumqttd=warn,rumqttc=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let outcome = match cli.command {
+        Command::Config(ConfigCommand::Check { file }) => check_config(&file),
+        Command::Config(ConfigCommand::Default) => toml::to_string(&Config::default())
+            .map(|text| print!("{text}"))
+            .context("cannot serialise the default configuration"),
+        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
+        Command::Bench(BenchCommand::Match(args)) => bench::run_match(&args),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().thread_name("passage").build().context("cannot start the async runtime")
+}
+
+fn check_config(file: &std::path::Path) -> anyhow::Result<()> {
+    let config = load_config(file)?;
+    let n = |v: &passage_config::Venue| (v.zones.len(), v.lines.len(), v.gates.len(), v.cameras.len());
+    println!("{}: ok", file.display());
+    for venue in &config.venues {
+        let (zones, lines, gates, cameras) = n(venue);
+        println!("  venue {}: {zones} zones, {lines} lines, {gates} gates, {cameras} cameras", venue.id);
+    }
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! End-to-end tests across crates, against real brokers and services on loopback.
+//! Built as one test binary (see Cargo.toml).
+
+mod broker;
+mod demo;
+mod support;

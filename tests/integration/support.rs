@@ -1,0 +1,61 @@
+//! Helpers: a Mosquitto process on loopback, bus connections, a tokio runtime.
+
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use passage_transport::{Bus, BusConfig};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// A Mosquitto broker on 127.0.0.1, killed when dropped.
+pub struct Mosquitto {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Mosquitto {
+    /// Starts `mosquitto` (Debian package; `scripts/test` installs it) on a free loopback port.
+    pub fn start() -> Mosquitto {
+        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .expect("mosquitto is not installed: run scripts/test, or apt-get install mosquitto");
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conf = dir.path().join("mosquitto.conf");
+        let mut f = std::fs::File::create(&conf).expect("config file");
+        writeln!(f, "listener {port} 127.0.0.1\nallow_anonymous true\nmessage_size_limit 0\npersistence false").expect("write config");
+        let child = Command::new(binary)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto starts");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Mosquitto { child, port, _dir: dir }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
+}
+
+pub async fn connect(port: u16, name: &str, cancel: &CancellationToken, tracker: &TaskTracker) -> Bus {
+    let config = BusConfig { host: "127.0.0.1".into(), port, client_id: format!("{name}-{}", std::process::id()) };
+    Bus::connect(config, cancel.child_token(), tracker).await.expect("bus connects")
+}

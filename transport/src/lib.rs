@@ -1,0 +1,21 @@
+//! MQTT 5 plumbing shared by every Passage service: the embedded broker ([`EmbeddedBroker`],
+//! rumqttd) and a client ([`Bus`], rumqttc) with routed subscriptions and request/response by
+//! response topic and correlation data.
+//!
+//! The same [`Bus`] works against the embedded broker and against any MQTT 5 broker
+//! (Mosquitto is tested). Payloads are opaque here: `passage-wire` decodes them.
+#![deny(missing_docs)]
+
+mod broker;
+mod bus;
+mod filter;
+mod tls;
+
+pub use broker::{BrokerError, EmbeddedBroker};
+pub use bus::{Bus, BusConfig, BusError, Message, QoS};
+pub use filter::topic_matches;
+pub use tls::{ServerTls, TlsError};
+
+/// Largest MQTT packet any Passage client or the embedded broker accepts (match results for
+/// large galleries are tens of megabytes).
+pub const MAX_PACKET_BYTES: usize = 128 * 1024 * 1024;

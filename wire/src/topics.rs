@@ -1,0 +1,100 @@
+//! The MQTT topic layout, version 1. `docs/protocol.md` documents it; this module is the only
+//! place topic strings are built.
+//!
+//! ```text
+//! passage/v1/{venue}/counts/{camera}          noised CountRecord, QoS 1        camera -> analytics
+//! passage/v1/{venue}/match                    MatchRequest (MQTT 5 request:    gate -> matcher
+//!                                             response topic + correlation data)
+//! passage/v1/_replies/{client}               MatchResponse / EnrolResponse    matcher -> requester
+//! passage/v1/{venue}/enrol                    EnrolRequest                     key holder -> matcher
+//! passage/v1/{venue}/erase                    EraseRequest (request/response)  policy -> matcher
+//! passage/v1/{venue}/index                    request; reply GalleryIndex      key holder -> matcher
+//! passage/v1/{venue}/alerts                   CapacityAlert, QoS 1             analytics -> anyone
+//! ```
+//!
+//! Services subscribe through MQTT 5 shared subscriptions (`$share/{group}/...`) so that
+//! several workers can split a topic on a clustered broker.
+
+use crate::Id;
+
+/// First topic level of everything Passage publishes.
+pub const ROOT: &str = "passage/v1";
+
+/// Where a camera publishes its noised counts.
+pub fn counts(venue: &Id, camera: &Id) -> String {
+    format!("{ROOT}/{venue}/counts/{camera}")
+}
+
+/// Filter matching the counts of every camera of every venue.
+pub const COUNTS_FILTER: &str = "passage/v1/+/counts/+";
+
+/// Where gates send match requests for a venue.
+pub fn match_requests(venue: &Id) -> String {
+    format!("{ROOT}/{venue}/match")
+}
+
+/// Filter matching match requests of every venue.
+pub const MATCH_FILTER: &str = "passage/v1/+/match";
+
+/// The reply topic of one MQTT client: requesters name it as their MQTT 5 response topic.
+/// `client` is the MQTT client id.
+pub fn reply_to(client: &str) -> String {
+    format!("{ROOT}/_replies/{client}")
+}
+
+/// Where encrypted templates are enrolled.
+pub fn enrol(venue: &Id) -> String {
+    format!("{ROOT}/{venue}/enrol")
+}
+
+/// Filter matching enrolments of every venue.
+pub const ENROL_FILTER: &str = "passage/v1/+/enrol";
+
+/// Where erasure requests go.
+pub fn erase(venue: &Id) -> String {
+    format!("{ROOT}/{venue}/erase")
+}
+
+/// Filter matching erasures of every venue.
+pub const ERASE_FILTER: &str = "passage/v1/+/erase";
+
+/// Where the key holder asks for the gallery index (MQTT 5 request/response).
+pub fn index(venue: &Id) -> String {
+    format!("{ROOT}/{venue}/index")
+}
+
+/// Filter matching index requests of every venue.
+pub const INDEX_FILTER: &str = "passage/v1/+/index";
+
+/// Where capacity alerts are published.
+pub fn alerts(venue: &Id) -> String {
+    format!("{ROOT}/{venue}/alerts")
+}
+
+/// Wraps a filter in an MQTT 5 shared subscription for `group`.
+pub fn shared(group: &str, filter: &str) -> String {
+    format!("$share/{group}/{filter}")
+}
+
+/// The venue level of a Passage topic (`passage/v1/{venue}/...`), if the topic has one.
+pub fn venue_of(topic: &str) -> Option<Id> {
+    let rest = topic.strip_prefix(ROOT)?.strip_prefix('/')?;
+    let venue = rest.split('/').next()?;
+    Id::new(venue).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topics_follow_the_documented_layout() {
+        let venue = Id::new("arena").expect("valid");
+        let cam = Id::new("cam-1").expect("valid");
+        assert_eq!(counts(&venue, &cam), "passage/v1/arena/counts/cam-1");
+        assert_eq!(shared("ingest", COUNTS_FILTER), "$share/ingest/passage/v1/+/counts/+");
+        assert_eq!(venue_of("passage/v1/arena/match"), Some(venue));
+        assert_eq!(venue_of("other/v1/arena/match"), None);
+        assert_eq!(venue_of("passage/v1/Bad/match"), None);
+    }
+}
