@@ -24,14 +24,16 @@ fn main() {
     let params = Params::DEFAULT;
     let d = params.dim;
     let mut r = rand::rngs::StdRng::seed_from_u64(2026);
-    let random = |r: &mut rand::rngs::StdRng, n: usize| -> Vec<i8> { (0..n).map(|_| r.random_range(-8i8..=7)).collect() };
+    let random =
+        |r: &mut rand::rngs::StdRng, n: usize| -> Vec<i8> { (0..n).map(|_| r.random_range(-8i8..=7)).collect() };
 
     // Engine, single-threaded.
     let n = env_usize("PASSAGE_BENCH_GALLERY", 16_384);
     let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build().expect("pool");
     let mut fhe_rng = FheRng::from_seed(r.random());
     let key = SecretKey::generate(params, &mut fhe_rng).expect("params");
-    let templates: Vec<QuantizedVector> = (0..n).map(|_| QuantizedVector::from_coefficients(random(&mut r, d))).collect();
+    let templates: Vec<QuantizedVector> =
+        (0..n).map(|_| QuantizedVector::from_coefficients(random(&mut r, d))).collect();
     let encrypted: Vec<_> = templates.iter().map(|t| key.encrypt_template(t, &mut fhe_rng).expect("dim")).collect();
     let gallery = Gallery::from_templates(params, encrypted).expect("gallery");
     let probe = QuantizedVector::from_coefficients(random(&mut r, d));
@@ -46,7 +48,10 @@ fn main() {
         exact &= scores.scores.iter().all(|(slot, s)| *s == plain_score(&templates[*slot as usize], &probe));
     }
     let engine_us = best * 1e6 / n as f64;
-    println!("{}", serde_json::json!({"side": "passage packed external product", "threads": 1, "gallery": n, "dim": d, "per_template_us": engine_us, "exact": exact}));
+    println!(
+        "{}",
+        serde_json::json!({"side": "passage packed external product", "threads": 1, "gallery": n, "dim": d, "per_template_us": engine_us, "exact": exact})
+    );
 
     // Naive tfhe high-level API on one template.
     let naive_dim = env_usize("PASSAGE_BENCH_NAIVE_DIM", 8).clamp(1, d);

@@ -60,7 +60,8 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
     }
     let params = Params::with_dim(args.dim);
     params.validate().map_err(anyhow::Error::msg).context("invalid --dim")?;
-    let threads = if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads };
+    let threads =
+        if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads };
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("cannot build the thread pool")?;
 
     let mut seed = [0u8; 16];
@@ -68,24 +69,28 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
     let mut fhe_rng = FheRng::from_seed(seed);
     let key = SecretKey::generate(params, &mut fhe_rng).map_err(anyhow::Error::msg)?;
     let mut r = rand::rngs::StdRng::from_os_rng();
-    let random_vector = |r: &mut rand::rngs::StdRng| QuantizedVector::from_coefficients((0..params.dim).map(|_| r.random_range(-8i8..=7)).collect());
+    let random_vector = |r: &mut rand::rngs::StdRng| {
+        QuantizedVector::from_coefficients((0..params.dim).map(|_| r.random_range(-8i8..=7)).collect())
+    };
     let plain: Vec<QuantizedVector> = (0..args.gallery).map(|_| random_vector(&mut r)).collect();
 
     eprintln!("encrypting {} templates (d = {}, {} threads)...", args.gallery, params.dim, threads);
     let started = Instant::now();
     let seeds: Vec<[u8; 16]> = (0..threads).map(|_| r.random()).collect();
     let chunk = args.gallery.div_ceil(threads);
-    let encrypted: Vec<EncryptedTemplate> = pool.install(|| {
-        plain
-            .par_chunks(chunk)
-            .zip(seeds.par_iter())
-            .flat_map_iter(|(part, seed)| {
-                let mut rng = FheRng::from_seed(*seed);
-                part.iter().map(move |t| key.encrypt_template(t, &mut rng)).collect::<Vec<_>>()
-            })
-            .collect::<Result<_, _>>()
-    })
-    .map_err(anyhow::Error::msg)?;
+    let encrypted: Vec<EncryptedTemplate> = pool
+        .install(|| {
+            plain
+                .par_chunks(chunk)
+                .zip(seeds.par_iter())
+                .flat_map_iter(|(part, seed)| {
+                    let mut rng = FheRng::from_seed(*seed);
+                    let key = &key;
+                    part.iter().map(move |t| key.encrypt_template(t, &mut rng)).collect::<Vec<_>>()
+                })
+                .collect::<Result<_, _>>()
+        })
+        .map_err(anyhow::Error::msg)?;
     eprintln!("  {:.1} s; packing and precomputing the gallery...", started.elapsed().as_secs_f64());
     let started = Instant::now();
     let gallery = pool.install(|| Gallery::from_templates(params, encrypted)).context("cannot build the gallery")?;

@@ -94,7 +94,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     let data = match args.data_dir.clone().or_else(|| config.deployment.data_dir.clone()) {
         Some(path) => DataDir { path, remove_at_exit: false },
-        None => DataDir { path: std::env::temp_dir().join(format!("passage-demo-{}", std::process::id())), remove_at_exit: true },
+        None => DataDir {
+            path: std::env::temp_dir().join(format!("passage-demo-{}", std::process::id())),
+            remove_at_exit: true,
+        },
     };
     std::fs::create_dir_all(&data.path).with_context(|| format!("cannot create {}", data.path.display()))?;
 
@@ -113,7 +116,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         (config.broker.host.clone(), config.broker.port)
     };
     let connect = |name: &str| {
-        let config = BusConfig { host: broker_host.clone(), port: broker_port, client_id: format!("{name}-{}", std::process::id()) };
+        let config = BusConfig {
+            host: broker_host.clone(),
+            port: broker_port,
+            client_id: format!("{name}-{}", std::process::id()),
+        };
         Bus::connect(config, cancel.child_token(), &tracker)
     };
 
@@ -132,12 +139,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         threads: config.matching.threads,
         queue: config.matching.queue,
     };
-    let matcher = Matcher::start(&matcher_options, &venues, cancel.child_token(), &tracker).context("cannot start the matcher")?;
+    let matcher = Matcher::start(&matcher_options, &venues, cancel.child_token(), &tracker)
+        .context("cannot start the matcher")?;
     let matcher_bus = connect("matcher").await.context("matcher cannot reach the broker")?;
     matcher.serve_mqtt(&matcher_bus, cancel.child_token(), &tracker).await.context("matcher cannot subscribe")?;
-    let matcher_addr = passage_matcher::serve(with_port(&config.http.matcher, args.ephemeral_ports)?, tls.clone(), matcher.clone(), cancel.child_token(), &tracker)
-        .await
-        .context("cannot serve the matcher API")?;
+    let matcher_addr = passage_matcher::serve(
+        with_port(&config.http.matcher, args.ephemeral_ports)?,
+        tls.clone(),
+        matcher.clone(),
+        cancel.child_token(),
+        &tracker,
+    )
+    .await
+    .context("cannot serve the matcher API")?;
 
     // Analytics.
     let analytics_bus = connect("analytics").await.context("analytics cannot reach the broker")?;
@@ -162,7 +176,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (i, venue) in config.venues.iter().enumerate() {
         let edge_bus = connect(&format!("edge-{}", venue.id)).await.context("edge agent cannot reach the broker")?;
         let scene = Scene::new(venue, rand::random::<u64>() ^ i as u64, args.arrivals);
-        counting.push(agents::start_counting(venue, scene, &config.privacy, args.interval, edge_bus.clone(), cancel.child_token(), &tracker)?);
+        counting.push(agents::start_counting(
+            venue,
+            scene,
+            &config.privacy,
+            args.interval,
+            edge_bus.clone(),
+            cancel.child_token(),
+            &tracker,
+        )?);
         let keyholder = Arc::new(KeyHolder::generate(venue.id.clone(), params, config.matching.threshold)?);
         gates.push(agents::start_gates(
             venue,
@@ -230,7 +252,13 @@ struct Summary {
 }
 
 impl Summary {
-    fn collect(counting: &[Arc<CountingStats>], gates: &[Arc<GateStats>], analytics: &passage_analytics::Analytics, matcher: &Matcher, elapsed: Duration) -> Summary {
+    fn collect(
+        counting: &[Arc<CountingStats>],
+        gates: &[Arc<GateStats>],
+        analytics: &passage_analytics::Analytics,
+        matcher: &Matcher,
+        elapsed: Duration,
+    ) -> Summary {
         let sum = |f: &dyn Fn(&GateStats) -> u64| gates.iter().map(|g| f(g)).sum::<u64>();
         let m = matcher.stats();
         let ingest = analytics.stats.snapshot();

@@ -185,7 +185,10 @@ impl Config {
             say(vec![Seg::Key("privacy"), Seg::Key("max_crossings_per_person_day")], "must be at least 1".into());
         }
         if !(p.flag_below_std_multiple.is_finite() && p.flag_below_std_multiple >= 0.0) {
-            say(vec![Seg::Key("privacy"), Seg::Key("flag_below_std_multiple")], "must be finite and non-negative".into());
+            say(
+                vec![Seg::Key("privacy"), Seg::Key("flag_below_std_multiple")],
+                "must be finite and non-negative".into(),
+            );
         }
 
         let m = &self.matching;
@@ -206,8 +209,13 @@ impl Config {
                 say(at("legal_basis"), "biometric processing needs explicit consent (art9-2-a)".into());
             }
         }
-        if self.purposes.iter().any(|p| p.biometric) && !self.purposes.iter().any(|p| !p.biometric && p.id.as_str().contains("access")) {
-            say(vec![Seg::Key("purposes")], "biometric access needs a non-biometric access alternative purpose (e.g. `ticket-access`)".into());
+        if self.purposes.iter().any(|p| p.biometric)
+            && !self.purposes.iter().any(|p| !p.biometric && p.id.as_str().contains("access"))
+        {
+            say(
+                vec![Seg::Key("purposes")],
+                "biometric access needs a non-biometric access alternative purpose (e.g. `ticket-access`)".into(),
+            );
         }
 
         if self.venues.is_empty() {
@@ -252,18 +260,27 @@ impl Config {
             }
             for (i, gate) in venue.gates.iter().enumerate() {
                 if !zones.contains(&gate.zone) {
-                    say(at(&[Seg::Key("gates"), Seg::Index(i), Seg::Key("zone")]), format!("unknown zone `{}`", gate.zone));
+                    say(
+                        at(&[Seg::Key("gates"), Seg::Index(i), Seg::Key("zone")]),
+                        format!("unknown zone `{}`", gate.zone),
+                    );
                 }
             }
             for (i, camera) in venue.cameras.iter().enumerate() {
                 for line in &camera.lines {
                     if !lines.contains(line) {
-                        say(at(&[Seg::Key("cameras"), Seg::Index(i), Seg::Key("lines")]), format!("unknown line `{line}`"));
+                        say(
+                            at(&[Seg::Key("cameras"), Seg::Index(i), Seg::Key("lines")]),
+                            format!("unknown line `{line}`"),
+                        );
                     }
                 }
                 for zone in &camera.zones {
                     if !zones.contains(zone) {
-                        say(at(&[Seg::Key("cameras"), Seg::Index(i), Seg::Key("zones")]), format!("unknown zone `{zone}`"));
+                        say(
+                            at(&[Seg::Key("cameras"), Seg::Index(i), Seg::Key("zones")]),
+                            format!("unknown zone `{zone}`"),
+                        );
                     }
                 }
             }
@@ -304,11 +321,14 @@ fn unique_ids<'a>(
 /// Signed area by the shoelace formula.
 fn polygon_area(points: &[Point]) -> f64 {
     let n = points.len();
-    (0..n).map(|i| {
-        let [x0, y0] = points[i];
-        let [x1, y1] = points[(i + 1) % n];
-        x0 * y1 - x1 * y0
-    }).sum::<f64>() / 2.0
+    (0..n)
+        .map(|i| {
+            let [x0, y0] = points[i];
+            let [x1, y1] = points[(i + 1) % n];
+            x0 * y1 - x1 * y0
+        })
+        .sum::<f64>()
+        / 2.0
 }
 
 #[cfg(test)]
@@ -352,7 +372,10 @@ lines = ["nowhere"]
         let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
         // Unknown section is reported first (type pass); semantic errors need a clean type pass.
         assert_eq!(rendered.len(), 1, "{rendered:#?}");
-        assert!(rendered[0].starts_with("6:1: unknown section `bogus`") || rendered[0].starts_with("5:"), "{rendered:#?}");
+        assert!(
+            rendered[0].starts_with("6:1: unknown section `bogus`") || rendered[0].starts_with("5:"),
+            "{rendered:#?}"
+        );
 
         let src = src.replace("[bogus]\nx = 1\n", "");
         let errors = Config::from_toml(&src).expect_err("invalid").0;

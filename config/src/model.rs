@@ -345,9 +345,19 @@ fn default_venues() -> Vec<Venue> {
         id: id("arena"),
         name: "Demo Arena".into(),
         zones: vec![
-            Zone { id: id("concourse"), name: "Concourse".into(), capacity: 400, polygon: rect(0.0, 200.0, 1280.0, 420.0) },
+            Zone {
+                id: id("concourse"),
+                name: "Concourse".into(),
+                capacity: 400,
+                polygon: rect(0.0, 200.0, 1280.0, 420.0),
+            },
             Zone { id: id("stand-a"), name: "Stand A".into(), capacity: 150, polygon: rect(0.0, 440.0, 620.0, 720.0) },
-            Zone { id: id("stand-b"), name: "Stand B".into(), capacity: 150, polygon: rect(660.0, 440.0, 1280.0, 720.0) },
+            Zone {
+                id: id("stand-b"),
+                name: "Stand B".into(),
+                capacity: 150,
+                polygon: rect(660.0, 440.0, 1280.0, 720.0),
+            },
         ],
         lines: vec![
             Line { id: id("north-gate"), name: "North entrance".into(), from: [100.0, 180.0], to: [600.0, 180.0] },
@@ -360,11 +370,7 @@ fn default_venues() -> Vec<Venue> {
         cameras: vec![
             Camera { id: id("cam-north"), lines: vec![id("north-gate")], zones: vec![] },
             Camera { id: id("cam-east"), lines: vec![id("east-gate")], zones: vec![] },
-            Camera {
-                id: id("cam-bowl"),
-                lines: vec![],
-                zones: vec![id("concourse"), id("stand-a"), id("stand-b")],
-            },
+            Camera { id: id("cam-bowl"), lines: vec![], zones: vec![id("concourse"), id("stand-a"), id("stand-b")] },
         ],
         retention: Retention::default(),
     }]

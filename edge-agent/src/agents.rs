@@ -171,7 +171,9 @@ pub fn start_gates(
                     out.enrolled.fetch_add(1, Ordering::Relaxed);
                     visitors.push((subject, identity));
                 }
-                Ok(response) => tracing::warn!(status = ?response.status, detail = %response.detail, "enrolment refused"),
+                Ok(response) => {
+                    tracing::warn!(status = ?response.status, detail = %response.detail, "enrolment refused")
+                }
                 Err(error) => tracing::warn!(%error, "enrolment failed"),
             }
             if cancel.is_cancelled() {

@@ -118,7 +118,8 @@ impl KeyHolder {
             let mut rng = lock(&self.rng);
             self.key.encrypt_template(&quantized, &mut rng).map_err(KeyHolderError::Encrypt)?
         };
-        let request = EnrolRequest { venue: self.venue.clone(), subject: subject.clone(), template: template.to_bytes() };
+        let request =
+            EnrolRequest { venue: self.venue.clone(), subject: subject.clone(), template: template.to_bytes() };
         let reply = bus.request(&topics::enrol(&self.venue), request.encode(), self.timeout).await?;
         let response = EnrolResponse::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
         if response.status == EnrolStatus::Ok {
@@ -154,9 +155,15 @@ impl KeyHolder {
             MatchStatus::EmptyGallery => return Ok(Identification::NoMatch),
             status => return Err(KeyHolderError::Refused { status, detail: response.detail }),
         }
-        let result = ScoreResult::from_bytes(*self.key.params(), &response.result).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+        let result = ScoreResult::from_bytes(*self.key.params(), &response.result)
+            .map_err(|e| KeyHolderError::Answer(e.to_string()))?;
         let mut decrypted = self.key.decrypt_scores(&result).map_err(KeyHolderError::Answer)?;
-        let best = decrypted.scores.iter().filter(|(_, s)| *s >= self.threshold).max_by_key(|(_, s)| *s).map(|(slot, _)| *slot);
+        let best = decrypted
+            .scores
+            .iter()
+            .filter(|(_, s)| *s >= self.threshold)
+            .max_by_key(|(_, s)| *s)
+            .map(|(slot, _)| *slot);
         for (slot, score) in &mut decrypted.scores {
             slot.zeroize();
             score.zeroize();
@@ -168,7 +175,8 @@ impl KeyHolder {
 
     /// The subject in `slot` at gallery `epoch`, refreshing the cached index when stale.
     async fn subject_of(&self, bus: &Bus, slot: u32, epoch: u64) -> Result<Option<Id>, KeyHolderError> {
-        let cached = lock(&self.index).as_ref().filter(|i| i.epoch == epoch).map(|i| i.subjects.get(slot as usize).cloned());
+        let cached =
+            lock(&self.index).as_ref().filter(|i| i.epoch == epoch).map(|i| i.subjects.get(slot as usize).cloned());
         if let Some(subject) = cached {
             return Ok(subject);
         }

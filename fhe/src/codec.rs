@@ -64,7 +64,13 @@ pub(crate) fn header(tag: &[u8; 4], params_id: u64, capacity: usize) -> Vec<u8> 
 }
 
 /// Checks the header and the total length; returns the body.
-pub(crate) fn open<'a>(bytes: &'a [u8], tag: &[u8; 4], what: &'static str, params_id: u64, body_len: usize) -> Result<&'a [u8], CodecError> {
+pub(crate) fn open<'a>(
+    bytes: &'a [u8],
+    tag: &[u8; 4],
+    what: &'static str,
+    params_id: u64,
+    body_len: usize,
+) -> Result<&'a [u8], CodecError> {
     if bytes.len() < HEADER_LEN || &bytes[..4] != tag {
         return Err(CodecError::WrongKind { expected: what });
     }

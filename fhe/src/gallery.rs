@@ -238,10 +238,8 @@ fn pack(params: &Params, templates: &[EncryptedTemplate], ws: &mut Workspace) ->
     let half = n / 2;
     let levels = params.decomp_levels;
     let mut fourier = vec![c64::default(); levels * 2 * half];
-    let decomposer = SignedDecomposer::<u64>::new(
-        DecompositionBaseLog(params.decomp_base_log),
-        DecompositionLevelCount(levels),
-    );
+    let decomposer =
+        SignedDecomposer::<u64>::new(DecompositionBaseLog(params.decomp_base_log), DecompositionLevelCount(levels));
     let fft = ws.fft.as_view();
     let mut terms = decomposer.decompose_slice(packed.as_ref());
     let mut level_index = 0;

@@ -35,6 +35,6 @@ pub use gallery::{Gallery, GalleryError, SlotId, Target};
 pub use keys::{FheRng, SecretKey};
 pub use params::{Params, SECURITY_NOTE};
 pub use probe::{EncryptedProbe, PreparedProbe};
-pub use quant::{plain_score, Quantizer, QuantizedVector};
+pub use quant::{plain_score, QuantizedVector, Quantizer};
 pub use result::{DecryptedScores, ScoreResult};
 pub use template::EncryptedTemplate;

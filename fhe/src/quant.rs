@@ -81,10 +81,7 @@ impl Quantizer {
         let hi = (1i32 << (self.bits - 1)) - 1;
         let lo = -(1i32 << (self.bits - 1));
         let factor = f64::from(self.scale) / norm;
-        let q = embedding
-            .iter()
-            .map(|x| ((f64::from(*x) * factor).round() as i32).clamp(lo, hi) as i8)
-            .collect();
+        let q = embedding.iter().map(|x| ((f64::from(*x) * factor).round() as i32).clamp(lo, hi) as i8).collect();
         Ok(QuantizedVector(q))
     }
 }

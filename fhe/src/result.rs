@@ -101,7 +101,9 @@ impl ScoreResult {
             let first_position = u16::from_le_bytes([head[4], head[5]]);
             let count = usize::from(u16::from_le_bytes([head[6], head[7]]));
             if count == 0 || usize::from(first_position) + count > per {
-                return Err(invalid(format!("{count} templates from position {first_position} exceed {per} per ciphertext")));
+                return Err(invalid(format!(
+                    "{count} templates from position {first_position} exceed {per} per ciphertext"
+                )));
             }
             let words = take(4 * (n + count))?;
             let mut values = words.chunks_exact(4).map(read_u32);

@@ -46,7 +46,13 @@ impl SecretKey {
             CompressionSeed::from(seed),
             CiphertextModulus::new_native(),
         );
-        encrypt_seeded_glwe_ciphertext(&self.glwe, &mut ct, &PlaintextList::from_container(plain.as_slice()), self.noise(), rng.seeder());
+        encrypt_seeded_glwe_ciphertext(
+            &self.glwe,
+            &mut ct,
+            &PlaintextList::from_container(plain.as_slice()),
+            self.noise(),
+            rng.seeder(),
+        );
         zeroize::Zeroize::zeroize(&mut plain);
         Ok(EncryptedTemplate { params: p, seed: seed.0, body: ct.get_body().as_ref().to_vec() })
     }

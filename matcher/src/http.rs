@@ -84,7 +84,13 @@ pub fn app(matcher: Matcher) -> Router {
 }
 
 /// Serves [`app`] on `addr` over TLS until `cancel` fires; returns the bound address.
-pub async fn serve(addr: SocketAddr, tls: ServerTls, matcher: Matcher, cancel: CancellationToken, tracker: &TaskTracker) -> std::io::Result<SocketAddr> {
+pub async fn serve(
+    addr: SocketAddr,
+    tls: ServerTls,
+    matcher: Matcher,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) -> std::io::Result<SocketAddr> {
     let handle = axum_server::Handle::new();
     let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
     let server = axum_server::bind_rustls(addr, config).handle(handle.clone());
@@ -99,8 +105,5 @@ pub async fn serve(addr: SocketAddr, tls: ServerTls, matcher: Matcher, cancel: C
         cancel.cancelled().await;
         shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
     });
-    handle
-        .listening()
-        .await
-        .ok_or_else(|| std::io::Error::other(format!("matcher HTTPS server could not bind {addr}")))
+    handle.listening().await.ok_or_else(|| std::io::Error::other(format!("matcher HTTPS server could not bind {addr}")))
 }

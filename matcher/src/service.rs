@@ -120,19 +120,28 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 
 impl Matcher {
     /// Loads the galleries of `venues` and starts the evaluation worker on `tracker`.
-    pub fn start(options: &MatcherOptions, venues: &[Id], cancel: CancellationToken, tracker: &TaskTracker) -> Result<Matcher, MatcherError> {
+    pub fn start(
+        options: &MatcherOptions,
+        venues: &[Id],
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Matcher, MatcherError> {
         let mut galleries = HashMap::new();
         for venue in venues {
             let path = options.gallery_dir.join(format!("{venue}.gallery"));
-            let (store, entries) =
-                GalleryStore::open(&path, options.params).map_err(|source| MatcherError::Store { venue: venue.clone(), source })?;
+            let (store, entries) = GalleryStore::open(&path, options.params)
+                .map_err(|source| MatcherError::Store { venue: venue.clone(), source })?;
             let (subjects, templates): (Vec<Id>, Vec<EncryptedTemplate>) = entries.into_iter().unzip();
             let gallery = Gallery::from_templates(options.params, templates)
                 .map_err(|source| MatcherError::Gallery { venue: venue.clone(), source })?;
             tracing::info!(%venue, templates = gallery.len(), "gallery loaded");
             galleries.insert(venue.clone(), VenueGallery { gallery, subjects, epoch: 1, store });
         }
-        let threads = if options.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { options.threads };
+        let threads = if options.threads == 0 {
+            std::thread::available_parallelism().map_or(1, |n| n.get())
+        } else {
+            options.threads
+        };
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("fhe-eval-{i}"))
@@ -140,7 +149,12 @@ impl Matcher {
             .map_err(|error| MatcherError::Pool(error.to_string()))?;
         let (jobs, rx) = mpsc::channel(options.queue.max(1));
         let matcher = Matcher {
-            inner: Arc::new(Inner { params: options.params, galleries: RwLock::new(galleries), jobs, stats: Arc::default() }),
+            inner: Arc::new(Inner {
+                params: options.params,
+                galleries: RwLock::new(galleries),
+                jobs,
+                stats: Arc::default(),
+            }),
         };
         let worker = matcher.clone();
         tracker.spawn(async move { worker.evaluate_jobs(rx, Arc::new(pool), cancel).await });
@@ -186,7 +200,10 @@ impl Matcher {
         let prepared = probe.prepare();
         let galleries = read(&self.inner.galleries);
         let Some(venue) = galleries.get(&request.venue) else {
-            return MatchResponse::failed(MatchStatus::UnknownVenue, format!("no gallery for venue `{}`", request.venue));
+            return MatchResponse::failed(
+                MatchStatus::UnknownVenue,
+                format!("no gallery for venue `{}`", request.venue),
+            );
         };
         let target = match request.target {
             MatchTarget::Gallery => Target::All,
@@ -204,8 +221,12 @@ impl Matcher {
                     detail: String::new(),
                 }
             }
-            Err(GalleryError::Empty) => MatchResponse::failed(MatchStatus::EmptyGallery, "the venue's gallery is empty"),
-            Err(GalleryError::UnknownSlot(slot)) => MatchResponse::failed(MatchStatus::UnknownSlot, format!("slot {slot} does not exist")),
+            Err(GalleryError::Empty) => {
+                MatchResponse::failed(MatchStatus::EmptyGallery, "the venue's gallery is empty")
+            }
+            Err(GalleryError::UnknownSlot(slot)) => {
+                MatchResponse::failed(MatchStatus::UnknownSlot, format!("slot {slot} does not exist"))
+            }
             Err(error) => {
                 stats.rejected.fetch_add(1, Ordering::Relaxed);
                 MatchResponse::failed(MatchStatus::BadRequest, error.to_string())
@@ -223,19 +244,29 @@ impl Matcher {
         stats.requests.fetch_add(1, Ordering::Relaxed);
         if request.mode == MatchMode::Decision {
             stats.rejected.fetch_add(1, Ordering::Relaxed);
-            return MatchResponse::failed(MatchStatus::BadRequest, "decision mode is not available in this build; use score mode");
+            return MatchResponse::failed(
+                MatchStatus::BadRequest,
+                "decision mode is not available in this build; use score mode",
+            );
         }
         if !read(&self.inner.galleries).contains_key(&request.venue) {
-            return MatchResponse::failed(MatchStatus::UnknownVenue, format!("no gallery for venue `{}`", request.venue));
+            return MatchResponse::failed(
+                MatchStatus::UnknownVenue,
+                format!("no gallery for venue `{}`", request.venue),
+            );
         }
         let (reply, answer) = oneshot::channel();
         match self.inner.jobs.try_send(Job { request, reply }) {
-            Ok(()) => answer.await.unwrap_or_else(|_| MatchResponse::failed(MatchStatus::Internal, "matcher shutting down")),
+            Ok(()) => {
+                answer.await.unwrap_or_else(|_| MatchResponse::failed(MatchStatus::Internal, "matcher shutting down"))
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
                 stats.busy.fetch_add(1, Ordering::Relaxed);
                 MatchResponse::failed(MatchStatus::Busy, "matcher queue is full; try again shortly")
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => MatchResponse::failed(MatchStatus::Internal, "matcher shutting down"),
+            Err(mpsc::error::TrySendError::Closed(_)) => {
+                MatchResponse::failed(MatchStatus::Internal, "matcher shutting down")
+            }
         }
     }
 
@@ -290,7 +321,12 @@ impl Matcher {
     pub fn index(&self, venue: &Id) -> Option<GalleryIndex> {
         let galleries = read(&self.inner.galleries);
         let g = galleries.get(venue)?;
-        Some(GalleryIndex { v: u32::from(PROTOCOL_VERSION), venue: venue.clone(), epoch: g.epoch, subjects: g.subjects.clone() })
+        Some(GalleryIndex {
+            v: u32::from(PROTOCOL_VERSION),
+            venue: venue.clone(),
+            epoch: g.epoch,
+            subjects: g.subjects.clone(),
+        })
     }
 
     /// Number of templates enrolled for a venue.
@@ -299,12 +335,29 @@ impl Matcher {
     }
 
     /// Serves match, enrol, erase and index requests from the bus until `cancel` fires.
-    pub async fn serve_mqtt(&self, bus: &Bus, cancel: CancellationToken, tracker: &TaskTracker) -> Result<(), MatcherError> {
+    pub async fn serve_mqtt(
+        &self,
+        bus: &Bus,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<(), MatcherError> {
         let group = "matcher";
-        let mut matches = bus.subscribe(&topics::shared(group, topics::MATCH_FILTER), QoS::AtLeastOnce, 64).await.map_err(MatcherError::Subscribe)?;
-        let mut enrols = bus.subscribe(&topics::shared(group, topics::ENROL_FILTER), QoS::AtLeastOnce, 64).await.map_err(MatcherError::Subscribe)?;
-        let mut erases = bus.subscribe(&topics::shared(group, topics::ERASE_FILTER), QoS::AtLeastOnce, 64).await.map_err(MatcherError::Subscribe)?;
-        let mut indexes = bus.subscribe(&topics::shared(group, topics::INDEX_FILTER), QoS::AtLeastOnce, 64).await.map_err(MatcherError::Subscribe)?;
+        let mut matches = bus
+            .subscribe(&topics::shared(group, topics::MATCH_FILTER), QoS::AtLeastOnce, 64)
+            .await
+            .map_err(MatcherError::Subscribe)?;
+        let mut enrols = bus
+            .subscribe(&topics::shared(group, topics::ENROL_FILTER), QoS::AtLeastOnce, 64)
+            .await
+            .map_err(MatcherError::Subscribe)?;
+        let mut erases = bus
+            .subscribe(&topics::shared(group, topics::ERASE_FILTER), QoS::AtLeastOnce, 64)
+            .await
+            .map_err(MatcherError::Subscribe)?;
+        let mut indexes = bus
+            .subscribe(&topics::shared(group, topics::INDEX_FILTER), QoS::AtLeastOnce, 64)
+            .await
+            .map_err(MatcherError::Subscribe)?;
         let this = self.clone();
         let bus = bus.clone();
         let inner_tracker = tracker.clone();
@@ -349,7 +402,9 @@ impl Matcher {
 
     async fn on_match(&self, bus: &Bus, message: Message) {
         let response = match MatchRequest::decode(&message.payload) {
-            Ok(request) if topics::venue_of(&message.topic).as_ref() == Some(&request.venue) => self.handle_match(request).await,
+            Ok(request) if topics::venue_of(&message.topic).as_ref() == Some(&request.venue) => {
+                self.handle_match(request).await
+            }
             Ok(_) => MatchResponse::failed(MatchStatus::BadRequest, "venue in topic and request differ"),
             Err(error) => {
                 self.inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
@@ -365,7 +420,12 @@ impl Matcher {
     fn on_enrol(&self, message: &Message) -> Option<EnrolResponse> {
         let response = match EnrolRequest::decode(&message.payload) {
             Ok(request) if topics::venue_of(&message.topic).as_ref() == Some(&request.venue) => self.enrol(&request),
-            Ok(_) => EnrolResponse { status: EnrolStatus::Rejected, slot: 0, epoch: 0, detail: "venue in topic and request differ".into() },
+            Ok(_) => EnrolResponse {
+                status: EnrolStatus::Rejected,
+                slot: 0,
+                epoch: 0,
+                detail: "venue in topic and request differ".into(),
+            },
             Err(error) => EnrolResponse { status: EnrolStatus::Rejected, slot: 0, epoch: 0, detail: error.to_string() },
         };
         Some(response)
@@ -393,7 +453,8 @@ fn remove_subject(venue: &mut VenueGallery, subject: &Id) -> Result<(), StoreErr
     let mut order: Vec<usize> = (0..venue.subjects.len()).collect();
     order.swap_remove(slot);
     let templates = venue.gallery.templates();
-    let keep: Vec<(Id, &EncryptedTemplate)> = order.iter().map(|&i| (venue.subjects[i].clone(), &templates[i])).collect();
+    let keep: Vec<(Id, &EncryptedTemplate)> =
+        order.iter().map(|&i| (venue.subjects[i].clone(), &templates[i])).collect();
     venue.store.rewrite(&keep)?;
     if venue.gallery.remove(slot as u32).is_ok() {
         venue.subjects.swap_remove(slot);

@@ -106,7 +106,10 @@ impl GalleryStore {
             return Err(StoreError::Foreign { path: path.to_owned(), reason: "bad header".into() });
         }
         if bytes[5..13] != params.id().to_le_bytes() {
-            return Err(StoreError::Foreign { path: path.to_owned(), reason: "made for other scheme parameters".into() });
+            return Err(StoreError::Foreign {
+                path: path.to_owned(),
+                reason: "made for other scheme parameters".into(),
+            });
         }
         let template_len = EncryptedTemplate::encoded_len(&params);
         let mut entries = Vec::new();
@@ -162,7 +165,8 @@ impl GalleryStore {
                 let _ = d.sync_all();
             }
         }
-        let mut file = OpenOptions::new().read(true).write(true).open(&self.path).map_err(io_error("reopen", &self.path))?;
+        let mut file =
+            OpenOptions::new().read(true).write(true).open(&self.path).map_err(io_error("reopen", &self.path))?;
         file.seek(SeekFrom::End(0)).map_err(io_error("seek", &self.path))?;
         self.file = file;
         Ok(())
@@ -255,7 +259,8 @@ mod tests {
             store.append(s, t).expect("append");
         }
         let erased = entries[1].1.to_bytes();
-        let keep: Vec<(Id, &EncryptedTemplate)> = [&entries[0], &entries[2]].iter().map(|(s, t)| (s.clone(), t)).collect();
+        let keep: Vec<(Id, &EncryptedTemplate)> =
+            [&entries[0], &entries[2]].iter().map(|(s, t)| (s.clone(), t)).collect();
         store.rewrite(&keep).expect("rewrite");
         let bytes = fs::read(&path).expect("read");
         let needle = &erased[erased.len() - 64..];
@@ -272,6 +277,9 @@ mod tests {
         fs::write(&path, b"not a gallery at all").expect("write");
         assert!(matches!(GalleryStore::open(&path, Params::DEFAULT), Err(StoreError::Foreign { .. })));
         GalleryStore::open(&dir.path().join("w.gallery"), Params::with_dim(64)).expect("create");
-        assert!(matches!(GalleryStore::open(&dir.path().join("w.gallery"), Params::DEFAULT), Err(StoreError::Foreign { .. })));
+        assert!(matches!(
+            GalleryStore::open(&dir.path().join("w.gallery"), Params::DEFAULT),
+            Err(StoreError::Foreign { .. })
+        ));
     }
 }

@@ -56,7 +56,14 @@ impl ConsentRegistry {
     ///
     /// # Errors
     /// If `notice_version` is not the venue's current notice.
-    pub fn grant(&mut self, subject: &Id, venue: &Id, purpose: &Id, notice_version: u32, at: i64) -> Result<(), ConsentError> {
+    pub fn grant(
+        &mut self,
+        subject: &Id,
+        venue: &Id,
+        purpose: &Id,
+        notice_version: u32,
+        at: i64,
+    ) -> Result<(), ConsentError> {
         let current = self.current_notice.get(venue).copied().unwrap_or(0);
         if notice_version != current {
             return Err(ConsentError::StaleNotice { accepted: notice_version, current });
@@ -73,9 +80,7 @@ impl ConsentRegistry {
     /// Whether `subject` currently consents to `purpose` at `venue` (against the current notice).
     pub fn allows(&self, subject: &Id, venue: &Id, purpose: &Id) -> bool {
         let current = self.current_notice.get(venue).copied().unwrap_or(0);
-        self.grants
-            .get(&(subject.clone(), venue.clone(), purpose.clone()))
-            .is_some_and(|g| g.notice_version == current)
+        self.grants.get(&(subject.clone(), venue.clone(), purpose.clone())).is_some_and(|g| g.notice_version == current)
     }
 }
 

@@ -27,7 +27,8 @@ async fn pubsub_and_request_response(port: u16) {
     let a = connect(port, "a", &cancel, &tracker).await;
     let b = connect(port, "b", &cancel, &tracker).await;
 
-    let mut counts = b.subscribe(&topics::shared("ingest", topics::COUNTS_FILTER), QoS::AtLeastOnce, 16).await.expect("subscribe");
+    let mut counts =
+        b.subscribe(&topics::shared("ingest", topics::COUNTS_FILTER), QoS::AtLeastOnce, 16).await.expect("subscribe");
     let mut requests = b.subscribe("passage/v1/+/match", QoS::AtLeastOnce, 16).await.expect("subscribe");
     tokio::time::sleep(Duration::from_millis(300)).await;
 
@@ -43,7 +44,8 @@ async fn pubsub_and_request_response(port: u16) {
         items: vec![],
     };
     a.publish(&topics::counts(&id("arena"), &id("cam-1")), QoS::AtLeastOnce, record.encode()).await.expect("publish");
-    let got = tokio::time::timeout(Duration::from_secs(5), counts.recv()).await.expect("delivered in time").expect("open");
+    let got =
+        tokio::time::timeout(Duration::from_secs(5), counts.recv()).await.expect("delivered in time").expect("open");
     assert_eq!(got.topic, "passage/v1/arena/counts/cam-1");
     assert_eq!(CountRecord::decode(&got.payload), Ok(record));
 
@@ -56,7 +58,10 @@ async fn pubsub_and_request_response(port: u16) {
         }
     });
     for i in 0..3 {
-        let reply = a.request("passage/v1/arena/match", format!("q{i}").into_bytes(), Duration::from_secs(5)).await.expect("reply");
+        let reply = a
+            .request("passage/v1/arena/match", format!("q{i}").into_bytes(), Duration::from_secs(5))
+            .await
+            .expect("reply");
         assert_eq!(&reply.payload[..], format!("echo:q{i}").as_bytes());
     }
     let unanswered = a.request("passage/v1/arena/nobody", b"?".to_vec(), Duration::from_millis(300)).await;
@@ -73,7 +78,8 @@ async fn encrypted_matching(port: u16) {
     let dir = tempfile::tempdir().expect("tempdir");
     let venue = id("arena");
     let options = MatcherOptions { gallery_dir: dir.path().to_owned(), params: Params::DEFAULT, threads: 2, queue: 4 };
-    let matcher = Matcher::start(&options, std::slice::from_ref(&venue), cancel.child_token(), &tracker).expect("matcher");
+    let matcher =
+        Matcher::start(&options, std::slice::from_ref(&venue), cancel.child_token(), &tracker).expect("matcher");
     let matcher_bus = connect(port, "matcher", &cancel, &tracker).await;
     matcher.serve_mqtt(&matcher_bus, cancel.child_token(), &tracker).await.expect("serve");
     let gate_bus = connect(port, "gate", &cancel, &tracker).await;
@@ -86,7 +92,10 @@ async fn encrypted_matching(port: u16) {
 
     // An empty gallery answers "no match", not an error.
     let stranger = faces.identity();
-    assert_eq!(keyholder.identify(&gate_bus, &gate, &faces.observe(&stranger)).await.expect("answered"), Identification::NoMatch);
+    assert_eq!(
+        keyholder.identify(&gate_bus, &gate, &faces.observe(&stranger)).await.expect("answered"),
+        Identification::NoMatch
+    );
 
     for (subject, identity) in &people {
         let response = keyholder.enrol(&gate_bus, subject, &faces.observe(identity)).await.expect("enrolled");
@@ -115,7 +124,8 @@ async fn encrypted_matching(port: u16) {
     tracker.wait().await;
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let reopened = Matcher::start(&options, std::slice::from_ref(&venue), cancel.child_token(), &tracker).expect("reopen");
+    let reopened =
+        Matcher::start(&options, std::slice::from_ref(&venue), cancel.child_token(), &tracker).expect("reopen");
     assert_eq!(reopened.gallery_len(&venue), Some(19));
     assert_eq!(reopened.index(&venue).map(|i| i.subjects.contains(erased)), Some(false));
     cancel.cancel();
@@ -148,8 +158,10 @@ fn the_matcher_answers_busy_when_its_queue_is_full() {
         let tracker = TaskTracker::new();
         let dir = tempfile::tempdir().expect("tempdir");
         let venue = id("arena");
-        let options = MatcherOptions { gallery_dir: dir.path().to_owned(), params: Params::DEFAULT, threads: 1, queue: 1 };
-        let matcher = Matcher::start(&options, std::slice::from_ref(&venue), cancel.child_token(), &tracker).expect("matcher");
+        let options =
+            MatcherOptions { gallery_dir: dir.path().to_owned(), params: Params::DEFAULT, threads: 1, queue: 1 };
+        let matcher =
+            Matcher::start(&options, std::slice::from_ref(&venue), cancel.child_token(), &tracker).expect("matcher");
         let bus = connect(broker.addr().port(), "busy", &cancel, &tracker).await;
         matcher.serve_mqtt(&bus, cancel.child_token(), &tracker).await.expect("serve");
         let keyholder = KeyHolder::generate(venue.clone(), Params::DEFAULT, 0.5).expect("key");

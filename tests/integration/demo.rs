@@ -6,7 +6,18 @@ use std::process::Command;
 fn the_demo_runs_the_whole_flow_and_exits_cleanly() {
     let data = tempfile::tempdir().expect("tempdir");
     let output = Command::new(env!("CARGO_BIN_EXE_passage"))
-        .args(["demo", "--exit-after", "25", "--ephemeral-ports", "--interval", "5", "--gate-every", "0.5", "--visitors", "8"])
+        .args([
+            "demo",
+            "--exit-after",
+            "25",
+            "--ephemeral-ports",
+            "--interval",
+            "5",
+            "--gate-every",
+            "0.5",
+            "--visitors",
+            "8",
+        ])
         .arg("--data-dir")
         .arg(data.path())
         .env("PASSAGE_LOG", "warn")
@@ -18,7 +29,9 @@ fn the_demo_runs_the_whole_flow_and_exits_cleanly() {
     assert!(stdout.contains("dashboard:    https://127.0.0.1:"), "{stdout}");
     let last = stdout.lines().last().expect("a summary line");
     let summary: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
-    let n = |path: &str| summary.pointer(path).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{path} in {summary}"));
+    let n = |path: &str| {
+        summary.pointer(path).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{path} in {summary}"))
+    };
     assert!(n("/counts_published") >= 6, "{summary}");
     assert!(n("/counts_ingested") >= 3, "{summary}");
     assert_eq!(n("/counts_quarantined"), 0, "{summary}");
@@ -40,7 +53,8 @@ fn config_check_reports_every_error_with_its_location() {
         "[privacy]\nepsilon_per_day = 0.0\n\n[[venues]]\nid = \"v\"\nname = \"V\"\n[[venues.cameras]]\nid = \"c\"\nzones = [\"nowhere\"]\n",
     )
     .expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_passage")).args(["config", "check"]).arg(&file).output().expect("runs");
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_passage")).args(["config", "check"]).arg(&file).output().expect("runs");
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("bad.toml:2:19: privacy.epsilon_per_day"), "{stderr}");
@@ -49,6 +63,7 @@ fn config_check_reports_every_error_with_its_location() {
     let good = dir.path().join("good.toml");
     let default = Command::new(env!("CARGO_BIN_EXE_passage")).args(["config", "default"]).output().expect("runs");
     std::fs::write(&good, &default.stdout).expect("write");
-    let output = Command::new(env!("CARGO_BIN_EXE_passage")).args(["config", "check"]).arg(&good).output().expect("runs");
+    let output =
+        Command::new(env!("CARGO_BIN_EXE_passage")).args(["config", "check"]).arg(&good).output().expect("runs");
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
 }

@@ -27,7 +27,8 @@ impl Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
         let mut f = std::fs::File::create(&conf).expect("config file");
-        writeln!(f, "listener {port} 127.0.0.1\nallow_anonymous true\nmessage_size_limit 0\npersistence false").expect("write config");
+        writeln!(f, "listener {port} 127.0.0.1\nallow_anonymous true\nmessage_size_limit 0\npersistence false")
+            .expect("write config");
         let child = Command::new(binary)
             .arg("-c")
             .arg(&conf)

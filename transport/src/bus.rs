@@ -212,7 +212,12 @@ impl Bus {
 
     /// Subscribes to `filter` (wildcards and `$share/...` allowed) and returns a channel of
     /// matching messages holding at most `capacity` undelivered messages.
-    pub async fn subscribe(&self, filter: &str, qos: QoS, capacity: usize) -> Result<mpsc::Receiver<Message>, BusError> {
+    pub async fn subscribe(
+        &self,
+        filter: &str,
+        qos: QoS,
+        capacity: usize,
+    ) -> Result<mpsc::Receiver<Message>, BusError> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         lock(&self.routes).push(Route { filter: filter.to_owned(), tx });
         lock(&self.subscriptions).push((filter.to_owned(), qos));
@@ -227,7 +232,12 @@ impl Bus {
 
     /// Publishes a request on `topic` with this client's reply topic and a fresh correlation id,
     /// and waits for the reply.
-    pub async fn request(&self, topic: &str, payload: impl Into<Bytes>, timeout: Duration) -> Result<Message, BusError> {
+    pub async fn request(
+        &self,
+        topic: &str,
+        payload: impl Into<Bytes>,
+        timeout: Duration,
+    ) -> Result<Message, BusError> {
         let n = self.next_correlation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let correlation = Bytes::from(n.to_be_bytes().to_vec());
         let (tx, rx) = oneshot::channel();
@@ -259,7 +269,8 @@ impl Bus {
     /// response topic is answered nowhere (returns `Ok`).
     pub async fn respond(&self, request: &Message, payload: impl Into<Bytes>) -> Result<(), BusError> {
         let Some(topic) = &request.response_topic else { return Ok(()) };
-        let properties = PublishProperties { correlation_data: request.correlation.clone(), ..PublishProperties::default() };
+        let properties =
+            PublishProperties { correlation_data: request.correlation.clone(), ..PublishProperties::default() };
         self.client
             .publish_with_properties(topic.clone(), QoS::AtLeastOnce, false, payload.into(), properties)
             .await

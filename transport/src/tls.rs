@@ -38,7 +38,8 @@ impl ServerTls {
     /// only.
     pub fn self_signed() -> Result<ServerTls, TlsError> {
         let names = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
-        let certified = rcgen::generate_simple_self_signed(names).map_err(|error| TlsError::Generate(error.to_string()))?;
+        let certified =
+            rcgen::generate_simple_self_signed(names).map_err(|error| TlsError::Generate(error.to_string()))?;
         let cert_der: CertificateDer<'static> = certified.cert.der().clone();
         let key_der = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.signing_key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());

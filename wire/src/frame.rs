@@ -103,10 +103,7 @@ impl<'a> FrameReader<'a> {
             return Err(DecodeError::BadMagic);
         }
         if bytes[3] != PROTOCOL_VERSION {
-            return Err(DecodeError::UnsupportedVersion {
-                found: u32::from(bytes[3]),
-                expected: PROTOCOL_VERSION,
-            });
+            return Err(DecodeError::UnsupportedVersion { found: u32::from(bytes[3]), expected: PROTOCOL_VERSION });
         }
         if bytes[4] != kind {
             return Err(DecodeError::WrongKind { found: bytes[4], expected: kind });
@@ -189,10 +186,7 @@ mod tests {
         let mut frame = FrameWriter::new(7).finish();
         frame.extend_from_slice(&u32::MAX.to_le_bytes());
         let mut reader = FrameReader::open(&frame, 7, 1024).expect("header is valid");
-        assert_eq!(
-            reader.blob("probe", 100),
-            Err(DecodeError::Oversize { len: u32::MAX as usize, limit: 100 })
-        );
+        assert_eq!(reader.blob("probe", 100), Err(DecodeError::Oversize { len: u32::MAX as usize, limit: 100 }));
     }
 
     #[test]
@@ -207,9 +201,6 @@ mod tests {
             FrameReader::open(b"PSG\x01\x02", 1, 10).err(),
             Some(DecodeError::WrongKind { found: 2, expected: 1 })
         );
-        assert_eq!(
-            FrameReader::open(&[0u8; 11], 1, 10).err(),
-            Some(DecodeError::Oversize { len: 11, limit: 10 })
-        );
+        assert_eq!(FrameReader::open(&[0u8; 11], 1, 10).err(), Some(DecodeError::Oversize { len: 11, limit: 10 }));
     }
 }

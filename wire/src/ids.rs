@@ -40,9 +40,7 @@ impl Id {
         if s.len() > MAX_ID_LEN {
             return Err(IdError::TooLong);
         }
-        if let Some(bad) = s
-            .chars()
-            .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
+        if let Some(bad) = s.chars().find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '_'))
         {
             return Err(IdError::BadChar(bad));
         }

@@ -21,9 +21,8 @@ pub mod topics;
 pub use error::DecodeError;
 pub use ids::{Id, IdError};
 pub use messages::{
-    CapacityAlert, CountItem, CountRecord, Direction, EnrolRequest, GalleryIndex, EnrolResponse, EnrolStatus, EraseRequest,
-    MatchMode, MatchRequest, MatchResponse, MatchStatus, MatchTarget, Metric,
-    NoiseMechanism,
+    CapacityAlert, CountItem, CountRecord, Direction, EnrolRequest, EnrolResponse, EnrolStatus, EraseRequest,
+    GalleryIndex, MatchMode, MatchRequest, MatchResponse, MatchStatus, MatchTarget, Metric, NoiseMechanism,
 };
 
 /// The protocol version this build speaks. Every message carries it; decoders reject others.

@@ -39,8 +39,7 @@ fn decode_json<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, Decode
     struct Versioned {
         v: u32,
     }
-    let versioned: Versioned =
-        serde_json::from_slice(bytes).map_err(|error| DecodeError::Json(error.to_string()))?;
+    let versioned: Versioned = serde_json::from_slice(bytes).map_err(|error| DecodeError::Json(error.to_string()))?;
     check_version(versioned.v)?;
     serde_json::from_slice(bytes).map_err(|error| DecodeError::Json(error.to_string()))
 }
@@ -256,7 +255,8 @@ impl GalleryIndex {
         if bytes.len() > MAX_INDEX_BYTES {
             return Err(DecodeError::Oversize { len: bytes.len(), limit: MAX_INDEX_BYTES });
         }
-        let index: GalleryIndex = serde_json::from_slice(bytes).map_err(|error| DecodeError::Json(error.to_string()))?;
+        let index: GalleryIndex =
+            serde_json::from_slice(bytes).map_err(|error| DecodeError::Json(error.to_string()))?;
         check_version(index.v)?;
         Ok(index)
     }
@@ -503,12 +503,7 @@ impl EnrolResponse {
             EnrolStatus::UnknownVenue => 3,
             EnrolStatus::Internal => 4,
         };
-        FrameWriter::new(KIND_ENROL_RESPONSE)
-            .u8(status)
-            .u32(self.slot)
-            .u64(self.epoch)
-            .str(&self.detail)
-            .finish()
+        FrameWriter::new(KIND_ENROL_RESPONSE).u8(status).u32(self.slot).u64(self.epoch).str(&self.detail).finish()
     }
 
     /// Decodes a binary frame, checking every bound.
@@ -551,7 +546,8 @@ mod tests {
     }
 
     fn count_record() -> impl Strategy<Value = CountRecord> {
-        let item = (metric(), any::<i64>(), 0.0f64..1e9).prop_map(|(metric, value, std)| CountItem { metric, value, std });
+        let item =
+            (metric(), any::<i64>(), 0.0f64..1e9).prop_map(|(metric, value, std)| CountItem { metric, value, std });
         let mechanism = prop_oneof![
             Just(NoiseMechanism::DiscreteLaplace),
             Just(NoiseMechanism::DiscreteGaussian),
@@ -585,7 +581,14 @@ mod tests {
         let mode = prop_oneof![Just(MatchMode::Score), Just(MatchMode::Decision)];
         let target = prop_oneof![Just(MatchTarget::Gallery), any::<u32>().prop_map(MatchTarget::Slot)];
         (id(), id(), mode, target, any::<i32>(), prop::collection::vec(any::<u8>(), 0..2048)).prop_map(
-            |(venue, gate, mode, target, threshold, probe)| MatchRequest { venue, gate, mode, target, threshold, probe },
+            |(venue, gate, mode, target, threshold, probe)| MatchRequest {
+                venue,
+                gate,
+                mode,
+                target,
+                threshold,
+                probe,
+            },
         )
     }
 
@@ -597,8 +600,11 @@ mod tests {
     }
 
     fn enrol_request() -> impl Strategy<Value = EnrolRequest> {
-        (id(), id(), prop::collection::vec(any::<u8>(), 0..2048))
-            .prop_map(|(venue, subject, template)| EnrolRequest { venue, subject, template })
+        (id(), id(), prop::collection::vec(any::<u8>(), 0..2048)).prop_map(|(venue, subject, template)| EnrolRequest {
+            venue,
+            subject,
+            template,
+        })
     }
 
     fn enrol_response() -> impl Strategy<Value = EnrolResponse> {
@@ -609,8 +615,12 @@ mod tests {
             Just(EnrolStatus::UnknownVenue),
             Just(EnrolStatus::Internal),
         ];
-        (status, any::<u32>(), any::<u64>(), "[ -~]{0,256}")
-            .prop_map(|(status, slot, epoch, detail)| EnrolResponse { status, slot, epoch, detail })
+        (status, any::<u32>(), any::<u64>(), "[ -~]{0,256}").prop_map(|(status, slot, epoch, detail)| EnrolResponse {
+            status,
+            slot,
+            epoch,
+            detail,
+        })
     }
 
     proptest! {

@@ -71,7 +71,10 @@ pub struct CameraCounter {
 impl std::fmt::Debug for CameraCounter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Deliberately omits tracks and tallies (invariant 1).
-        f.debug_struct("CameraCounter").field("venue", &self.venue).field("camera", &self.camera).finish_non_exhaustive()
+        f.debug_struct("CameraCounter")
+            .field("venue", &self.venue)
+            .field("camera", &self.camera)
+            .finish_non_exhaustive()
     }
 }
 
@@ -86,7 +89,11 @@ pub enum CounterError {
 impl CameraCounter {
     /// A counter for `camera` of `venue`, with the lines and zones the configuration gives it.
     pub fn new(venue: &Venue, camera: &Id) -> Result<CameraCounter, CounterError> {
-        let cam = venue.cameras.iter().find(|c| &c.id == camera).ok_or_else(|| CounterError::UnknownCamera(camera.clone()))?;
+        let cam = venue
+            .cameras
+            .iter()
+            .find(|c| &c.id == camera)
+            .ok_or_else(|| CounterError::UnknownCamera(camera.clone()))?;
         let lines = venue
             .lines
             .iter()
@@ -131,7 +138,11 @@ impl CameraCounter {
         }
         let n_lines = self.lines.len();
         let frame = self.frame;
-        let state = self.tracks.entry(track).or_insert_with(|| TrackState { anchor: vec![None; n_lines], zone: None, last_seen: frame });
+        let state = self.tracks.entry(track).or_insert_with(|| TrackState {
+            anchor: vec![None; n_lines],
+            zone: None,
+            last_seen: frame,
+        });
         state.last_seen = frame;
         for (i, line) in self.lines.iter().enumerate() {
             if distance_to_line(line.from, line.to, p) < self.hysteresis {
@@ -166,7 +177,15 @@ impl CameraCounter {
     /// Adds DP noise to `tallies` and builds the record to publish. Every configured cell is
     /// released, zeros included. Values are not clamped here: clamping per interval would bias
     /// the sums analytics computes; consumers clamp what they display.
-    pub fn release<R: RngCore>(&self, tallies: Tallies, start: i64, secs: u32, noise: &DiscreteLaplace, rng: &mut R, id: String) -> CountRecord {
+    pub fn release<R: RngCore>(
+        &self,
+        tallies: Tallies,
+        start: i64,
+        secs: u32,
+        noise: &DiscreteLaplace,
+        rng: &mut R,
+        id: String,
+    ) -> CountRecord {
         let std = noise.std();
         let mut items = Vec::with_capacity(self.lines.len() * 2 + self.zones.len() * self.zones.len());
         for (line, (n_in, n_out)) in self.lines.iter().zip(&tallies.crossings) {
