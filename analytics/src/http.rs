@@ -431,8 +431,8 @@ fn render_dashboard(config: &Config, views: &[VenueView], ingest: IngestCounts, 
                 page,
                 "<tr><th scope=\"row\">{}</th>{}{}</tr>",
                 escape_html(name),
-                cell(find(*line, Direction::In), flag_multiple),
-                cell(find(*line, Direction::Out), flag_multiple),
+                cell(find(line, Direction::In), flag_multiple),
+                cell(find(line, Direction::Out), flag_multiple),
             );
         }
         if rows.is_empty() {
@@ -455,10 +455,10 @@ fn render_dashboard(config: &Config, views: &[VenueView], ingest: IngestCounts, 
         }
         page.push_str("</section>");
     }
-    let _ = write!(
+    let _ = writeln!(
         page,
         "<footer>ingest: {} received &middot; {} stored &middot; {} duplicates &middot; \
-         {} quarantined &middot; {} lost</footer></body></html>\n",
+         {} quarantined &middot; {} lost</footer></body></html>",
         ingest.received, ingest.inserted, ingest.duplicates, ingest.quarantined, ingest.failed,
     );
     page

@@ -44,8 +44,15 @@ impl Params {
     };
 
     /// The default with another embedding dimension.
+    ///
+    /// Larger dimensions need a larger message space (Δ shrinks so that `d · 64` still fits)
+    /// and a finer decomposition (a third level), because the decomposition rounding error
+    /// is multiplied by the probe polynomial, whose weight grows with `d`.
     pub fn with_dim(dim: usize) -> Params {
-        Params { dim, ..Params::DEFAULT }
+        let dim_log = dim.max(1).ilog2();
+        let delta_log = Params::DEFAULT.delta_log.min(56u32.saturating_sub(dim_log));
+        let decomp_levels = if dim >= 512 { 3 } else { Params::DEFAULT.decomp_levels };
+        Params { dim, delta_log, decomp_levels, ..Params::DEFAULT }
     }
 
     /// Templates packed in one GLWE ciphertext.

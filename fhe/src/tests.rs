@@ -27,7 +27,10 @@ fn check_gallery(params: Params, templates: &[QuantizedVector], probe: &Quantize
     for (slot, score) in &decrypted.scores {
         assert_eq!(*score, plain_score(&templates[*slot as usize], probe), "slot {slot}");
     }
-    assert!(decrypted.max_noise_fraction < 0.1, "noise {}", decrypted.max_noise_fraction);
+    // Half of the decoding margin (0.5). Random probes measure about 0.02; a constant probe
+    // (impossible for a normalised embedding) adds the key's mean coherently, up to ~0.12.
+    // docs/fhe.md explains both.
+    assert!(decrypted.max_noise_fraction < 0.25, "noise {}", decrypted.max_noise_fraction);
     decrypted.max_noise_fraction
 }
 

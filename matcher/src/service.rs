@@ -341,21 +341,22 @@ impl Matcher {
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<(), MatcherError> {
-        let group = "matcher";
+        // One share group per filter: rumqttd 0.20 keeps a single delivery cursor per group
+        // name, so one group over several filters silently starves all but the first.
         let mut matches = bus
-            .subscribe(&topics::shared(group, topics::MATCH_FILTER), QoS::AtLeastOnce, 64)
+            .subscribe(&topics::shared("matcher-match", topics::MATCH_FILTER), QoS::AtLeastOnce, 64)
             .await
             .map_err(MatcherError::Subscribe)?;
         let mut enrols = bus
-            .subscribe(&topics::shared(group, topics::ENROL_FILTER), QoS::AtLeastOnce, 64)
+            .subscribe(&topics::shared("matcher-enrol", topics::ENROL_FILTER), QoS::AtLeastOnce, 64)
             .await
             .map_err(MatcherError::Subscribe)?;
         let mut erases = bus
-            .subscribe(&topics::shared(group, topics::ERASE_FILTER), QoS::AtLeastOnce, 64)
+            .subscribe(&topics::shared("matcher-erase", topics::ERASE_FILTER), QoS::AtLeastOnce, 64)
             .await
             .map_err(MatcherError::Subscribe)?;
         let mut indexes = bus
-            .subscribe(&topics::shared(group, topics::INDEX_FILTER), QoS::AtLeastOnce, 64)
+            .subscribe(&topics::shared("matcher-index", topics::INDEX_FILTER), QoS::AtLeastOnce, 64)
             .await
             .map_err(MatcherError::Subscribe)?;
         let this = self.clone();

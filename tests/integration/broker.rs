@@ -171,14 +171,17 @@ fn the_matcher_answers_busy_when_its_queue_is_full() {
             keyholder.enrol(&bus, &id(&format!("s{i}")), &identity).await.expect("enrol");
         }
         // Fire many requests at once straight at the matcher: with a queue of one, some must
-        // be refused as busy, none may fail otherwise.
-        let mut handles = Vec::new();
-        for _ in 0..12 {
-            let m = matcher.clone();
-            let face = faces.identity();
-            let request = keyholder.probe_request(&id("g"), &face).expect("probe");
-            handles.push(tokio::spawn(async move { m.handle_match(request).await.status }));
-        }
+        // be refused as busy, none may fail otherwise. The probes are encrypted first, so the
+        // twelve submissions take microseconds while one evaluation takes milliseconds.
+        let requests: Vec<_> =
+            (0..12).map(|_| keyholder.probe_request(&id("g"), &faces.identity()).expect("probe")).collect();
+        let handles: Vec<_> = requests
+            .into_iter()
+            .map(|request| {
+                let m = matcher.clone();
+                tokio::spawn(async move { m.handle_match(request).await.status })
+            })
+            .collect();
         let mut statuses = Vec::new();
         for h in handles {
             statuses.push(h.await.expect("task"));

@@ -100,7 +100,8 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Bus {
     /// Connects, waits for the broker's CONNACK (so a wrong address fails here, clearly), and
-    /// starts the event-loop task on `tracker`. The task ends when `cancel` fires.
+    /// starts the event-loop task on `tracker`. The task ends when `cancel` fires; every
+    /// subscription channel then closes and every waiting request fails with `Closed`.
     pub async fn connect(config: BusConfig, cancel: CancellationToken, tracker: &TaskTracker) -> Result<Bus, BusError> {
         let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
         options.set_keep_alive(Duration::from_secs(15));
@@ -174,6 +175,10 @@ impl Bus {
             }
         }
         let _ = self.client.try_disconnect();
+        // Close every subscription channel and fail every waiting request, so that consumers
+        // see the end of the stream instead of waiting forever on a bus that is gone.
+        lock(&self.routes).clear();
+        lock(&self.pending).clear();
     }
 
     async fn route(&self, topic: Bytes, payload: Bytes, properties: Option<PublishProperties>) {
