@@ -188,6 +188,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let keyholder = Arc::new(KeyHolder::generate(venue.id.clone(), params, config.matching.threshold)?);
         gates.push(agents::start_gates(
             venue,
+            config.matching.mode,
             keyholder,
             consent.clone(),
             args.visitors,
@@ -243,6 +244,7 @@ struct Summary {
     records_quarantined: u64,
     enrolled: u64,
     match_requests: u64,
+    decision_requests: u64,
     matches_answered: u64,
     busy: u64,
     green: u64,
@@ -269,6 +271,7 @@ impl Summary {
             records_quarantined: ingest.quarantined,
             enrolled: sum(&|g| g.enrolled.load(Ordering::Relaxed)),
             match_requests: sum(&|g| g.match_requests.load(Ordering::Relaxed)),
+            decision_requests: sum(&|g| g.decision_requests.load(Ordering::Relaxed)),
             matches_answered: m.answered.load(Ordering::Relaxed),
             busy: m.busy.load(Ordering::Relaxed),
             green: sum(&|g| g.green.load(Ordering::Relaxed)),
@@ -293,6 +296,7 @@ impl Summary {
             "counts_quarantined": self.records_quarantined,
             "enrolled": self.enrolled,
             "matches_requested": self.match_requests,
+            "matches_requested_in_decision_mode": self.decision_requests,
             "matches_answered": self.matches_answered,
             "matcher_busy": self.busy,
             "decisions": { "green": self.green, "red": self.red, "agreeing_with_ground_truth": self.correct, "errors": self.errors },

@@ -293,6 +293,9 @@ pub struct Gate {
     pub name: String,
     /// Zone the gate admits to (its capacity is checked at the gate).
     pub zone: Id,
+    /// Result mode for this gate; the deployment's `matching.mode` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matching: Option<MatchingMode>,
 }
 
 /// A counting camera.
@@ -364,8 +367,13 @@ fn default_venues() -> Vec<Venue> {
             Line { id: id("east-gate"), name: "East entrance".into(), from: [700.0, 180.0], to: [1200.0, 180.0] },
         ],
         gates: vec![
-            Gate { id: id("north-1"), name: "North turnstile 1".into(), zone: id("concourse") },
-            Gate { id: id("east-1"), name: "East turnstile 1".into(), zone: id("concourse") },
+            Gate { id: id("north-1"), name: "North turnstile 1".into(), zone: id("concourse"), matching: None },
+            Gate {
+                id: id("east-1"),
+                name: "East turnstile 1".into(),
+                zone: id("concourse"),
+                matching: Some(MatchingMode::Decision),
+            },
         ],
         cameras: vec![
             Camera { id: id("cam-north"), lines: vec![id("north-gate")], zones: vec![] },

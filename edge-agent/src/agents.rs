@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use passage_config::{Privacy, Venue};
+use passage_config::{MatchingMode, Privacy, Venue};
 use passage_dp::DiscreteLaplace;
 use passage_transport::{Bus, QoS};
-use passage_wire::{topics, EnrolStatus, Id};
+use passage_wire::{topics, EnrolStatus, Id, MatchMode};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -114,6 +114,8 @@ pub struct GateStats {
     pub enrolled: AtomicU64,
     /// Match requests sent.
     pub match_requests: AtomicU64,
+    /// Of those, requests in decision mode (the gate learns match bits only).
+    pub decision_requests: AtomicU64,
     /// Green decisions.
     pub green: AtomicU64,
     /// Red decisions.
@@ -134,9 +136,12 @@ pub const DEMO_NOTICE_VERSION: u32 = 1;
 
 /// Enrols `n_visitors` simulated visitors, then every `every` sends one simulated face (an
 /// enrolled visitor with probability 0.7, a stranger otherwise) to a random gate of `venue`.
+/// Each gate matches in its own mode (`default_mode` unless the gate sets one); when any gate
+/// uses decision mode, the key holder first publishes its decision key.
 #[allow(clippy::too_many_arguments)]
 pub fn start_gates(
     venue: &Venue,
+    default_mode: MatchingMode,
     keyholder: Arc<KeyHolder>,
     consent: Arc<std::sync::Mutex<ConsentRegistry>>,
     n_visitors: usize,
@@ -147,7 +152,17 @@ pub fn start_gates(
 ) -> Arc<GateStats> {
     let stats = Arc::new(GateStats::default());
     let out = stats.clone();
-    let gates: Vec<Id> = venue.gates.iter().map(|g| g.id.clone()).collect();
+    let gates: Vec<(Id, MatchMode)> = venue
+        .gates
+        .iter()
+        .map(|g| {
+            let mode = match g.matching.unwrap_or(default_mode) {
+                MatchingMode::Score => MatchMode::Score,
+                MatchingMode::Decision => MatchMode::Decision,
+            };
+            (g.id.clone(), mode)
+        })
+        .collect();
     let dim = keyholder_dim(&keyholder);
     let venue_id = venue.id.clone();
     let Ok(purpose) = Id::new(FACE_ACCESS) else { return stats };
@@ -183,13 +198,19 @@ pub fn start_gates(
         if gates.is_empty() {
             return;
         }
+        if gates.iter().any(|(_, mode)| *mode == MatchMode::Decision) {
+            match keyholder.publish_decision_key(&bus).await {
+                Ok(()) => tracing::info!(venue = %venue_id, "decision key published to the matcher"),
+                Err(error) => tracing::warn!(%error, "decision key not published; decision-mode gates will fail"),
+            }
+        }
         let mut ticker = tokio::time::interval(every);
         loop {
             tokio::select! {
                 () = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let gate = &gates[rand::random_range(0..gates.len())];
+            let (gate, mode) = &gates[rand::random_range(0..gates.len())];
             let (expected, face) = if !visitors.is_empty() && rand::random_bool(0.7) {
                 let (subject, identity) = &visitors[rand::random_range(0..visitors.len())];
                 (Some(subject.clone()), faces.observe(identity))
@@ -198,7 +219,10 @@ pub fn start_gates(
                 (None, faces.observe(&stranger))
             };
             out.match_requests.fetch_add(1, Ordering::Relaxed);
-            match keyholder.identify(&bus, gate, &face).await {
+            if *mode == MatchMode::Decision {
+                out.decision_requests.fetch_add(1, Ordering::Relaxed);
+            }
+            match keyholder.identify_with(&bus, gate, &face, *mode).await {
                 Ok(Identification::Match(subject))
                     if !consent
                         .lock()
@@ -214,7 +238,7 @@ pub fn start_gates(
                         out.correct.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-                Ok(Identification::NoMatch) => {
+                Ok(Identification::NoMatch | Identification::Ambiguous(_)) => {
                     out.red.fetch_add(1, Ordering::Relaxed);
                     if expected.is_none() {
                         out.correct.fetch_add(1, Ordering::Relaxed);

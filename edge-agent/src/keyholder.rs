@@ -11,11 +11,11 @@
 use std::sync::Mutex;
 use std::time::Duration;
 
-use passage_fhe::{FheRng, Params, Quantizer, ScoreResult, SecretKey};
+use passage_fhe::{DecisionResult, FheRng, Params, Quantizer, ScoreResult, SecretKey};
 use passage_transport::{Bus, BusError};
 use passage_wire::{
-    topics, EnrolRequest, EnrolResponse, EnrolStatus, GalleryIndex, Id, MatchMode, MatchRequest, MatchResponse,
-    MatchStatus, MatchTarget,
+    topics, DecisionKeyUpload, EnrolRequest, EnrolResponse, EnrolStatus, GalleryIndex, Id, MatchMode, MatchRequest,
+    MatchResponse, MatchStatus, MatchTarget,
 };
 use rand::TryRngCore;
 use zeroize::Zeroize;
@@ -50,6 +50,9 @@ pub enum Identification {
     Match(Id),
     /// No template reached the threshold.
     NoMatch,
+    /// Decision mode only: several templates reached the threshold and the key holder cannot
+    /// rank them (it learns no scores). The gate treats this like no match.
+    Ambiguous(usize),
 }
 
 /// The key holder of one venue.
@@ -130,6 +133,17 @@ impl KeyHolder {
 
     /// Builds the encrypted 1:N score-mode request for one face (quantise, encrypt the probe).
     pub fn probe_request(&self, gate: &Id, embedding: &[f32]) -> Result<MatchRequest, KeyHolderError> {
+        self.request_for(gate, embedding, MatchMode::Score, MatchTarget::Gallery)
+    }
+
+    /// Builds an encrypted request for one face in `mode` against `target`.
+    pub fn request_for(
+        &self,
+        gate: &Id,
+        embedding: &[f32],
+        mode: MatchMode,
+        target: MatchTarget,
+    ) -> Result<MatchRequest, KeyHolderError> {
         let quantized = self.quantizer.quantize(embedding).map_err(KeyHolderError::Encrypt)?;
         let probe = {
             let mut rng = lock(&self.rng);
@@ -138,39 +152,129 @@ impl KeyHolder {
         Ok(MatchRequest {
             venue: self.venue.clone(),
             gate: gate.clone(),
-            mode: MatchMode::Score,
-            target: MatchTarget::Gallery,
-            threshold: 0,
+            mode,
+            target,
+            threshold: self.threshold,
             probe: probe.to_bytes(),
         })
     }
 
+    /// Makes the decision-mode evaluation key and publishes it to the matcher, which stores
+    /// it. Takes a few seconds of CPU (run from a multi-threaded runtime).
+    pub async fn publish_decision_key(&self, bus: &Bus) -> Result<(), KeyHolderError> {
+        let key = tokio::task::block_in_place(|| {
+            let mut rng = lock(&self.rng);
+            self.key.generate_decision_key(&mut rng)
+        });
+        let upload = DecisionKeyUpload { venue: self.venue.clone(), key: key.to_bytes() };
+        let reply = bus.request(&topics::decision_key(&self.venue), upload.encode(), self.timeout * 6).await?;
+        let response = EnrolResponse::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+        if response.status != EnrolStatus::Ok {
+            return Err(KeyHolderError::Refused { status: MatchStatus::NoDecisionKey, detail: response.detail });
+        }
+        Ok(())
+    }
+
     /// Identifies a face against the venue's whole gallery (1:N, score mode).
     pub async fn identify(&self, bus: &Bus, gate: &Id, embedding: &[f32]) -> Result<Identification, KeyHolderError> {
-        let request = self.probe_request(gate, embedding)?;
+        self.identify_with(bus, gate, embedding, MatchMode::Score).await
+    }
+
+    /// Identifies a face against the venue's whole gallery (1:N) in `mode`. In score mode the
+    /// best template at or above the threshold wins; in decision mode the key holder learns
+    /// only which templates matched, and more than one is [`Identification::Ambiguous`].
+    pub async fn identify_with(
+        &self,
+        bus: &Bus,
+        gate: &Id,
+        embedding: &[f32],
+        mode: MatchMode,
+    ) -> Result<Identification, KeyHolderError> {
+        let request = self.request_for(gate, embedding, mode, MatchTarget::Gallery)?;
+        let Some((slots, epoch)) = self.matching_slots(bus, request).await? else {
+            return Ok(Identification::NoMatch);
+        };
+        match slots.as_slice() {
+            [] => Ok(Identification::NoMatch),
+            [slot] => {
+                let subject = self.subject_of(bus, *slot, epoch).await?;
+                Ok(subject.map_or(Identification::NoMatch, Identification::Match))
+            }
+            several => Ok(Identification::Ambiguous(several.len())),
+        }
+    }
+
+    /// 1:1 verification (the ticket names the subject): whether the face matches that
+    /// subject's template, in `mode`. A subject not enrolled does not match.
+    pub async fn verify(
+        &self,
+        bus: &Bus,
+        gate: &Id,
+        subject: &Id,
+        embedding: &[f32],
+        mode: MatchMode,
+    ) -> Result<bool, KeyHolderError> {
+        let index = self.fresh_index(bus).await?;
+        let Some(slot) = index.subjects.iter().position(|s| s == subject) else { return Ok(false) };
+        let request = self.request_for(gate, embedding, mode, MatchTarget::Slot(slot as u32))?;
+        let Some((slots, epoch)) = self.matching_slots(bus, request).await? else { return Ok(false) };
+        if epoch != index.epoch {
+            // The gallery changed between the index and the evaluation: the slot may now hold
+            // someone else. Refuse rather than guess; the gate asks the visitor to try again.
+            return Err(KeyHolderError::Answer("the gallery changed during verification; try again".into()));
+        }
+        Ok(slots == [slot as u32])
+    }
+
+    /// Sends a request and returns the slots at or above the threshold with the gallery epoch,
+    /// or `None` for an empty gallery.
+    async fn matching_slots(
+        &self,
+        bus: &Bus,
+        request: MatchRequest,
+    ) -> Result<Option<(Vec<u32>, u64)>, KeyHolderError> {
+        let mode = request.mode;
         let reply = bus.request(&topics::match_requests(&self.venue), request.encode(), self.timeout).await?;
         let response = MatchResponse::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
         match response.status {
             MatchStatus::Ok => {}
-            MatchStatus::EmptyGallery => return Ok(Identification::NoMatch),
+            MatchStatus::EmptyGallery => return Ok(None),
             status => return Err(KeyHolderError::Refused { status, detail: response.detail }),
         }
-        let result = ScoreResult::from_bytes(*self.key.params(), &response.result)
-            .map_err(|e| KeyHolderError::Answer(e.to_string()))?;
-        let mut decrypted = self.key.decrypt_scores(&result).map_err(KeyHolderError::Answer)?;
-        let best = decrypted
-            .scores
-            .iter()
-            .filter(|(_, s)| *s >= self.threshold)
-            .max_by_key(|(_, s)| *s)
-            .map(|(slot, _)| *slot);
-        for (slot, score) in &mut decrypted.scores {
-            slot.zeroize();
-            score.zeroize();
-        }
-        let Some(slot) = best else { return Ok(Identification::NoMatch) };
-        let subject = self.subject_of(bus, slot, response.epoch).await?;
-        Ok(subject.map_or(Identification::NoMatch, Identification::Match))
+        let params = *self.key.params();
+        let slots = match mode {
+            MatchMode::Score => {
+                let result = ScoreResult::from_bytes(params, &response.result)
+                    .map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+                let mut decrypted = self.key.decrypt_scores(&result).map_err(KeyHolderError::Answer)?;
+                // The best template only: scores never leave this function.
+                let best = decrypted
+                    .scores
+                    .iter()
+                    .filter(|(_, s)| *s >= self.threshold)
+                    .max_by_key(|(_, s)| *s)
+                    .map(|(slot, _)| *slot);
+                for (slot, score) in &mut decrypted.scores {
+                    slot.zeroize();
+                    score.zeroize();
+                }
+                best.into_iter().collect()
+            }
+            MatchMode::Decision => {
+                let result = DecisionResult::from_bytes(params, &response.result)
+                    .map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+                self.key.decrypt_decisions(&result).map_err(KeyHolderError::Answer)?.matches
+            }
+        };
+        Ok(Some((slots, response.epoch)))
+    }
+
+    /// The current gallery index, fetched from the matcher and cached.
+    async fn fresh_index(&self, bus: &Bus) -> Result<GalleryIndex, KeyHolderError> {
+        let reply = bus.request(&topics::index(&self.venue), Vec::new(), self.timeout).await?;
+        let index = GalleryIndex::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+        *lock(&self.index) = Some(index.clone());
+        Ok(index)
     }
 
     /// The subject in `slot` at gallery `epoch`, refreshing the cached index when stale.

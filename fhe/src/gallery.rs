@@ -27,13 +27,16 @@ pub enum GalleryError {
     /// The gallery holds the maximum number of templates.
     #[error("the gallery is full ({0} templates)")]
     Full(usize),
+    /// A decision threshold the parameters cannot evaluate.
+    #[error("{0}")]
+    Threshold(String),
 }
 
 /// Most templates one gallery holds (memory: about 4.5 KB of precomputation per template).
 pub const MAX_TEMPLATES: usize = 1 << 22;
 
 /// One packed GLWE of up to N/d templates and its precomputed decomposition.
-struct Group {
+pub(crate) struct Group {
     /// Gadget decomposition of the packed GLWE, each digit polynomial in the Fourier domain:
     /// `[level (last first)][polynomial (mask, body)][N/2]`.
     fourier: Vec<c64>,
@@ -61,15 +64,17 @@ impl std::fmt::Debug for Gallery {
     }
 }
 
-struct Workspace {
-    fft: Fft,
+/// Scratch space of one thread: the FFT plan, its buffers, the Fourier accumulator and the
+/// external product's output GLWE (mask then body, 2N coefficients).
+pub(crate) struct Workspace {
+    pub(crate) fft: Fft,
     buffers: ComputationBuffers,
     acc: Vec<c64>,
-    out: Vec<u64>,
+    pub(crate) out: Vec<u64>,
 }
 
 impl Workspace {
-    fn new(params: &Params) -> Workspace {
+    pub(crate) fn new(params: &Params) -> Workspace {
         let n = params.polynomial_size;
         let fft = Fft::new(PolynomialSize(n));
         let mut buffers = ComputationBuffers::new();
@@ -117,6 +122,10 @@ impl Gallery {
     /// Whether the gallery is empty.
     pub fn is_empty(&self) -> bool {
         self.templates.is_empty()
+    }
+
+    pub(crate) fn group(&self, index: usize) -> &Group {
+        &self.groups[index]
     }
 
     /// The templates in slot order (for persistence).
@@ -257,17 +266,9 @@ fn pack(params: &Params, templates: &[EncryptedTemplate], ws: &mut Workspace) ->
     Group { fourier }
 }
 
-/// `acc[c] = Σ_{level, r} gallery_digit[level][r] ⊙ probe[level][r][c]`, inverse FFT, then
-/// the modulus switch of the mask and of the `count` body coefficients from position `first`.
-fn evaluate_group(
-    params: &Params,
-    group: &Group,
-    probe: &PreparedProbe,
-    ws: &mut Workspace,
-    first_slot: SlotId,
-    first: usize,
-    count: usize,
-) -> GroupResult {
+/// The packed external product `GGSW(probe) ⊡ group`, left in `ws.out` (mask, then body):
+/// `acc[c] = Σ_{level, r} gallery_digit[level][r] ⊙ probe[level][r][c]`, then inverse FFTs.
+pub(crate) fn external_product(params: &Params, group: &Group, probe: &PreparedProbe, ws: &mut Workspace) {
     let n = params.polynomial_size;
     let half = n / 2;
     let q = probe.data();
@@ -292,6 +293,21 @@ fn evaluate_group(
             ws.buffers.stack(),
         );
     }
+}
+
+/// The external product, then the modulus switch of the mask and of the `count` body
+/// coefficients from position `first`.
+fn evaluate_group(
+    params: &Params,
+    group: &Group,
+    probe: &PreparedProbe,
+    ws: &mut Workspace,
+    first_slot: SlotId,
+    first: usize,
+    count: usize,
+) -> GroupResult {
+    let n = params.polynomial_size;
+    external_product(params, group, probe, ws);
     let shift = 64 - params.response_bits;
     let switch = |x: u64| (x.wrapping_add(1u64 << (shift - 1)) >> shift) as u32;
     let mask = ws.out[..n].iter().map(|&x| switch(x)).collect();

@@ -20,6 +20,7 @@
 #![deny(missing_docs)]
 
 mod codec;
+mod decision;
 mod gallery;
 mod keys;
 mod params;
@@ -31,6 +32,9 @@ mod template;
 mod tests;
 
 pub use codec::CodecError;
+pub use decision::{
+    DecisionKey, DecisionResult, DecryptedDecisions, PreparedDecisionKey, DECISION_BLOCK, SMALL_LWE_DIMENSION,
+};
 pub use gallery::{Gallery, GalleryError, SlotId, Target};
 pub use keys::{FheRng, SecretKey};
 pub use params::{Params, SECURITY_NOTE};

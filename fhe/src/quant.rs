@@ -58,6 +58,15 @@ impl Quantizer {
         self.scale
     }
 
+    /// An upper bound on |score| between two vectors this quantiser makes: each quantised
+    /// vector has norm at most `scale + ½·sqrt(d)` (rounding moves each coordinate by at most
+    /// ½), and no more than the int4 worst case `d·64`.
+    pub fn score_bound(&self) -> i64 {
+        let half = 1i64 << (self.bits - 1);
+        let norm = f64::from(self.scale) + 0.5 * (self.dim as f64).sqrt();
+        ((norm * norm).ceil() as i64).min(self.dim as i64 * half * half)
+    }
+
     /// The integer score threshold equivalent to a cosine threshold.
     pub fn score_threshold(&self, cosine: f64) -> i32 {
         (cosine * f64::from(self.scale) * f64::from(self.scale)).round() as i32

@@ -162,3 +162,82 @@ proptest! {
         let _ = SecretKey::from_bytes(params, &bytes);
     }
 }
+
+/// A unit vector with cosine `c` to the unit vector `u`.
+fn at_cosine(r: &mut impl Rng, u: &[f32], c: f32) -> Vec<f32> {
+    let mut w: Vec<f32> = (0..u.len()).map(|_| r.random_range(-1.0f32..1.0)).collect();
+    let along: f32 = w.iter().zip(u).map(|(a, b)| a * b).sum();
+    w.iter_mut().zip(u).for_each(|(a, b)| *a -= along * b);
+    let norm = w.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let s = (1.0 - c * c).max(0.0).sqrt();
+    u.iter().zip(&w).map(|(a, b)| c * a + s * b / norm).collect()
+}
+
+/// Decision mode: every decision equals `[score ≥ threshold]` on the plaintext quantised
+/// vectors, for templates spread from cosine −0.3 to 0.95 around the threshold.
+#[test]
+fn decisions_equal_the_plaintext_comparison() {
+    let params = Params::DEFAULT;
+    let quantizer = Quantizer::new(&params);
+    let mut r = rand::rngs::StdRng::seed_from_u64(21);
+    let mut fhe_rng = rng(21);
+    let key = SecretKey::generate(params, &mut fhe_rng).expect("valid");
+    let decision_key = key.generate_decision_key(&mut fhe_rng);
+    let bytes = decision_key.to_bytes();
+    assert_eq!(bytes.len(), DecisionKey::encoded_len_for(&params));
+    let decision_key = DecisionKey::from_bytes(params, &bytes).expect("round trip");
+    let prepared_key = decision_key.prepare();
+
+    let mut u: Vec<f32> = (0..params.dim).map(|_| r.random_range(-1.0f32..1.0)).collect();
+    let norm = u.iter().map(|x| x * x).sum::<f32>().sqrt();
+    u.iter_mut().for_each(|x| *x /= norm);
+    let probe = quantizer.quantize(&u).expect("valid");
+    let plain: Vec<QuantizedVector> = (0..37)
+        .map(|i| {
+            let c = -0.3 + 1.25 * i as f32 / 36.0;
+            quantizer.quantize(&at_cosine(&mut r, &u, c)).expect("valid")
+        })
+        .collect();
+    let encrypted = plain.iter().map(|t| key.encrypt_template(t, &mut fhe_rng).expect("dim")).collect();
+    let gallery = Gallery::from_templates(params, encrypted).expect("same params");
+    let prepared = key.encrypt_probe(&probe, &mut fhe_rng).expect("dim").prepare();
+    let threshold = quantizer.score_threshold(0.4);
+
+    let result = gallery.evaluate_decisions(&prepared, Target::All, &prepared_key, threshold).expect("evaluated");
+    assert_eq!(result.n_templates(), plain.len());
+    let bytes = result.to_bytes();
+    assert_eq!(bytes.len(), result.encoded_len());
+    let result = DecisionResult::from_bytes(params, &bytes).expect("round trip");
+    let decrypted = key.decrypt_decisions(&result).expect("same params");
+    assert_eq!(decrypted.evaluated, plain.len());
+    assert!(decrypted.max_noise_fraction < 0.25, "noise {}", decrypted.max_noise_fraction);
+    let scores: Vec<i32> = plain.iter().map(|t| plain_score(t, &probe)).collect();
+    let expected: Vec<SlotId> = (0..plain.len() as SlotId).filter(|&s| scores[s as usize] >= threshold).collect();
+    assert!(!expected.is_empty() && expected.len() < plain.len(), "the spread straddles the threshold");
+    assert_eq!(decrypted.matches, expected, "scores {scores:?}, threshold {threshold}");
+
+    // 1:1 verification of one matching and one refused template.
+    for &slot in &[expected[0], 0] {
+        let one = gallery.evaluate_decisions(&prepared, Target::Slot(slot), &prepared_key, threshold).expect("1:1");
+        let got = key.decrypt_decisions(&one).expect("same params");
+        assert_eq!(got.evaluated, 1);
+        assert_eq!(got.matches.contains(&slot), scores[slot as usize] >= threshold, "slot {slot}");
+    }
+    // A threshold outside the score range is refused before any evaluation.
+    assert!(matches!(
+        gallery.evaluate_decisions(&prepared, Target::All, &prepared_key, 1 << 20),
+        Err(GalleryError::Threshold(_))
+    ));
+}
+
+#[test]
+fn decision_codecs_refuse_bad_input() {
+    let params = Params::DEFAULT;
+    assert!(DecisionKey::from_bytes(params, b"PDK1").is_err());
+    assert!(DecisionKey::from_bytes(params, &vec![0u8; DecisionKey::encoded_len_for(&params)]).is_err());
+    assert!(DecisionResult::from_bytes(params, b"").is_err());
+    let mut forged = b"PDR1\x01".to_vec();
+    forged.extend_from_slice(&params.id().to_le_bytes());
+    forged.extend_from_slice(&u32::MAX.to_le_bytes());
+    assert!(matches!(DecisionResult::from_bytes(params, &forged), Err(CodecError::Invalid { .. })));
+}

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use passage_transport::ServerTls;
-use passage_wire::{EnrolRequest, Id, MatchRequest, MatchResponse, MatchStatus};
+use passage_wire::{DecisionKeyUpload, EnrolRequest, EnrolStatus, Id, MatchRequest, MatchResponse, MatchStatus};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -45,7 +45,7 @@ async fn match_probe(State(matcher): State<Matcher>, body: Bytes) -> Response {
         MatchStatus::Ok => StatusCode::OK,
         MatchStatus::Busy => StatusCode::SERVICE_UNAVAILABLE,
         MatchStatus::UnknownVenue => StatusCode::NOT_FOUND,
-        MatchStatus::EmptyGallery | MatchStatus::UnknownSlot => StatusCode::CONFLICT,
+        MatchStatus::EmptyGallery | MatchStatus::UnknownSlot | MatchStatus::NoDecisionKey => StatusCode::CONFLICT,
         MatchStatus::BadRequest => StatusCode::BAD_REQUEST,
         MatchStatus::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     };
@@ -63,6 +63,26 @@ async fn enrol(State(matcher): State<Matcher>, body: Bytes) -> Response {
     }
 }
 
+async fn decision_key(State(matcher): State<Matcher>, body: Bytes) -> Response {
+    let upload = match DecisionKeyUpload::decode(&body) {
+        Ok(upload) => upload,
+        Err(decode) => return error(StatusCode::BAD_REQUEST, &decode.to_string()),
+    };
+    match tokio::task::spawn_blocking(move || matcher.install_decision_key(&upload)).await {
+        Ok(response) => {
+            let status = match response.status {
+                EnrolStatus::Ok => StatusCode::OK,
+                EnrolStatus::UnknownVenue => StatusCode::NOT_FOUND,
+                EnrolStatus::Rejected => StatusCode::BAD_REQUEST,
+                EnrolStatus::Busy => StatusCode::SERVICE_UNAVAILABLE,
+                EnrolStatus::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            (status, binary(response.encode())).into_response()
+        }
+        Err(_) => error(StatusCode::INTERNAL_SERVER_ERROR, "internal error"),
+    }
+}
+
 async fn index(State(matcher): State<Matcher>, Path(venue): Path<String>) -> Response {
     let Ok(venue) = Id::new(&venue) else { return error(StatusCode::BAD_REQUEST, "invalid venue id") };
     match matcher.index(&venue) {
@@ -71,8 +91,9 @@ async fn index(State(matcher): State<Matcher>, Path(venue): Path<String>) -> Res
     }
 }
 
-/// The matcher's routes: `GET /api/v1/health`, `POST /api/v1/match` and `POST /api/v1/enrol`
-/// (binary frames of `passage-wire`), `GET /api/v1/venues/{venue}/index`.
+/// The matcher's routes: `GET /api/v1/health`; `POST /api/v1/match`, `POST /api/v1/enrol` and
+/// `POST /api/v1/decision-key` (binary frames of `passage-wire`);
+/// `GET /api/v1/venues/{venue}/index`.
 pub fn app(matcher: Matcher) -> Router {
     Router::new()
         .route("/api/v1/health", get(health))
@@ -80,6 +101,10 @@ pub fn app(matcher: Matcher) -> Router {
         .route("/api/v1/enrol", post(enrol))
         .route("/api/v1/venues/{venue}/index", get(index))
         .layer(DefaultBodyLimit::max(passage_wire::MAX_JSON_BYTES + 600 * 1024))
+        .route(
+            "/api/v1/decision-key",
+            post(decision_key).layer(DefaultBodyLimit::max(passage_wire::MAX_DECISION_KEY_BYTES + 1024)),
+        )
         .with_state(matcher)
 }
 

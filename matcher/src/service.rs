@@ -5,17 +5,19 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use passage_fhe::{EncryptedProbe, EncryptedTemplate, Gallery, GalleryError, Params, Target};
+use passage_fhe::{
+    DecisionKey, EncryptedProbe, EncryptedTemplate, Gallery, GalleryError, Params, PreparedDecisionKey, Target,
+};
 use passage_transport::{Bus, Message, QoS};
 use passage_wire::{
-    topics, EnrolRequest, EnrolResponse, EnrolStatus, EraseRequest, GalleryIndex, Id, MatchMode, MatchRequest,
-    MatchResponse, MatchStatus, MatchTarget, PROTOCOL_VERSION,
+    topics, DecisionKeyUpload, EnrolRequest, EnrolResponse, EnrolStatus, EraseRequest, GalleryIndex, Id, MatchMode,
+    MatchRequest, MatchResponse, MatchStatus, MatchTarget, PROTOCOL_VERSION,
 };
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::store::{GalleryStore, StoreError};
+use crate::store::{write_atomically, GalleryStore, StoreError};
 
 /// Why the matcher could not start.
 #[derive(Debug, thiserror::Error)]
@@ -50,7 +52,8 @@ pub enum MatcherError {
 /// How the matcher runs.
 #[derive(Debug, Clone)]
 pub struct MatcherOptions {
-    /// Where gallery files live (`{dir}/{venue}.gallery`).
+    /// Where gallery files (`{dir}/{venue}.gallery`) and decision keys
+    /// (`{dir}/{venue}.decision-key`) live.
     pub gallery_dir: PathBuf,
     /// Scheme parameters.
     pub params: Params,
@@ -93,7 +96,10 @@ struct Job {
 
 struct Inner {
     params: Params,
+    gallery_dir: PathBuf,
     galleries: RwLock<HashMap<Id, VenueGallery>>,
+    /// Decision-mode evaluation keys, expanded (public material, ~120 MB each in RAM).
+    decision_keys: RwLock<HashMap<Id, Arc<PreparedDecisionKey>>>,
     jobs: mpsc::Sender<Job>,
     stats: Arc<MatcherStats>,
 }
@@ -147,11 +153,19 @@ impl Matcher {
             .thread_name(|i| format!("fhe-eval-{i}"))
             .build()
             .map_err(|error| MatcherError::Pool(error.to_string()))?;
+        let mut decision_keys = HashMap::new();
+        for venue in venues {
+            if let Some(key) = pool.install(|| load_decision_key(options, venue)) {
+                decision_keys.insert(venue.clone(), Arc::new(key));
+            }
+        }
         let (jobs, rx) = mpsc::channel(options.queue.max(1));
         let matcher = Matcher {
             inner: Arc::new(Inner {
                 params: options.params,
+                gallery_dir: options.gallery_dir.clone(),
                 galleries: RwLock::new(galleries),
+                decision_keys: RwLock::new(decision_keys),
                 jobs,
                 stats: Arc::default(),
             }),
@@ -209,15 +223,30 @@ impl Matcher {
             MatchTarget::Gallery => Target::All,
             MatchTarget::Slot(slot) => Target::Slot(slot),
         };
-        match venue.gallery.evaluate(&prepared, target) {
-            Ok(result) => {
+        let outcome = match request.mode {
+            MatchMode::Score => venue.gallery.evaluate(&prepared, target).map(|r| (r.n_templates(), r.to_bytes())),
+            MatchMode::Decision => {
+                let Some(key) = read(&self.inner.decision_keys).get(&request.venue).cloned() else {
+                    return MatchResponse::failed(
+                        MatchStatus::NoDecisionKey,
+                        "no decision key for this venue; the key holder must publish one",
+                    );
+                };
+                venue
+                    .gallery
+                    .evaluate_decisions(&prepared, target, &key, request.threshold)
+                    .map(|r| (r.n_templates(), r.to_bytes()))
+            }
+        };
+        match outcome {
+            Ok((n_templates, result)) => {
                 stats.answered.fetch_add(1, Ordering::Relaxed);
-                stats.templates_evaluated.fetch_add(result.n_templates() as u64, Ordering::Relaxed);
+                stats.templates_evaluated.fetch_add(n_templates as u64, Ordering::Relaxed);
                 MatchResponse {
                     status: MatchStatus::Ok,
                     epoch: venue.epoch,
-                    n_templates: result.n_templates() as u32,
-                    result: result.to_bytes(),
+                    n_templates: n_templates as u32,
+                    result,
                     detail: String::new(),
                 }
             }
@@ -242,11 +271,10 @@ impl Matcher {
     pub async fn handle_match(&self, request: MatchRequest) -> MatchResponse {
         let stats = &self.inner.stats;
         stats.requests.fetch_add(1, Ordering::Relaxed);
-        if request.mode == MatchMode::Decision {
-            stats.rejected.fetch_add(1, Ordering::Relaxed);
+        if request.mode == MatchMode::Decision && !read(&self.inner.decision_keys).contains_key(&request.venue) {
             return MatchResponse::failed(
-                MatchStatus::BadRequest,
-                "decision mode is not available in this build; use score mode",
+                MatchStatus::NoDecisionKey,
+                "no decision key for this venue; the key holder must publish one",
             );
         }
         if !read(&self.inner.galleries).contains_key(&request.venue) {
@@ -301,6 +329,34 @@ impl Matcher {
             }
             Err(error) => refuse(EnrolStatus::Rejected, error.to_string()),
         }
+    }
+
+    /// Installs a venue's decision-mode evaluation key: decoded (bounded), expanded, then
+    /// written atomically to `{dir}/{venue}.decision-key` so it survives restarts. Blocking
+    /// (expansion takes about a second on two cores).
+    pub fn install_decision_key(&self, upload: &DecisionKeyUpload) -> EnrolResponse {
+        let answer = |status, detail: String| EnrolResponse { status, slot: 0, epoch: 0, detail };
+        if !read(&self.inner.galleries).contains_key(&upload.venue) {
+            return answer(EnrolStatus::UnknownVenue, format!("no gallery for venue `{}`", upload.venue));
+        }
+        let key = match DecisionKey::from_bytes(self.inner.params, &upload.key) {
+            Ok(key) => key,
+            Err(error) => return answer(EnrolStatus::Rejected, format!("decision key: {error}")),
+        };
+        let prepared = key.prepare();
+        let path = decision_key_path(&self.inner.gallery_dir, &upload.venue);
+        if let Err(error) = write_atomically(&path, &upload.key) {
+            tracing::error!(venue = %upload.venue, %error, "decision key not stored");
+            return answer(EnrolStatus::Internal, "storage failure".into());
+        }
+        write(&self.inner.decision_keys).insert(upload.venue.clone(), Arc::new(prepared));
+        tracing::info!(venue = %upload.venue, "decision key installed");
+        answer(EnrolStatus::Ok, String::new())
+    }
+
+    /// Whether a venue has a decision key installed.
+    pub fn has_decision_key(&self, venue: &Id) -> bool {
+        read(&self.inner.decision_keys).contains_key(venue)
     }
 
     /// Erases a subject's template from memory and from the gallery file before returning.
@@ -359,6 +415,10 @@ impl Matcher {
             .subscribe(&topics::shared("matcher-index", topics::INDEX_FILTER), QoS::AtLeastOnce, 64)
             .await
             .map_err(MatcherError::Subscribe)?;
+        let mut decision_keys = bus
+            .subscribe(&topics::shared("matcher-decision-key", topics::DECISION_KEY_FILTER), QoS::AtLeastOnce, 2)
+            .await
+            .map_err(MatcherError::Subscribe)?;
         let this = self.clone();
         let bus = bus.clone();
         let inner_tracker = tracker.clone();
@@ -385,6 +445,32 @@ impl Matcher {
                         }).await;
                         if let Ok((message, reply)) = outcome {
                             let _ = bus.respond(&message, reply).await;
+                        }
+                    }
+                    Some(message) = decision_keys.recv() => {
+                        let this = this.clone();
+                        let outcome = tokio::task::spawn_blocking(move || {
+                            let response = match DecisionKeyUpload::decode(&message.payload) {
+                                Ok(upload) if topics::venue_of(&message.topic).as_ref() == Some(&upload.venue) => {
+                                    this.install_decision_key(&upload)
+                                }
+                                Ok(_) => EnrolResponse {
+                                    status: EnrolStatus::Rejected,
+                                    slot: 0,
+                                    epoch: 0,
+                                    detail: "venue in topic and request differ".into(),
+                                },
+                                Err(error) => EnrolResponse {
+                                    status: EnrolStatus::Rejected,
+                                    slot: 0,
+                                    epoch: 0,
+                                    detail: error.to_string(),
+                                },
+                            };
+                            (message, response)
+                        }).await;
+                        if let Ok((message, response)) = outcome {
+                            let _ = bus.respond(&message, response.encode()).await;
                         }
                     }
                     Some(message) = indexes.recv() => {
@@ -442,6 +528,34 @@ impl Matcher {
                 }
             },
             Err(error) => format!("{{\"error\":{:?}}}", error.to_string()).into_bytes(),
+        }
+    }
+}
+
+fn decision_key_path(dir: &std::path::Path, venue: &Id) -> PathBuf {
+    dir.join(format!("{venue}.decision-key"))
+}
+
+/// Loads and expands a stored decision key; a missing file is normal (none published yet), an
+/// unreadable one is logged and ignored (the key holder publishes it again).
+fn load_decision_key(options: &MatcherOptions, venue: &Id) -> Option<PreparedDecisionKey> {
+    let path = decision_key_path(&options.gallery_dir, venue);
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(error) => {
+            tracing::warn!(%venue, path = %path.display(), %error, "decision key unreadable; decision mode off");
+            return None;
+        }
+    };
+    match DecisionKey::from_bytes(options.params, &bytes) {
+        Ok(key) => {
+            tracing::info!(%venue, "decision key loaded");
+            Some(key.prepare())
+        }
+        Err(error) => {
+            tracing::warn!(%venue, path = %path.display(), %error, "stored decision key refused; decision mode off");
+            None
         }
     }
 }

@@ -173,6 +173,24 @@ impl GalleryStore {
     }
 }
 
+/// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename over,
+/// directory fsync. A crash leaves either the old file or the new one, never a torn one.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    let tmp = path.with_extension("tmp");
+    {
+        let mut out = File::create(&tmp).map_err(io_error("create", &tmp))?;
+        out.write_all(bytes).map_err(io_error("write", &tmp))?;
+        out.sync_all().map_err(io_error("sync", &tmp))?;
+    }
+    fs::rename(&tmp, path).map_err(io_error("rename over", path))?;
+    if let Some(dir) = path.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
 fn header(params: &Params) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN);
     out.extend_from_slice(MAGIC);

@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use passage_edge::keyholder::{Identification, KeyHolder};
+use passage_edge::keyholder::{Identification, KeyHolder, KeyHolderError};
 use passage_edge::sim::FaceSimulator;
 use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
 use passage_transport::{EmbeddedBroker, QoS};
-use passage_wire::{topics, CountRecord, EnrolStatus, Id};
+use passage_wire::{topics, CountRecord, EnrolStatus, Id, MatchMode, MatchStatus};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -109,6 +109,32 @@ async fn encrypted_matching(port: u16) {
     let got = keyholder.identify(&gate_bus, &gate, &faces.observe(&stranger)).await.expect("answered");
     assert_eq!(got, Identification::NoMatch);
 
+    // Decision mode: refused until the key holder publishes its decision key, then the key
+    // holder learns only which template matched.
+    let (subject, identity) = &people[2];
+    let refused = keyholder.identify_with(&gate_bus, &gate, &faces.observe(identity), MatchMode::Decision).await;
+    assert!(matches!(refused, Err(KeyHolderError::Refused { status: MatchStatus::NoDecisionKey, .. })), "{refused:?}");
+    keyholder.publish_decision_key(&gate_bus).await.expect("decision key installed");
+    assert!(matcher.has_decision_key(&venue));
+    for (subject, identity) in people.iter().step_by(5) {
+        let got = keyholder
+            .identify_with(&gate_bus, &gate, &faces.observe(identity), MatchMode::Decision)
+            .await
+            .expect("answered");
+        assert_eq!(got, Identification::Match(subject.clone()));
+    }
+    let got = keyholder
+        .identify_with(&gate_bus, &gate, &faces.observe(&stranger), MatchMode::Decision)
+        .await
+        .expect("answered");
+    assert_eq!(got, Identification::NoMatch);
+    // 1:1 verification (a ticket names the subject), in both modes.
+    let (other, _) = &people[3];
+    for mode in [MatchMode::Score, MatchMode::Decision] {
+        assert!(keyholder.verify(&gate_bus, &gate, subject, &faces.observe(identity), mode).await.expect("answered"));
+        assert!(!keyholder.verify(&gate_bus, &gate, other, &faces.observe(identity), mode).await.expect("answered"));
+    }
+
     // Erasure: the subject can no longer be matched, and others still are (slots moved).
     let (erased, identity) = &people[4];
     assert!(matcher.erase(&venue, erased).expect("erased"));
@@ -128,6 +154,7 @@ async fn encrypted_matching(port: u16) {
         Matcher::start(&options, std::slice::from_ref(&venue), cancel.child_token(), &tracker).expect("reopen");
     assert_eq!(reopened.gallery_len(&venue), Some(19));
     assert_eq!(reopened.index(&venue).map(|i| i.subjects.contains(erased)), Some(false));
+    assert!(reopened.has_decision_key(&venue), "the decision key survives a restart");
     cancel.cancel();
     tracker.close();
     tracker.wait().await;

@@ -37,11 +37,14 @@ fn the_demo_runs_the_whole_flow_and_exits_cleanly() {
     assert_eq!(n("/counts_quarantined"), 0, "{summary}");
     assert_eq!(n("/enrolled"), 8, "{summary}");
     assert!(n("/matches_answered") >= 5, "{summary}");
+    // The demo's east gate matches in decision mode (its key was published to the matcher).
+    assert!(n("/matches_requested_in_decision_mode") >= 1, "{summary}");
     let decided = n("/decisions/green") + n("/decisions/red");
     assert!(n("/decisions/agreeing_with_ground_truth") * 10 >= decided * 9, "{summary}");
     // The demo's files: a DuckDB database, a gallery of ciphertexts, the public certificate.
     assert!(data.path().join("analytics.duckdb").exists());
     assert!(data.path().join("galleries").join("arena.gallery").exists());
+    assert!(data.path().join("galleries").join("arena.decision-key").exists());
 }
 
 #[test]

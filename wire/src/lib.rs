@@ -21,8 +21,9 @@ pub mod topics;
 pub use error::DecodeError;
 pub use ids::{Id, IdError};
 pub use messages::{
-    CapacityAlert, CountItem, CountRecord, Direction, EnrolRequest, EnrolResponse, EnrolStatus, EraseRequest,
-    GalleryIndex, MatchMode, MatchRequest, MatchResponse, MatchStatus, MatchTarget, Metric, NoiseMechanism,
+    CapacityAlert, CountItem, CountRecord, DecisionKeyUpload, Direction, EnrolRequest, EnrolResponse, EnrolStatus,
+    EraseRequest, GalleryIndex, MatchMode, MatchRequest, MatchResponse, MatchStatus, MatchTarget, Metric,
+    NoiseMechanism, MAX_DECISION_KEY_BYTES, MAX_PROBE_BYTES, MAX_RESULT_BYTES, MAX_TEMPLATE_BYTES,
 };
 
 /// The protocol version this build speaks. Every message carries it; decoders reject others.

@@ -11,6 +11,8 @@ pub const MAX_PROBE_BYTES: usize = 512 * 1024;
 pub const MAX_RESULT_BYTES: usize = 96 * 1024 * 1024;
 /// Largest encrypted template accepted at enrolment.
 pub const MAX_TEMPLATE_BYTES: usize = 128 * 1024;
+/// Largest decision-mode evaluation key (about 30 MB at the default parameters).
+pub const MAX_DECISION_KEY_BYTES: usize = 48 * 1024 * 1024;
 /// Largest human-readable detail string in a response. Details never carry personal data.
 pub const MAX_DETAIL_BYTES: usize = 256;
 /// Most count items in one record.
@@ -20,6 +22,7 @@ const KIND_MATCH_REQUEST: u8 = 0x01;
 const KIND_MATCH_RESPONSE: u8 = 0x02;
 const KIND_ENROL_REQUEST: u8 = 0x03;
 const KIND_ENROL_RESPONSE: u8 = 0x04;
+const KIND_DECISION_KEY: u8 = 0x05;
 
 fn check_version(v: u32) -> Result<(), DecodeError> {
     if v == u32::from(PROTOCOL_VERSION) {
@@ -356,6 +359,8 @@ pub enum MatchStatus {
     BadRequest,
     /// The matcher failed; nothing was evaluated.
     Internal,
+    /// Decision mode was asked for, but the key holder has not published its decision key.
+    NoDecisionKey,
 }
 
 impl MatchStatus {
@@ -368,6 +373,7 @@ impl MatchStatus {
             MatchStatus::UnknownSlot => 4,
             MatchStatus::BadRequest => 5,
             MatchStatus::Internal => 6,
+            MatchStatus::NoDecisionKey => 7,
         }
     }
 
@@ -380,6 +386,7 @@ impl MatchStatus {
             4 => MatchStatus::UnknownSlot,
             5 => MatchStatus::BadRequest,
             6 => MatchStatus::Internal,
+            7 => MatchStatus::NoDecisionKey,
             other => return Err(DecodeError::invalid("status", format!("unknown status {other}"))),
         })
     }
@@ -525,6 +532,32 @@ impl EnrolResponse {
     }
 }
 
+/// The key holder's decision-mode evaluation key for a venue (public material: it decrypts
+/// nothing). The matcher stores it and answers with an [`EnrolResponse`] (slot and epoch 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecisionKeyUpload {
+    /// Venue.
+    pub venue: Id,
+    /// The key, in the FHE scheme's own bounded encoding.
+    pub key: Vec<u8>,
+}
+
+impl DecisionKeyUpload {
+    /// Encodes as a binary frame.
+    pub fn encode(&self) -> Vec<u8> {
+        FrameWriter::new(KIND_DECISION_KEY).str(self.venue.as_str()).blob(&self.key).finish()
+    }
+
+    /// Decodes a binary frame, checking every bound.
+    pub fn decode(bytes: &[u8]) -> Result<DecisionKeyUpload, DecodeError> {
+        let mut r = FrameReader::open(bytes, KIND_DECISION_KEY, MAX_DECISION_KEY_BYTES + 1024)?;
+        let venue = r.id("venue")?;
+        let key = r.blob("key", MAX_DECISION_KEY_BYTES)?.to_vec();
+        r.finish()?;
+        Ok(DecisionKeyUpload { venue, key })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
@@ -593,7 +626,7 @@ mod tests {
     }
 
     fn match_response() -> impl Strategy<Value = MatchResponse> {
-        let status = (0u8..7).prop_map(|b| MatchStatus::from_byte(b).expect("in range"));
+        let status = (0u8..8).prop_map(|b| MatchStatus::from_byte(b).expect("in range"));
         (status, any::<u64>(), any::<u32>(), prop::collection::vec(any::<u8>(), 0..2048), "[ -~]{0,256}").prop_map(
             |(status, epoch, n_templates, result, detail)| MatchResponse { status, epoch, n_templates, result, detail },
         )
@@ -645,6 +678,12 @@ mod tests {
         }
 
         #[test]
+        fn decision_key_upload_round_trips(venue in id(), key in prop::collection::vec(any::<u8>(), 0..4096)) {
+            let upload = DecisionKeyUpload { venue, key };
+            prop_assert_eq!(DecisionKeyUpload::decode(&upload.encode()), Ok(upload));
+        }
+
+        #[test]
         fn enrol_response_round_trips(response in enrol_response()) {
             prop_assert_eq!(EnrolResponse::decode(&response.encode()), Ok(response));
         }
@@ -664,6 +703,7 @@ mod tests {
             let _ = MatchResponse::decode(&bytes);
             let _ = EnrolRequest::decode(&bytes);
             let _ = EnrolResponse::decode(&bytes);
+            let _ = DecisionKeyUpload::decode(&bytes);
             let _ = CountRecord::decode(&bytes);
             let _ = CapacityAlert::decode(&bytes);
             let _ = EraseRequest::decode(&bytes);

@@ -58,6 +58,14 @@ pub fn erase(venue: &Id) -> String {
 /// Filter matching erasures of every venue.
 pub const ERASE_FILTER: &str = "passage/v1/+/erase";
 
+/// Where the key holder publishes its decision-mode evaluation key (MQTT 5 request/response).
+pub fn decision_key(venue: &Id) -> String {
+    format!("{ROOT}/{venue}/decision-key")
+}
+
+/// Filter matching decision-key uploads of every venue.
+pub const DECISION_KEY_FILTER: &str = "passage/v1/+/decision-key";
+
 /// Where the key holder asks for the gallery index (MQTT 5 request/response).
 pub fn index(venue: &Id) -> String {
     format!("{ROOT}/{venue}/index")
