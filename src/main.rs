@@ -5,6 +5,7 @@
 
 mod bench;
 mod demo;
+mod keys;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -32,6 +33,9 @@ enum Command {
     /// Benchmarks that print one final JSON line.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// The key holder's encrypted key store: create, rotate or destroy a venue's key.
+    #[command(subcommand)]
+    Keys(keys::KeysCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
             .context("cannot serialise the default configuration"),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         Command::Bench(BenchCommand::Match(args)) => bench::run_match(&args),
+        Command::Keys(command) => keys::run(&command),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -14,8 +14,8 @@ use std::time::Duration;
 use passage_fhe::{DecisionResult, FheRng, Params, Quantizer, ScoreResult, SecretKey};
 use passage_transport::{Bus, BusError};
 use passage_wire::{
-    topics, DecisionKeyUpload, EnrolRequest, EnrolResponse, EnrolStatus, GalleryIndex, Id, MatchMode, MatchRequest,
-    MatchResponse, MatchStatus, MatchTarget,
+    topics, DecisionKeyUpload, EnrolRequest, EnrolResponse, EnrolStatus, EraseRequest, GalleryIndex, Id, MatchMode,
+    MatchRequest, MatchResponse, MatchStatus, MatchTarget, PROTOCOL_VERSION,
 };
 use rand::TryRngCore;
 use zeroize::Zeroize;
@@ -86,10 +86,19 @@ fn os_seed() -> Result<[u8; 16], KeyHolderError> {
 }
 
 impl KeyHolder {
-    /// A key holder with a fresh key for `venue`; `cosine_threshold` is the match threshold.
+    /// A key holder with a fresh key for `venue`, held in RAM only (the demo's choice: a
+    /// restart means re-enrolment); `cosine_threshold` is the match threshold.
     pub fn generate(venue: Id, params: Params, cosine_threshold: f64) -> Result<KeyHolder, KeyHolderError> {
         let mut rng = FheRng::from_seed(os_seed()?);
         let key = SecretKey::generate(params, &mut rng).map_err(KeyHolderError::Encrypt)?;
+        drop(rng);
+        KeyHolder::from_key(venue, key, cosine_threshold)
+    }
+
+    /// A key holder using `key` (loaded from the encrypted [`crate::keystore::KeyStore`]).
+    pub fn from_key(venue: Id, key: SecretKey, cosine_threshold: f64) -> Result<KeyHolder, KeyHolderError> {
+        let rng = FheRng::from_seed(os_seed()?);
+        let params = *key.params();
         let quantizer = Quantizer::new(&params);
         let threshold = quantizer.score_threshold(cosine_threshold);
         Ok(KeyHolder {
@@ -269,6 +278,28 @@ impl KeyHolder {
         Ok(Some((slots, response.epoch)))
     }
 
+    /// Erases a subject's template at the matcher (memory and storage). Returns whether the
+    /// subject was enrolled.
+    pub async fn erase(&self, bus: &Bus, subject: &Id) -> Result<bool, KeyHolderError> {
+        let request =
+            EraseRequest { v: u32::from(PROTOCOL_VERSION), venue: self.venue.clone(), subject: subject.clone() };
+        let reply = bus.request(&topics::erase(&self.venue), request.encode(), self.timeout).await?;
+        let answer: serde_json::Value =
+            serde_json::from_slice(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+        match answer.get("erased").and_then(serde_json::Value::as_bool) {
+            Some(found) => {
+                *lock(&self.index) = None;
+                Ok(found)
+            }
+            None => Err(KeyHolderError::Answer(format!("erasure refused: {answer}"))),
+        }
+    }
+
+    /// The subjects enrolled at the matcher, in slot order.
+    pub async fn enrolled_subjects(&self, bus: &Bus) -> Result<Vec<Id>, KeyHolderError> {
+        Ok(self.fresh_index(bus).await?.subjects)
+    }
+
     /// The current gallery index, fetched from the matcher and cached.
     async fn fresh_index(&self, bus: &Bus) -> Result<GalleryIndex, KeyHolderError> {
         let reply = bus.request(&topics::index(&self.venue), Vec::new(), self.timeout).await?;
@@ -290,4 +321,63 @@ impl KeyHolder {
         *lock(&self.index) = Some(index);
         Ok(subject)
     }
+}
+
+/// What a key rotation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// Subjects whose templates were erased at the matcher; they must enrol again.
+    pub erased: usize,
+    /// Whether a new decision key was published.
+    pub decision_key_published: bool,
+}
+
+/// Rotates a venue's key (the documented procedure, `docs/fhe.md`, "Key rotation"):
+///
+/// 1. load the current key (only its holder, with the passphrase, can rotate);
+/// 2. erase every template of the venue at the matcher — they are useless under a new key, and
+///    the key holder keeps no embeddings to re-encrypt them from, so subjects re-enrol;
+/// 3. replace the key in the store (new file renamed over the old, old bytes overwritten);
+/// 4. publish a new decision key when the venue's gates use decision mode.
+///
+/// If step 2 fails part-way, the old key is still in place and the command can be re-run.
+///
+/// # Errors
+/// On a wrong passphrase, an unreachable matcher or a store failure.
+#[allow(clippy::too_many_arguments)]
+pub async fn rotate_key(
+    store: &crate::keystore::KeyStore,
+    venue: &Id,
+    params: Params,
+    passphrase: &str,
+    new_passphrase: &str,
+    cosine_threshold: f64,
+    publish_decision_key: bool,
+    bus: &Bus,
+) -> Result<Rotation, RotationError> {
+    let old = store.load(venue, params, passphrase)?;
+    let holder = KeyHolder::from_key(venue.clone(), old, cosine_threshold)?;
+    let subjects = holder.enrolled_subjects(bus).await?;
+    for subject in &subjects {
+        holder.erase(bus, subject).await?;
+    }
+    drop(holder);
+    let new = store.rotate(venue, params, passphrase, new_passphrase)?;
+    let holder = KeyHolder::from_key(venue.clone(), new, cosine_threshold)?;
+    if publish_decision_key {
+        holder.publish_decision_key(bus).await?;
+    }
+    Ok(Rotation { erased: subjects.len(), decision_key_published: publish_decision_key })
+}
+
+/// Why a key rotation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RotationError {
+    /// The key store refused (wrong passphrase, missing key, file system).
+    #[error(transparent)]
+    Store(#[from] crate::keystore::KeyStoreError),
+    /// The matcher could not be reached or refused.
+    #[error(transparent)]
+    Matcher(#[from] KeyHolderError),
 }

@@ -13,4 +13,5 @@
 pub mod agents;
 pub mod count;
 pub mod keyholder;
+pub mod keystore;
 pub mod sim;

@@ -17,6 +17,11 @@
 //! * Response: per group, the output mask and the `d·j` body coefficients, modulus-switched
 //!   to 32 bits ([`ScoreResult`]); the key holder decrypts one exact integer score per
 //!   template ([`SecretKey::decrypt_scores`]).
+//! * Decision mode: with the key holder's [`DecisionKey`] (key-switching and bootstrapping
+//!   keys), the matcher turns each score into `[score ≥ threshold]` with one key switch and
+//!   one programmable bootstrap, and sums the bits of 8 templates into one LWE ciphertext
+//!   ([`Gallery::evaluate_decisions`], [`DecisionResult`]); the key holder learns only which
+//!   templates matched ([`SecretKey::decrypt_decisions`]).
 #![deny(missing_docs)]
 
 mod codec;

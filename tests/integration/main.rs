@@ -3,4 +3,5 @@
 
 mod broker;
 mod demo;
+mod keys;
 mod support;
