@@ -315,11 +315,8 @@ impl KeyHolder {
         if let Some(subject) = cached {
             return Ok(subject);
         }
-        let reply = bus.request(&topics::index(&self.venue), Vec::new(), self.timeout).await?;
-        let index = GalleryIndex::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
-        let subject = (index.epoch == epoch).then(|| index.subjects.get(slot as usize).cloned()).flatten();
-        *lock(&self.index) = Some(index);
-        Ok(subject)
+        let index = self.fresh_index(bus).await?;
+        Ok((index.epoch == epoch).then(|| index.subjects.get(slot as usize).cloned()).flatten())
     }
 }
 

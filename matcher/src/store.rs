@@ -149,22 +149,11 @@ impl GalleryStore {
     /// Replaces the file's contents with `entries` atomically (temporary file, fsync, rename,
     /// directory fsync).
     pub fn rewrite(&mut self, entries: &[(Id, &EncryptedTemplate)]) -> Result<(), StoreError> {
-        let tmp = self.path.with_extension("gallery.tmp");
-        {
-            let mut out = File::create(&tmp).map_err(io_error("create", &tmp))?;
-            let mut buffer = header(&self.params);
-            for (subject, template) in entries {
-                buffer.extend_from_slice(&record(subject, template));
-            }
-            out.write_all(&buffer).map_err(io_error("write", &tmp))?;
-            out.sync_all().map_err(io_error("sync", &tmp))?;
+        let mut buffer = header(&self.params);
+        for (subject, template) in entries {
+            buffer.extend_from_slice(&record(subject, template));
         }
-        fs::rename(&tmp, &self.path).map_err(io_error("rename over", &self.path))?;
-        if let Some(dir) = self.path.parent() {
-            if let Ok(d) = File::open(dir) {
-                let _ = d.sync_all();
-            }
-        }
+        write_atomically(&self.path, &buffer)?;
         let mut file =
             OpenOptions::new().read(true).write(true).open(&self.path).map_err(io_error("reopen", &self.path))?;
         file.seek(SeekFrom::End(0)).map_err(io_error("seek", &self.path))?;
@@ -176,7 +165,11 @@ impl GalleryStore {
 /// Writes `bytes` to `path` atomically: a temporary file beside it, fsync, rename over,
 /// directory fsync. A crash leaves either the old file or the new one, never a torn one.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    let tmp = path.with_extension("tmp");
+    // `{name}.tmp` beside the target: distinct per target file (`v.gallery.tmp`,
+    // `v.decision-key.tmp`), so writes of different files never share a temporary.
+    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
     {
         let mut out = File::create(&tmp).map_err(io_error("create", &tmp))?;
         out.write_all(bytes).map_err(io_error("write", &tmp))?;
