@@ -181,6 +181,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             scene,
             &config.privacy,
             args.interval,
+            Some(data.path.join("edge").join(format!("{}.dp-ledger.json", venue.id))),
             edge_bus.clone(),
             cancel.child_token(),
             &tracker,

@@ -4,6 +4,7 @@
 //! signals, and maps errors to exit codes; every service is a library it composes.
 
 mod bench;
+mod bench_dp;
 mod demo;
 mod keys;
 
@@ -53,6 +54,8 @@ enum ConfigCommand {
 enum BenchCommand {
     /// Encrypted 1:N matching with the packed external-product engine.
     Match(bench::MatchArgs),
+    /// Continual-release DP mechanisms: empirical vs theoretical error of the running total.
+    Dp(bench_dp::DpArgs),
 }
 
 /// Shared option: a configuration file.
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             .context("cannot serialise the default configuration"),
         Command::Demo(args) => runtime().and_then(|rt| rt.block_on(demo::run(args))),
         Command::Bench(BenchCommand::Match(args)) => bench::run_match(&args),
+        Command::Bench(BenchCommand::Dp(args)) => bench_dp::run_dp(&args),
         Command::Keys(command) => keys::run(&command),
     };
     match outcome {

@@ -178,6 +178,9 @@ impl Config {
         if !(p.epsilon_per_day.is_finite() && p.epsilon_per_day > 0.0 && p.epsilon_per_day <= 10.0) {
             say(vec![Seg::Key("privacy"), Seg::Key("epsilon_per_day")], "must be in (0, 10]".into());
         }
+        if !(p.delta_per_day.is_finite() && p.delta_per_day > 0.0 && p.delta_per_day <= 1e-4) {
+            say(vec![Seg::Key("privacy"), Seg::Key("delta_per_day")], "must be in (0, 1e-4]".into());
+        }
         if p.interval_secs == 0 || p.interval_secs > 3600 || 86_400 % p.interval_secs != 0 {
             say(vec![Seg::Key("privacy"), Seg::Key("interval_secs")], "must divide a day and be at most 3600".into());
         }

@@ -116,6 +116,9 @@ impl Default for Http {
 pub struct Privacy {
     /// Budget per venue per day for one crossing.
     pub epsilon_per_day: f64,
+    /// Delta per venue per day, spent only by the Gaussian mechanisms (square-root
+    /// factorisation, discrete Gaussian); the Laplace ones are pure DP.
+    pub delta_per_day: f64,
     /// Release interval in seconds; must divide a day.
     pub interval_secs: u32,
     /// Mechanism for running totals and occupancy.
@@ -130,6 +133,7 @@ impl Default for Privacy {
     fn default() -> Privacy {
         Privacy {
             epsilon_per_day: 1.0,
+            delta_per_day: 1e-6,
             interval_secs: 60,
             mechanism: NoiseMechanism::SqrtFactorization,
             max_crossings_per_person_day: 4,

@@ -8,10 +8,28 @@
 //!
 //! The library does no I/O; the caller passes the random generator in. Services use
 //! [`Csprng`], a ChaCha20 generator seeded from the operating system.
+//!
+//! Map: `sampler` (exact Bernoulli, discrete Laplace, discrete Gaussian), [`DiscreteLaplace`]
+//! and [`DiscreteGaussian`] (single releases), [`continual`] (running totals over a day:
+//! per-interval Laplace, binary tree, square-root factorisation), [`accounting`] (budgets,
+//! zCDP), [`ledger`] (per-venue per-day budget), [`postprocess`] (consistency after noise),
+//! [`audit`] (statistical epsilon lower bounds from neighbouring runs).
 #![deny(missing_docs)]
 
-use rand::{Rng, RngCore, SeedableRng};
+pub mod accounting;
+pub mod audit;
+pub mod continual;
+pub mod ledger;
+pub mod postprocess;
+mod sampler;
+
+use rand::{RngCore, SeedableRng};
 use thiserror::Error;
+
+pub use accounting::Budget;
+pub use continual::{ContinualCounter, Mechanism, Release};
+pub use ledger::BudgetLedger;
+use sampler::{discrete_gaussian, discrete_laplace, variance_rational};
 
 /// The CSPRNG every release uses: ChaCha20 seeded from the operating system.
 pub type Csprng = rand_chacha::ChaCha20Rng;
@@ -28,58 +46,33 @@ pub enum DpError {
     /// Epsilon must be finite and in (0, 1000].
     #[error("epsilon {0} must be finite and in (0, 1000]")]
     BadEpsilon(f64),
-}
-
-/// Exact Bernoulli(num/den) for integers 0 <= num <= den, den > 0.
-fn bernoulli_rational<R: RngCore>(rng: &mut R, num: u64, den: u64) -> bool {
-    debug_assert!(den > 0 && num <= den);
-    rng.random_range(0..den) < num
-}
-
-/// Exact Bernoulli(exp(-num/den)) (CKS20, Algorithm 1).
-fn bernoulli_exp_neg<R: RngCore>(rng: &mut R, num: u64, den: u64) -> bool {
-    debug_assert!(den > 0);
-    if num <= den {
-        // gamma in [0, 1]: K <- 1; while Bernoulli(gamma / K) K += 1; return K odd.
-        let mut k: u64 = 1;
-        loop {
-            let Some(kden) = den.checked_mul(k) else { return k % 2 == 1 };
-            if !bernoulli_rational(rng, num, kden) {
-                break;
-            }
-            k += 1;
-        }
-        k % 2 == 1
-    } else {
-        for _ in 0..num / den {
-            if !bernoulli_exp_neg(rng, 1, 1) {
-                return false;
-            }
-        }
-        bernoulli_exp_neg(rng, num % den, den)
-    }
-}
-
-/// Discrete Laplace sample with P(x) proportional to exp(-|x| * s / t) (CKS20, Algorithm 2):
-/// the scale is t/s.
-fn discrete_laplace<R: RngCore>(rng: &mut R, s: u64, t: u64) -> i64 {
-    loop {
-        let u = rng.random_range(0..t);
-        if !bernoulli_exp_neg(rng, u, t) {
-            continue;
-        }
-        let mut v: u64 = 0;
-        while bernoulli_exp_neg(rng, 1, 1) {
-            v += 1;
-        }
-        let x = u.saturating_add(t.saturating_mul(v));
-        let y = (x / s) as i64;
-        let negative = rng.random::<bool>();
-        if negative && y == 0 {
-            continue;
-        }
-        return if negative { -y } else { y };
-    }
+    /// Delta must be finite and in [0, 1e-3] (and > 0 where Gaussian noise needs it).
+    #[error("delta {0} must be in [0, 1e-3], and > 0 for Gaussian noise")]
+    BadDelta(f64),
+    /// Sigma must be finite and positive.
+    #[error("sigma {0} must be finite and in (0, 1e9]")]
+    BadSigma(f64),
+    /// A continual counter needs 1 to 2^20 intervals.
+    #[error("horizon {0} must be between 1 and 1048576 intervals")]
+    BadHorizon(usize),
+    /// The counter has released all its intervals; a new horizon needs new budget.
+    #[error("all {0} intervals of this horizon have been released; its budget is spent")]
+    HorizonExhausted(usize),
+    /// The venue's budget for the day does not cover this release.
+    #[error("privacy budget exhausted for venue `{venue}` on day {day}: asked epsilon {asked}, {remaining} left")]
+    BudgetExhausted {
+        /// Venue.
+        venue: String,
+        /// Day number (days since the Unix epoch).
+        day: i64,
+        /// Epsilon asked for.
+        asked: f64,
+        /// Epsilon left.
+        remaining: f64,
+    },
+    /// A stored ledger could not be read.
+    #[error("budget ledger is malformed: {0}")]
+    BadLedger(String),
 }
 
 /// Denominator used to turn a floating-point epsilon into an exact rational.
@@ -126,7 +119,69 @@ impl DiscreteLaplace {
 
     /// One noise sample.
     pub fn sample<R: RngCore>(&self, rng: &mut R) -> i64 {
-        discrete_laplace(rng, self.s, self.t)
+        discrete_laplace(rng, u128::from(self.s), u128::from(self.t))
+    }
+
+    /// Releases `count` with noise added.
+    pub fn release<R: RngCore>(&self, count: i64, rng: &mut R) -> i64 {
+        count.saturating_add(self.sample(rng))
+    }
+}
+
+/// The discrete Gaussian mechanism: releases `count + Z` with `P(Z = z)` proportional to
+/// `exp(-z^2 / 2 sigma^2)`; for sensitivity-1 counts it is (1 / 2 sigma^2)-zCDP (CKS20).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DiscreteGaussian {
+    sigma: f64,
+    variance: (u128, u128),
+}
+
+impl DiscreteGaussian {
+    /// The mechanism with scale `sigma` (sigma^2 rounded up to a rational).
+    ///
+    /// # Errors
+    /// [`DpError::BadSigma`] unless sigma is finite and in (0, 1e9].
+    pub fn with_sigma(sigma: f64) -> Result<DiscreteGaussian, DpError> {
+        if !(sigma.is_finite() && sigma > 0.0 && sigma <= 1e9) {
+            return Err(DpError::BadSigma(sigma));
+        }
+        Ok(DiscreteGaussian { sigma, variance: variance_rational(sigma) })
+    }
+
+    /// The mechanism that makes a sensitivity-1 count (epsilon, delta)-DP.
+    ///
+    /// # Errors
+    /// [`DpError::BadEpsilon`], [`DpError::BadDelta`] (delta must be > 0).
+    pub fn for_budget(budget: Budget) -> Result<DiscreteGaussian, DpError> {
+        let rho = accounting::rho_for(budget)?;
+        DiscreteGaussian::with_sigma(accounting::sigma_for(1.0, rho))
+    }
+
+    /// The scale parameter sigma (an upper bound on the noise's standard deviation).
+    pub fn sigma(&self) -> f64 {
+        self.sigma
+    }
+
+    /// The standard deviation of the noise: the discrete Gaussian's variance, summed exactly
+    /// over its support (it is slightly below sigma^2 for small sigma).
+    pub fn std(&self) -> f64 {
+        let sigma = self.sigma;
+        if sigma > 10.0 {
+            return sigma;
+        }
+        let r = (14.0 * sigma).ceil() as i64 + 2;
+        let (mut z, mut m2) = (0.0, 0.0);
+        for x in -r..=r {
+            let w = (-((x * x) as f64) / (2.0 * sigma * sigma)).exp();
+            z += w;
+            m2 += (x * x) as f64 * w;
+        }
+        (m2 / z).sqrt()
+    }
+
+    /// One noise sample.
+    pub fn sample<R: RngCore>(&self, rng: &mut R) -> i64 {
+        discrete_gaussian(rng, self.variance.0, self.variance.1)
     }
 
     /// Releases `count` with noise added.
@@ -141,18 +196,6 @@ mod tests {
 
     fn seeded() -> Csprng {
         Csprng::seed_from_u64(7)
-    }
-
-    #[test]
-    fn bernoulli_exp_matches_its_probability() {
-        let mut rng = seeded();
-        for (num, den) in [(1u64, 2u64), (1, 1), (3, 2), (5, 1)] {
-            let n = 200_000;
-            let hits = (0..n).filter(|_| bernoulli_exp_neg(&mut rng, num, den)).count() as f64;
-            let p = (-(num as f64) / den as f64).exp();
-            let sd = (p * (1.0 - p) / n as f64).sqrt();
-            assert!((hits / n as f64 - p).abs() < 5.0 * sd, "exp(-{num}/{den}): {} vs {p}", hits / n as f64);
-        }
     }
 
     #[test]
@@ -180,6 +223,18 @@ mod tests {
         for epsilon in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e-9, 1e4] {
             assert!(DiscreteLaplace::new(epsilon).is_err(), "{epsilon}");
         }
+    }
+
+    #[test]
+    fn the_gaussian_for_a_budget_has_the_zcdp_scale() {
+        let g = DiscreteGaussian::for_budget(Budget { epsilon: 1.0, delta: 1e-6 }).expect("valid");
+        // rho ~ 0.0244 for (1, 1e-6): sigma = 1 / sqrt(2 rho) ~ 4.53.
+        assert!(g.sigma() > 4.4 && g.sigma() < 4.7, "{}", g.sigma());
+        assert!(DiscreteGaussian::with_sigma(0.0).is_err());
+        let mut rng = seeded();
+        let n = 50_000;
+        let var = (0..n).map(|_| (g.release(10, &mut rng) - 10).pow(2) as f64).sum::<f64>() / n as f64;
+        assert!((var.sqrt() / g.std() - 1.0).abs() < 0.03, "{}", var.sqrt());
     }
 
     #[test]

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use passage_config::{MatchingMode, Privacy, Venue};
-use passage_dp::DiscreteLaplace;
+use std::path::PathBuf;
+
+use passage_dp::{Budget, BudgetLedger};
 use passage_transport::{Bus, QoS};
 use passage_wire::{topics, EnrolStatus, Id, MatchMode};
 use rand::Rng;
@@ -16,7 +18,8 @@ use tokio_util::task::TaskTracker;
 
 use passage_policy::ConsentRegistry;
 
-use crate::count::CameraCounter;
+use crate::count::release::VenueReleaser;
+use crate::count::{ledger_file, CameraCounter};
 use crate::keyholder::{Identification, KeyHolder};
 use crate::sim::{FaceSimulator, Scene};
 
@@ -27,6 +30,8 @@ pub struct CountingStats {
     pub records_published: AtomicU64,
     /// Publications that failed.
     pub publish_errors: AtomicU64,
+    /// Intervals not released (budget spent, clock went back).
+    pub release_refusals: AtomicU64,
 }
 
 /// Why an agent could not start.
@@ -39,6 +44,12 @@ pub enum AgentError {
     /// The DP mechanism could not be built.
     #[error(transparent)]
     Dp(#[from] passage_dp::DpError),
+    /// The releaser could not be built.
+    #[error(transparent)]
+    Release(#[from] crate::count::release::ReleaseError),
+    /// The budget ledger could not be loaded.
+    #[error(transparent)]
+    Ledger(#[from] crate::count::ledger_file::LedgerFileError),
 }
 
 fn now_secs() -> i64 {
@@ -46,19 +57,29 @@ fn now_secs() -> i64 {
 }
 
 /// Starts a counting agent for every camera of `venue`, all watching one simulated `scene`.
-/// Every `interval_secs` (aligned to the clock) each camera releases one noised record.
+/// Every `interval_secs` (aligned to the clock) each camera releases one noised record, by the
+/// configured continual-release mechanism, charging the venue's daily budget in the ledger
+/// kept at `ledger_path` (in memory only when `None`).
+#[allow(clippy::too_many_arguments)]
 pub fn start_counting(
     venue: &Venue,
     mut scene: Scene,
     privacy: &Privacy,
     interval_secs: u32,
+    ledger_path: Option<PathBuf>,
     bus: Bus,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<Arc<CountingStats>, AgentError> {
     let mut counters: Vec<CameraCounter> =
         venue.cameras.iter().map(|c| CameraCounter::new(venue, &c.id)).collect::<Result<_, _>>()?;
-    let noise = DiscreteLaplace::new(privacy.epsilon_per_day)?;
+    let release_privacy = Privacy { interval_secs, ..privacy.clone() };
+    let mut releaser = VenueReleaser::new(venue, &counters, &release_privacy)?;
+    let limit = Budget { epsilon: privacy.epsilon_per_day, delta: privacy.delta_per_day };
+    let mut ledger = match &ledger_path {
+        Some(path) => ledger_file::load(path, limit)?,
+        None => BudgetLedger::new(limit)?,
+    };
     let stats = Arc::new(CountingStats::default());
     let out = stats.clone();
     let venue_id = venue.id.clone();
@@ -83,10 +104,23 @@ pub fn start_counting(
             }
             let now = now_secs();
             if now >= interval_start + secs {
-                for (counter, camera) in counters.iter_mut().zip(&cameras) {
-                    let tallies = counter.close_interval();
-                    let id = uuid_like(&mut rng);
-                    let record = counter.release(tallies, interval_start, interval_secs, &noise, &mut rng, id);
+                let tallies: Vec<_> = counters.iter_mut().map(CameraCounter::close_interval).collect();
+                let records = match releaser.release(tallies, interval_start, &mut ledger, &mut rng, uuid_like) {
+                    Ok(records) => records,
+                    Err(error) => {
+                        // Budget spent (e.g. restarted mid-day), clock went back: nothing is
+                        // released for this interval; the tallies are already dropped.
+                        tracing::warn!(venue = %venue_id, %error, "interval not released");
+                        out.release_refusals.fetch_add(1, Ordering::Relaxed);
+                        Vec::new()
+                    }
+                };
+                if let Some(path) = &ledger_path {
+                    if let Err(error) = ledger_file::save(path, &ledger) {
+                        tracing::error!(venue = %venue_id, %error, "budget ledger not saved");
+                    }
+                }
+                for (record, camera) in records.iter().zip(&cameras) {
                     match bus.publish(&topics::counts(&venue_id, camera), QoS::AtLeastOnce, record.encode()).await {
                         Ok(()) => out.records_published.fetch_add(1, Ordering::Relaxed),
                         Err(error) => {

@@ -14,6 +14,7 @@ use passage_wire::{Direction, Id};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::count::detect::{Detection, Frame, DEFAULT_CLASS};
 use crate::count::geometry::{crossing, inside, Crossing};
 
 /// Exact counts of what the simulated people did.
@@ -247,6 +248,135 @@ impl Scene {
     }
 }
 
+/// A person detector's errors, for driving the tracker from a [`Scene`]: turns the people of a
+/// frame (foot points, as [`Scene::step`] returns them) into a [`Frame`] of person boxes with
+/// misses, false positives, jitter and realistic scores. Deterministic for a seed.
+pub struct DetectorNoise {
+    /// Probability that a person is not detected in a frame.
+    pub miss_prob: f64,
+    /// Mean number of false positives per frame (Poisson), placed uniformly in the image.
+    pub false_positives_per_frame: f64,
+    /// Standard deviation of each box edge's error, pixels.
+    pub jitter_px: f64,
+    /// Probability that a detected person gets a low score (`0.2..0.5`: partial occlusion);
+    /// otherwise the score is drawn from `0.5..0.95`.
+    pub low_score_prob: f64,
+    /// Nominal person box (width, height) in pixels; each person's own size is within ±10%.
+    pub box_size: (f64, f64),
+    /// Image size (width, height) in pixels.
+    pub frame_size: (u32, u32),
+    rng: ChaCha8Rng,
+}
+
+impl std::fmt::Debug for DetectorNoise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DetectorNoise")
+            .field("miss_prob", &self.miss_prob)
+            .field("false_positives_per_frame", &self.false_positives_per_frame)
+            .field("jitter_px", &self.jitter_px)
+            .field("low_score_prob", &self.low_score_prob)
+            .field("box_size", &self.box_size)
+            .field("frame_size", &self.frame_size)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for DetectorNoise {
+    /// Realistic noise for a 1280x720 scene, seed 0.
+    fn default() -> DetectorNoise {
+        DetectorNoise::new(0)
+    }
+}
+
+/// A number in `[0, 1)` fixed for `id` (splitmix64), so that each person keeps a box size.
+fn unit_hash(id: u64) -> f64 {
+    let mut z = id.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    (z >> 11) as f64 / (1u64 << 53) as f64
+}
+
+impl DetectorNoise {
+    /// Realistic noise (5% misses, 0.2 false positives per frame, 3 px jitter, 10% low
+    /// scores, 40x100 px people in a 1280x720 image), deterministic for `seed`.
+    pub fn new(seed: u64) -> DetectorNoise {
+        DetectorNoise {
+            miss_prob: 0.05,
+            false_positives_per_frame: 0.2,
+            jitter_px: 3.0,
+            low_score_prob: 0.1,
+            box_size: (40.0, 100.0),
+            frame_size: (1280, 720),
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// A detector without errors: every person found, exact boxes, high scores.
+    pub fn perfect(seed: u64) -> DetectorNoise {
+        DetectorNoise {
+            miss_prob: 0.0,
+            false_positives_per_frame: 0.0,
+            jitter_px: 0.0,
+            low_score_prob: 0.0,
+            ..Self::new(seed)
+        }
+    }
+
+    fn jitter(&mut self) -> f64 {
+        if self.jitter_px > 0.0 && self.jitter_px.is_finite() {
+            gaussian(&mut self.rng) * self.jitter_px
+        } else {
+            0.0
+        }
+    }
+
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.rng.random::<f64>()
+    }
+
+    /// What the detector reports at time `t` for `people` (track id, foot point). The ids
+    /// only fix each person's box size; detections carry none. Boxes may reach outside the
+    /// image, as real detectors' do; the validator clips them.
+    pub fn detect(&mut self, t: f64, people: &[(u64, Point)]) -> Frame {
+        let (bw, bh) = self.box_size;
+        let (fw, fh) = (f64::from(self.frame_size.0), f64::from(self.frame_size.1));
+        let miss = if self.miss_prob.is_finite() { self.miss_prob.clamp(0.0, 1.0) } else { 0.0 };
+        let low = if self.low_score_prob.is_finite() { self.low_score_prob.clamp(0.0, 1.0) } else { 0.0 };
+        let mut detections = Vec::with_capacity(people.len() + 2);
+        for &(id, foot) in people {
+            if self.rng.random_bool(miss) {
+                continue;
+            }
+            let scale = 0.9 + 0.2 * unit_hash(id);
+            let (w, h) = (bw * scale, bh * scale);
+            let bbox = [
+                foot[0] - w / 2.0 + self.jitter(),
+                foot[1] - h + self.jitter(),
+                foot[0] + w / 2.0 + self.jitter(),
+                foot[1] + self.jitter(),
+            ];
+            let score = if self.rng.random_bool(low) { self.uniform(0.2, 0.5) } else { self.uniform(0.5, 0.95) };
+            detections.push(Detection { bbox, score: score as f32, class: DEFAULT_CLASS.to_string() });
+        }
+        let mean =
+            if self.false_positives_per_frame.is_finite() { self.false_positives_per_frame.max(0.0) } else { 0.0 };
+        for _ in 0..poisson(&mut self.rng, mean) {
+            let scale = self.uniform(0.6, 1.2);
+            let (w, h) = (bw * scale, bh * scale);
+            let x = self.uniform(0.0, fw);
+            let y = self.uniform(h.min(fh), fh);
+            let score = self.uniform(0.1, 0.55);
+            detections.push(Detection {
+                bbox: [x - w / 2.0, y - h, x + w / 2.0, y],
+                score: score as f32,
+                class: DEFAULT_CLASS.to_string(),
+            });
+        }
+        Frame { t, w: self.frame_size.0, h: self.frame_size.1, detections }
+    }
+}
+
 fn poisson(rng: &mut impl Rng, mean: f64) -> usize {
     // Knuth's method; means here are small (< 10).
     let limit = (-mean).exp();
@@ -306,6 +436,8 @@ mod tests {
     use passage_config::Config;
 
     use super::*;
+    use crate::count::detect::FrameValidator;
+    use crate::count::track::Tracker;
     use crate::count::CameraCounter;
 
     #[test]
@@ -354,6 +486,127 @@ mod tests {
         counted.retain(|_, n| *n > 0);
         assert_eq!(counted, truth.crossings);
         assert_eq!(moved, truth.transitions);
+    }
+
+    /// One camera of the noisy pipeline: simulated detector, validator, tracker, counter.
+    struct NoisyCamera {
+        noise: DetectorNoise,
+        validator: FrameValidator,
+        tracker: Tracker,
+        counter: CameraCounter,
+    }
+
+    struct NoisyPipeline {
+        cameras: Vec<NoisyCamera>,
+        t: f64,
+        dt: f64,
+    }
+
+    impl NoisyPipeline {
+        fn feed(&mut self, people: &[(u64, Point)]) {
+            self.t += self.dt;
+            for cam in &mut self.cameras {
+                let frame = cam.noise.detect(self.t, people);
+                let (detections, _) = cam.validator.validate(frame);
+                let tracks = cam.tracker.update(&detections);
+                cam.counter.next_frame(u64::from(cam.tracker.config().max_age));
+                for (track, p) in tracks {
+                    cam.counter.observe(track, p);
+                }
+            }
+        }
+    }
+
+    /// Sum over keys of |counted - truth|, divided by the truth's total.
+    fn relative_error<K: std::hash::Hash + Eq>(counted: &HashMap<K, u64>, truth: &HashMap<K, u64>) -> f64 {
+        let keys: std::collections::HashSet<&K> = counted.keys().chain(truth.keys()).collect();
+        let off: u64 = keys
+            .into_iter()
+            .map(|k| counted.get(k).copied().unwrap_or(0).abs_diff(truth.get(k).copied().unwrap_or(0)))
+            .sum();
+        off as f64 / truth.values().sum::<u64>().max(1) as f64
+    }
+
+    #[test]
+    fn noisy_detections_tracked_count_crossings_within_five_percent() {
+        let config = Config::default();
+        let venue = &config.venues[0];
+        let mut scene = Scene::new(venue, 42, 2.0);
+        let cameras = venue
+            .cameras
+            .iter()
+            .enumerate()
+            .map(|(i, c)| NoisyCamera {
+                noise: DetectorNoise::new(1000 + i as u64),
+                validator: FrameValidator::default(),
+                tracker: Tracker::default(),
+                counter: CameraCounter::new(venue, &c.id).expect("configured"),
+            })
+            .collect();
+        let mut pipeline = NoisyPipeline { cameras, t: 0.0, dt: 0.04 };
+        for _ in 0..3000 {
+            let people = scene.step(0.04);
+            pipeline.feed(&people);
+        }
+        scene.drain(0.04, |people| pipeline.feed(people));
+        let truth = scene.truth().clone();
+        let total: u64 = truth.crossings.values().sum();
+        assert!(total > 200, "the scene must be busy: {truth:?}");
+
+        let mut counted: HashMap<(Id, Direction), u64> = HashMap::new();
+        let mut moved: HashMap<(Id, Id), u64> = HashMap::new();
+        for (c, cam) in venue.cameras.iter().zip(pipeline.cameras.iter_mut()) {
+            let tallies = cam.counter.close_interval();
+            for (i, line) in c.lines.iter().enumerate() {
+                let (n_in, n_out) = tallies.line(i);
+                *counted.entry((line.clone(), Direction::In)).or_insert(0) += u64::from(n_in);
+                *counted.entry((line.clone(), Direction::Out)).or_insert(0) += u64::from(n_out);
+            }
+            for (a, za) in c.zones.iter().enumerate() {
+                for (b, zb) in c.zones.iter().enumerate() {
+                    let n = tallies.transition(a, b);
+                    if n > 0 {
+                        *moved.entry((za.clone(), zb.clone())).or_insert(0) += u64::from(n);
+                    }
+                }
+            }
+        }
+        let error = relative_error(&counted, &truth.crossings);
+        let zone_error = relative_error(&moved, &truth.transitions);
+        println!(
+            "noisy pipeline: {total} true crossings, crossing error {:.2}%, zone transition error {:.2}%",
+            error * 100.0,
+            zone_error * 100.0
+        );
+        assert!(
+            error <= 0.05,
+            "crossing count error {:.2}% exceeds 5%: counted {counted:?}, truth {:?}",
+            error * 100.0,
+            truth.crossings
+        );
+    }
+
+    #[test]
+    fn detector_noise_is_deterministic_and_realistic() {
+        let people: Vec<(u64, Point)> = (0..50).map(|i| (i, [20.0 + 25.0 * i as f64, 400.0])).collect();
+        let run = |seed| {
+            let mut noise = DetectorNoise::new(seed);
+            (0..200).map(|i| noise.detect(f64::from(i) * 0.04, &people)).collect::<Vec<_>>()
+        };
+        let frames = run(7);
+        assert_eq!(frames, run(7));
+        assert_ne!(frames, run(8));
+        let detections: Vec<&Detection> = frames.iter().flat_map(|f| &f.detections).collect();
+        let n = detections.len() as f64;
+        // 50 people * 200 frames * 0.95, plus about 40 false positives.
+        assert!((9300.0..9800.0).contains(&n), "{n} detections");
+        assert!(detections.iter().all(|d| (0.0..=1.0).contains(&d.score) && d.class == "person"));
+        let low = detections.iter().filter(|d| d.score < 0.5).count() as f64 / n;
+        assert!((0.05..0.15).contains(&low), "low-score share {low}");
+        let perfect = DetectorNoise::perfect(1).detect(0.0, &people);
+        assert_eq!(perfect.detections.len(), 50);
+        let foot = perfect.detections[3].foot_point();
+        assert!((foot[0] - people[3].1[0]).abs() < 1e-9 && foot[1] == people[3].1[1]);
     }
 
     #[test]

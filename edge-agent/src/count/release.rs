@@ -1,0 +1,413 @@
+//! Differentially private release of a venue's counts, interval by interval, over a day.
+//!
+//! A [`VenueReleaser`] holds, for the current UTC day, one continual counter per released cell
+//! (line x direction, zone-to-zone pair) of every camera. At the first release of a day it
+//! charges the day's budget to the venue in the [`BudgetLedger`]; if the ledger refuses (the
+//! day was already spent, e.g. before a restart), nothing is released until the next day.
+//!
+//! Privacy unit and composition: one event (a crossing or a zone-to-zone move) changes one
+//! interval count of exactly one cell of one camera (each line and zone is counted by one
+//! camera), so all the venue's cells together are (epsilon, delta)-DP per day for each event, by
+//! parallel composition. A person making k events a day is covered at k * epsilon (group
+//! privacy); the deployment states the assumed k (`max_crossings_per_person_day`).
+//!
+//! Post-processing (after noise, so it costs no privacy): each cell's running total is made
+//! non-decreasing and non-negative ([`Monotone`]), rounded, and the interval figure is the
+//! difference of successive released totals, so interval figures are never negative and always
+//! add up to the released total.
+
+use passage_config::{Privacy, Venue};
+use passage_dp::continual::{ContinualCounter, Mechanism};
+use passage_dp::ledger::day_of;
+use passage_dp::postprocess::Monotone;
+use passage_dp::{Budget, BudgetLedger, DpError};
+use passage_wire::{CountItem, CountRecord, Direction, Id, Metric, NoiseMechanism, PROTOCOL_VERSION};
+use rand::RngCore;
+
+use super::{CameraCounter, Tallies};
+
+/// Why a release did not happen.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReleaseError {
+    /// The budget (ledger, horizon or parameters) refused it.
+    #[error(transparent)]
+    Dp(#[from] DpError),
+    /// The interval lies before one already released (the clock went back).
+    #[error("interval starting at {start} is not after the last released interval ({last}); the clock went back")]
+    ClockWentBack {
+        /// The interval asked for.
+        start: i64,
+        /// The last interval released.
+        last: i64,
+    },
+    /// The tallies do not belong to the venue's cameras.
+    #[error("expected tallies for {expected} cameras, got {got}")]
+    WrongCameras {
+        /// Cameras of the venue.
+        expected: usize,
+        /// Tallies given.
+        got: usize,
+    },
+}
+
+/// The DP mechanism the configuration names.
+pub fn mechanism_of(configured: NoiseMechanism) -> Mechanism {
+    match configured {
+        NoiseMechanism::DiscreteLaplace => Mechanism::PerInterval,
+        NoiseMechanism::DiscreteGaussian => Mechanism::PerIntervalGaussian,
+        NoiseMechanism::BinaryTree => Mechanism::BinaryTree,
+        NoiseMechanism::SqrtFactorization => Mechanism::SqrtFactorization,
+    }
+}
+
+/// One released cell: its counter and its post-processing state.
+struct Cell {
+    metric_interval: Metric,
+    metric_total: Option<Metric>,
+    counter: ContinualCounter,
+    monotone: Monotone,
+    last_released: i64,
+}
+
+/// The day's state.
+struct Day {
+    day: i64,
+    /// Per camera, its cells in release order.
+    cells: Vec<Vec<Cell>>,
+}
+
+/// Releases a venue's noised records.
+pub struct VenueReleaser {
+    venue: Id,
+    cameras: Vec<Id>,
+    /// Per camera: (metric for the interval figure, metric for the running total).
+    layout: Vec<Vec<(Metric, Option<Metric>)>>,
+    /// Per camera: number of zones.
+    zones: Vec<usize>,
+    configured: NoiseMechanism,
+    mechanism: Mechanism,
+    budget: Budget,
+    interval_secs: u32,
+    day: Option<Day>,
+    last_start: Option<i64>,
+}
+
+impl std::fmt::Debug for VenueReleaser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VenueReleaser")
+            .field("venue", &self.venue)
+            .field("mechanism", &self.mechanism)
+            .finish_non_exhaustive()
+    }
+}
+
+impl VenueReleaser {
+    /// A releaser for `venue` whose cameras' counters are `counters` (in the same order).
+    ///
+    /// # Errors
+    /// [`ReleaseError::Dp`] for an invalid budget or interval.
+    pub fn new(venue: &Venue, counters: &[CameraCounter], privacy: &Privacy) -> Result<VenueReleaser, ReleaseError> {
+        let budget = Budget { epsilon: privacy.epsilon_per_day, delta: privacy.delta_per_day }.validate()?;
+        let secs = privacy.interval_secs;
+        if secs == 0 || 86_400 % secs != 0 {
+            return Err(DpError::BadHorizon(0).into());
+        }
+        let layout = counters.iter().map(CameraCounter::cell_layout).collect();
+        Ok(VenueReleaser {
+            venue: venue.id.clone(),
+            cameras: counters.iter().map(|c| c.camera.clone()).collect(),
+            layout,
+            zones: counters.iter().map(|c| c.zones.len()).collect(),
+            configured: privacy.mechanism,
+            mechanism: mechanism_of(privacy.mechanism),
+            budget,
+            interval_secs: secs,
+            day: None,
+            last_start: None,
+        })
+    }
+
+    /// Intervals per day.
+    fn horizon(&self) -> usize {
+        86_400 / self.interval_secs as usize
+    }
+
+    /// Starts `day`'s counters after charging the ledger.
+    fn open_day(&mut self, day: i64, ledger: &mut BudgetLedger) -> Result<(), ReleaseError> {
+        let horizon = self.horizon();
+        let mut cells = Vec::with_capacity(self.layout.len());
+        let mut spent = None;
+        // Calibrated once; every cell gets a fresh copy.
+        let proto = ContinualCounter::new(self.mechanism, self.budget, horizon)?;
+        for camera in &self.layout {
+            let mut row = Vec::with_capacity(camera.len());
+            for (interval, total) in camera {
+                let counter = proto.fresh();
+                spent = Some(counter.budget());
+                row.push(Cell {
+                    metric_interval: interval.clone(),
+                    metric_total: total.clone(),
+                    counter,
+                    monotone: Monotone::default(),
+                    last_released: 0,
+                });
+            }
+            cells.push(row);
+        }
+        // Parallel composition: the cells together cost one counter's budget.
+        ledger.charge(self.venue.as_str(), day, spent.unwrap_or(self.budget))?;
+        self.day = Some(Day { day, cells });
+        Ok(())
+    }
+
+    /// Releases the interval starting at `start` (seconds since the epoch, aligned to the
+    /// interval): `tallies` has one entry per camera, in the order given to [`new`](Self::new).
+    /// Returns one record per camera; `ids` supplies their message ids.
+    ///
+    /// Intervals skipped since the last release (the agent saw nothing) are fed as zeros, so
+    /// the totals stay totals since midnight UTC.
+    ///
+    /// # Errors
+    /// [`ReleaseError`]: budget refused (nothing released for the rest of the day), clock went
+    /// back, or tallies for the wrong cameras. The tallies are dropped either way.
+    pub fn release<R: RngCore>(
+        &mut self,
+        tallies: Vec<Tallies>,
+        start: i64,
+        ledger: &mut BudgetLedger,
+        rng: &mut R,
+        mut ids: impl FnMut(&mut R) -> String,
+    ) -> Result<Vec<CountRecord>, ReleaseError> {
+        if tallies.len() != self.cameras.len() {
+            return Err(ReleaseError::WrongCameras { expected: self.cameras.len(), got: tallies.len() });
+        }
+        if let Some(last) = self.last_start {
+            if start <= last {
+                return Err(ReleaseError::ClockWentBack { start, last });
+            }
+        }
+        let day = day_of(start);
+        if self.day.as_ref().map(|d| d.day) != Some(day) {
+            self.day = None;
+            self.open_day(day, ledger)?;
+        }
+        self.last_start = Some(start);
+        let secs = i64::from(self.interval_secs);
+        let index = (start.rem_euclid(86_400) / secs) as usize;
+        let Some(state) = self.day.as_mut() else { return Ok(Vec::new()) };
+        let mut records = Vec::with_capacity(self.cameras.len());
+        for (((camera, cells), tallies), &zones) in
+            self.cameras.iter().zip(state.cells.iter_mut()).zip(tallies).zip(&self.zones)
+        {
+            let values = tallies.cell_values(zones);
+            let mut items = Vec::with_capacity(cells.len() * 2);
+            for (cell, count) in cells.iter_mut().zip(values) {
+                // Zeros for the intervals nobody reported (agent started late or skipped);
+                // the interval figure below is the change since the last *released* total, so
+                // released interval figures always add up to the released total.
+                while cell.counter.released() < index {
+                    let r = cell.counter.push(0, rng)?;
+                    cell.monotone.next(r.total);
+                }
+                let r = cell.counter.push(u64::from(count), rng)?;
+                let total = cell.monotone.next(r.total).round() as i64;
+                let interval = total - cell.last_released;
+                cell.last_released = total;
+                items.push(CountItem { metric: cell.metric_interval.clone(), value: interval, std: r.interval_std });
+                if let Some(metric) = &cell.metric_total {
+                    items.push(CountItem { metric: metric.clone(), value: total, std: r.total_std });
+                }
+            }
+            records.push(CountRecord {
+                v: u32::from(PROTOCOL_VERSION),
+                id: ids(rng),
+                venue: self.venue.clone(),
+                camera: camera.clone(),
+                start,
+                secs: self.interval_secs,
+                mechanism: self.configured,
+                epsilon: self.budget.epsilon,
+                items,
+            });
+        }
+        Ok(records)
+    }
+}
+
+impl CameraCounter {
+    /// The cells this camera releases, in order: per line (in, out) with their totals, then
+    /// every ordered pair of distinct zones.
+    fn cell_layout(&self) -> Vec<(Metric, Option<Metric>)> {
+        let mut cells = Vec::new();
+        for line in &self.lines {
+            for dir in [Direction::In, Direction::Out] {
+                cells.push((
+                    Metric::Crossings { line: line.id.clone(), dir },
+                    Some(Metric::Total { line: line.id.clone(), dir }),
+                ));
+            }
+        }
+        for (a, from) in self.zones.iter().enumerate() {
+            for (b, to) in self.zones.iter().enumerate() {
+                if a != b {
+                    cells.push((Metric::Transition { from: from.id.clone(), to: to.id.clone() }, None));
+                }
+            }
+        }
+        cells
+    }
+}
+
+impl Tallies {
+    /// The raw values in [`CameraCounter::cell_layout`] order; consumed by the release.
+    fn cell_values(&self, zones: usize) -> Vec<u32> {
+        let mut values = Vec::new();
+        for &(n_in, n_out) in &self.crossings {
+            values.push(n_in);
+            values.push(n_out);
+        }
+        for a in 0..zones {
+            for b in 0..zones {
+                if a != b {
+                    values.push(self.transition(a, b));
+                }
+            }
+        }
+        values
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use passage_config::Config;
+    use passage_dp::Csprng;
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn setup(mechanism: NoiseMechanism) -> (Venue, Vec<CameraCounter>, Privacy) {
+        let config = Config::default();
+        let venue = config.venues[0].clone();
+        let counters = venue.cameras.iter().map(|c| CameraCounter::new(&venue, &c.id).expect("configured")).collect();
+        let privacy = Privacy { mechanism, ..Privacy::default() };
+        (venue, counters, privacy)
+    }
+
+    fn id_gen(rng: &mut Csprng) -> String {
+        use rand::Rng;
+        format!("{:032x}", rng.random::<u128>())
+    }
+
+    const DAY: i64 = 20_000 * 86_400;
+
+    #[test]
+    fn every_cell_is_released_with_totals_that_add_up() {
+        for mechanism in [
+            NoiseMechanism::SqrtFactorization,
+            NoiseMechanism::BinaryTree,
+            NoiseMechanism::DiscreteLaplace,
+            NoiseMechanism::DiscreteGaussian,
+        ] {
+            let (venue, mut counters, privacy) = setup(mechanism);
+            let mut releaser = VenueReleaser::new(&venue, &counters, &privacy).expect("valid");
+            let mut ledger = BudgetLedger::new(Budget { epsilon: 1.0, delta: 1e-6 }).expect("valid");
+            let mut rng = Csprng::seed_from_u64(1);
+            let mut sums: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+            for i in 0..30 {
+                let tallies: Vec<Tallies> = counters.iter_mut().map(CameraCounter::close_interval).collect();
+                let records =
+                    releaser.release(tallies, DAY + 600 + i * 60, &mut ledger, &mut rng, id_gen).expect("released");
+                assert_eq!(records.len(), venue.cameras.len());
+                for record in &records {
+                    assert_eq!(record.mechanism, mechanism);
+                    assert!(CountRecord::decode(&record.encode()).is_ok(), "records pass the wire decoder");
+                    for item in &record.items {
+                        match &item.metric {
+                            Metric::Crossings { line, dir } => {
+                                assert!(item.value >= 0, "post-processed interval figures are never negative");
+                                *sums.entry(format!("{line}/{dir:?}")).or_insert(0) += item.value;
+                            }
+                            Metric::Total { line, dir } => {
+                                assert_eq!(
+                                    sums.get(&format!("{line}/{dir:?}")).copied().unwrap_or(0),
+                                    item.value,
+                                    "intervals add up to the total"
+                                );
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            let spent = ledger.spent(venue.id.as_str(), day_of(DAY));
+            assert!(
+                spent.epsilon > 0.99 && spent.epsilon <= 1.0,
+                "{mechanism:?}: one day's budget for the venue, {spent:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_spent_day_releases_nothing_and_the_next_day_does() {
+        let (venue, mut counters, privacy) = setup(NoiseMechanism::SqrtFactorization);
+        let mut ledger = BudgetLedger::new(Budget { epsilon: 1.0, delta: 1e-6 }).expect("valid");
+        let mut rng = Csprng::seed_from_u64(2);
+        let mut first = VenueReleaser::new(&venue, &counters, &privacy).expect("valid");
+        let tallies: Vec<Tallies> = counters.iter_mut().map(CameraCounter::close_interval).collect();
+        first.release(tallies, DAY, &mut ledger, &mut rng, id_gen).expect("first release of the day");
+        // A restarted agent (new releaser, same ledger) must not spend the day again.
+        let mut restarted = VenueReleaser::new(&venue, &counters, &privacy).expect("valid");
+        let tallies: Vec<Tallies> = counters.iter_mut().map(CameraCounter::close_interval).collect();
+        let refused = restarted.release(tallies, DAY + 60, &mut ledger, &mut rng, id_gen);
+        assert!(matches!(refused, Err(ReleaseError::Dp(DpError::BudgetExhausted { .. }))), "{refused:?}");
+        let tallies: Vec<Tallies> = counters.iter_mut().map(CameraCounter::close_interval).collect();
+        assert!(
+            restarted.release(tallies, DAY + 86_400, &mut ledger, &mut rng, id_gen).is_ok(),
+            "a new day has a new budget"
+        );
+    }
+
+    #[test]
+    fn the_clock_going_back_is_refused() {
+        let (venue, mut counters, privacy) = setup(NoiseMechanism::BinaryTree);
+        let mut ledger = BudgetLedger::new(Budget { epsilon: 1.0, delta: 1e-6 }).expect("valid");
+        let mut rng = Csprng::seed_from_u64(3);
+        let mut releaser = VenueReleaser::new(&venue, &counters, &privacy).expect("valid");
+        let tallies: Vec<Tallies> = counters.iter_mut().map(CameraCounter::close_interval).collect();
+        releaser.release(tallies, DAY + 120, &mut ledger, &mut rng, id_gen).expect("released");
+        let tallies: Vec<Tallies> = counters.iter_mut().map(CameraCounter::close_interval).collect();
+        assert!(matches!(
+            releaser.release(tallies, DAY + 60, &mut ledger, &mut rng, id_gen),
+            Err(ReleaseError::ClockWentBack { .. })
+        ));
+        assert!(matches!(
+            releaser.release(Vec::new(), DAY + 180, &mut ledger, &mut rng, id_gen),
+            Err(ReleaseError::WrongCameras { .. })
+        ));
+    }
+
+    #[test]
+    fn totals_track_the_truth_within_their_noise() {
+        let (venue, counters, privacy) = setup(NoiseMechanism::SqrtFactorization);
+        let mut ledger = BudgetLedger::new(Budget { epsilon: 1.0, delta: 1e-6 }).expect("valid");
+        let mut rng = Csprng::seed_from_u64(4);
+        let mut releaser = VenueReleaser::new(&venue, &counters, &privacy).expect("valid");
+        // 10 people in through the first camera's first line every minute for 3 hours.
+        let mut last_total = (0, 0.0);
+        for i in 0..180 {
+            let mut tallies: Vec<Tallies> = counters.iter().map(CameraCounter::empty_tallies).collect();
+            tallies[0].crossings[0].0 = 10;
+            let records = releaser.release(tallies, DAY + i * 60, &mut ledger, &mut rng, id_gen).expect("released");
+            for item in &records[0].items {
+                if let Metric::Total { dir: Direction::In, .. } = item.metric {
+                    last_total = (item.value, item.std);
+                    break;
+                }
+            }
+        }
+        let (value, std) = last_total;
+        assert!((value - 1800).abs() as f64 <= 5.0 * std, "total {value} vs 1800 (std {std})");
+        assert!(std < 20.0, "{std}");
+    }
+}
