@@ -1,14 +1,14 @@
-//! The edge agents as tasks: a counting agent per venue (scene or camera positions → counters
-//! → DP release → MQTT) and a gate agent per venue (enrolment and identification through the
-//! key holder). `passage demo` runs them on a simulated scene.
+//! The edge agents as tasks: a counting agent per venue (simulated scene → per-camera person
+//! detections with realistic errors → validator → tracker → counters → DP release → MQTT) and
+//! a gate agent per venue (enrolment and identification through the key holder).
+//! `passage demo` runs them on a simulated scene.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use passage_config::{MatchingMode, Privacy, Venue};
-use std::path::PathBuf;
-
 use passage_dp::{Budget, BudgetLedger};
 use passage_transport::{Bus, QoS};
 use passage_wire::{topics, EnrolStatus, Id, MatchMode};
@@ -18,10 +18,12 @@ use tokio_util::task::TaskTracker;
 
 use passage_policy::ConsentRegistry;
 
+use crate::count::detect::FrameValidator;
 use crate::count::release::VenueReleaser;
+use crate::count::track::Tracker;
 use crate::count::{ledger_file, CameraCounter};
 use crate::keyholder::{Identification, KeyHolder};
-use crate::sim::{FaceSimulator, Scene};
+use crate::sim::{DetectorNoise, FaceSimulator, Scene};
 
 /// Counters of the counting agents (numbers of messages, never counts of people).
 #[derive(Debug, Default)]
@@ -32,7 +34,14 @@ pub struct CountingStats {
     pub publish_errors: AtomicU64,
     /// Intervals not released (budget spent, clock went back).
     pub release_refusals: AtomicU64,
+    /// Detections the validator dropped (NaN, empty or out-of-frame boxes, bad scores).
+    pub detections_rejected: AtomicU64,
 }
+
+/// Scene time per simulated camera frame (25 frames per second).
+const FRAME_SECS: f64 = 0.04;
+/// Frames processed per tick of the counting agent (one tick every 200 ms).
+const FRAMES_PER_TICK: usize = 5;
 
 /// Why an agent could not start.
 #[derive(Debug, thiserror::Error)]
@@ -84,9 +93,16 @@ pub fn start_counting(
     let out = stats.clone();
     let venue_id = venue.id.clone();
     let cameras: Vec<Id> = venue.cameras.iter().map(|c| c.id.clone()).collect();
+    // Each camera sees the scene through a simulated person detector (misses, false
+    // positives, jitter), then the validator and the tracker, as a real camera's detections
+    // would go: the counters only ever see tracked foot points.
+    let mut vision: Vec<(DetectorNoise, FrameValidator, Tracker)> = (0..cameras.len())
+        .map(|i| (DetectorNoise::new(rand::random::<u64>() ^ i as u64), FrameValidator::default(), Tracker::default()))
+        .collect();
     tracker.spawn(async move {
         let mut rng = passage_dp::csprng();
-        let tick = Duration::from_millis(200);
+        let tick = Duration::from_secs_f64(FRAME_SECS * FRAMES_PER_TICK as f64);
+        let mut scene_time = 0.0;
         let mut ticker = tokio::time::interval(tick);
         let secs = i64::from(interval_secs);
         let mut interval_start = now_secs() / secs * secs;
@@ -95,11 +111,18 @@ pub fn start_counting(
                 () = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let frame = scene.step(tick.as_secs_f64());
-            for counter in &mut counters {
-                counter.next_frame(25);
-                for (track, p) in &frame {
-                    counter.observe(*track, *p);
+            // 25 frames per second of scene time, processed in batches of one tick.
+            for _ in 0..FRAMES_PER_TICK {
+                let people = scene.step(FRAME_SECS);
+                scene_time += FRAME_SECS;
+                for (counter, (noise, validator, tracks)) in counters.iter_mut().zip(vision.iter_mut()) {
+                    let (detections, rejected) = validator.validate(noise.detect(scene_time, &people));
+                    out.detections_rejected.fetch_add(rejected.total(), Ordering::Relaxed);
+                    let confirmed = tracks.update(&detections);
+                    counter.next_frame(u64::from(tracks.config().max_age));
+                    for (track, p) in confirmed {
+                        counter.observe(track, p);
+                    }
                 }
             }
             let now = now_secs();
