@@ -165,18 +165,7 @@ impl DiscreteGaussian {
     /// The standard deviation of the noise: the discrete Gaussian's variance, summed exactly
     /// over its support (it is slightly below sigma^2 for small sigma).
     pub fn std(&self) -> f64 {
-        let sigma = self.sigma;
-        if sigma > 10.0 {
-            return sigma;
-        }
-        let r = (14.0 * sigma).ceil() as i64 + 2;
-        let (mut z, mut m2) = (0.0, 0.0);
-        for x in -r..=r {
-            let w = (-((x * x) as f64) / (2.0 * sigma * sigma)).exp();
-            z += w;
-            m2 += (x * x) as f64 * w;
-        }
-        (m2 / z).sqrt()
+        sampler::discrete_gaussian_variance(self.sigma).sqrt()
     }
 
     /// One noise sample.

@@ -15,7 +15,7 @@
 //! old blocks, what makes a destroyed key unrecoverable is that its file was only ever written
 //! encrypted — rotate the passphrase as well when retiring a storage device.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -263,23 +263,11 @@ impl KeyStore {
         .map_err(|_| KeyStoreError::Crypto("encryption failed".into()))?;
         let mut file_bytes = header;
         file_bytes.extend_from_slice(&sealed);
-        let tmp = path.with_extension("key.tmp");
-        {
-            let mut options = OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt;
-                options.mode(0o600);
-            }
-            let mut file = options.open(&tmp).map_err(io("create", &tmp))?;
-            file.write_all(&file_bytes).map_err(io("write", &tmp))?;
-            file.sync_all().map_err(io("sync", &tmp))?;
-        }
-        fs::rename(&tmp, path).map_err(io("rename over", path))?;
-        if let Ok(dir) = File::open(&self.dir) {
-            let _ = dir.sync_all();
-        }
+        crate::atomic_file::write(path, &file_bytes, true).map_err(|e| KeyStoreError::Io {
+            op: e.op,
+            path: e.path,
+            source: e.source,
+        })?;
         Ok(())
     }
 }

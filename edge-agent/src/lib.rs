@@ -11,6 +11,7 @@
 #![deny(missing_docs)]
 
 pub mod agents;
+mod atomic_file;
 pub mod count;
 pub mod keyholder;
 pub mod keystore;

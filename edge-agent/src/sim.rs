@@ -440,6 +440,33 @@ mod tests {
     use crate::count::track::Tracker;
     use crate::count::CameraCounter;
 
+    type Crossings = HashMap<(Id, Direction), u64>;
+    type Moves = HashMap<(Id, Id), u64>;
+
+    /// Closes every camera's interval and adds up its tallies by (line, direction) and by
+    /// (zone, zone), keeping only non-zero moves.
+    fn close_all<'a>(venue: &Venue, counters: impl Iterator<Item = &'a mut CameraCounter>) -> (Crossings, Moves) {
+        let mut counted = Crossings::new();
+        let mut moved = Moves::new();
+        for (c, counter) in venue.cameras.iter().zip(counters) {
+            let tallies = counter.close_interval();
+            for (i, line) in c.lines.iter().enumerate() {
+                let (n_in, n_out) = tallies.line(i);
+                *counted.entry((line.clone(), Direction::In)).or_insert(0) += u64::from(n_in);
+                *counted.entry((line.clone(), Direction::Out)).or_insert(0) += u64::from(n_out);
+            }
+            for (a, za) in c.zones.iter().enumerate() {
+                for (b, zb) in c.zones.iter().enumerate() {
+                    let n = tallies.transition(a, b);
+                    if n > 0 {
+                        *moved.entry((za.clone(), zb.clone())).or_insert(0) += u64::from(n);
+                    }
+                }
+            }
+        }
+        (counted, moved)
+    }
+
     #[test]
     fn noiseless_counting_matches_ground_truth_exactly() {
         let config = Config::default();
@@ -465,24 +492,7 @@ mod tests {
         let truth = scene.truth().clone();
         assert!(truth.crossings.values().sum::<u64>() > 200, "the scene must be busy: {truth:?}");
 
-        let mut counted: HashMap<(Id, Direction), u64> = HashMap::new();
-        let mut moved: HashMap<(Id, Id), u64> = HashMap::new();
-        for (c, counter) in venue.cameras.iter().zip(counters.iter_mut()) {
-            let tallies = counter.close_interval();
-            for (i, line) in c.lines.iter().enumerate() {
-                let (n_in, n_out) = tallies.line(i);
-                *counted.entry((line.clone(), Direction::In)).or_insert(0) += u64::from(n_in);
-                *counted.entry((line.clone(), Direction::Out)).or_insert(0) += u64::from(n_out);
-            }
-            for (a, za) in c.zones.iter().enumerate() {
-                for (b, zb) in c.zones.iter().enumerate() {
-                    let n = tallies.transition(a, b);
-                    if n > 0 {
-                        *moved.entry((za.clone(), zb.clone())).or_insert(0) += u64::from(n);
-                    }
-                }
-            }
-        }
+        let (mut counted, moved) = close_all(venue, counters.iter_mut());
         counted.retain(|_, n| *n > 0);
         assert_eq!(counted, truth.crossings);
         assert_eq!(moved, truth.transitions);
@@ -553,24 +563,7 @@ mod tests {
         let total: u64 = truth.crossings.values().sum();
         assert!(total > 200, "the scene must be busy: {truth:?}");
 
-        let mut counted: HashMap<(Id, Direction), u64> = HashMap::new();
-        let mut moved: HashMap<(Id, Id), u64> = HashMap::new();
-        for (c, cam) in venue.cameras.iter().zip(pipeline.cameras.iter_mut()) {
-            let tallies = cam.counter.close_interval();
-            for (i, line) in c.lines.iter().enumerate() {
-                let (n_in, n_out) = tallies.line(i);
-                *counted.entry((line.clone(), Direction::In)).or_insert(0) += u64::from(n_in);
-                *counted.entry((line.clone(), Direction::Out)).or_insert(0) += u64::from(n_out);
-            }
-            for (a, za) in c.zones.iter().enumerate() {
-                for (b, zb) in c.zones.iter().enumerate() {
-                    let n = tallies.transition(a, b);
-                    if n > 0 {
-                        *moved.entry((za.clone(), zb.clone())).or_insert(0) += u64::from(n);
-                    }
-                }
-            }
-        }
+        let (counted, moved) = close_all(venue, pipeline.cameras.iter_mut().map(|cam| &mut cam.counter));
         let error = relative_error(&counted, &truth.crossings);
         let zone_error = relative_error(&moved, &truth.transitions);
         println!(

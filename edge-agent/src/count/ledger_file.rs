@@ -1,8 +1,7 @@
 //! The privacy-budget ledger on disk: JSON (venue ids, day numbers, budgets; no personal
 //! data), rewritten atomically after every charge so a restart cannot spend a day twice.
 
-use std::fs::{self, File};
-use std::io::Write;
+use std::fs;
 use std::path::{Path, PathBuf};
 
 use passage_dp::{Budget, BudgetLedger};
@@ -52,28 +51,23 @@ pub fn load(path: &Path, limit: Budget) -> Result<BudgetLedger, LedgerFileError>
     }
 }
 
-fn io<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> LedgerFileError + 'a {
-    move |source| LedgerFileError::Io { action, path: path.to_owned(), source }
-}
-
 /// Writes the ledger atomically (temporary file, fsync, rename).
 ///
 /// # Errors
 /// [`LedgerFileError::Io`].
 pub fn save(path: &Path, ledger: &BudgetLedger) -> Result<(), LedgerFileError> {
     if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(io("create the directory of", path))?;
+        fs::create_dir_all(dir).map_err(|source| LedgerFileError::Io {
+            action: "create the directory of",
+            path: path.to_owned(),
+            source,
+        })?;
     }
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    {
-        let mut out = File::create(&tmp).map_err(io("create", &tmp))?;
-        out.write_all(ledger.to_json().as_bytes()).map_err(io("write", &tmp))?;
-        out.sync_all().map_err(io("sync", &tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io("rename over", path))?;
-    Ok(())
+    crate::atomic_file::write(path, ledger.to_json().as_bytes(), false).map_err(|e| LedgerFileError::Io {
+        action: e.op,
+        path: e.path,
+        source: e.source,
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,9 @@ pub enum ReleaseError {
         /// The last interval released.
         last: i64,
     },
+    /// The release interval must divide a day.
+    #[error("release interval of {0} s does not divide a day")]
+    BadInterval(u32),
     /// The tallies do not belong to the venue's cameras.
     #[error("expected tallies for {expected} cameras, got {got}")]
     WrongCameras {
@@ -111,7 +114,7 @@ impl VenueReleaser {
         let budget = Budget { epsilon: privacy.epsilon_per_day, delta: privacy.delta_per_day }.validate()?;
         let secs = privacy.interval_secs;
         if secs == 0 || 86_400 % secs != 0 {
-            return Err(DpError::BadHorizon(0).into());
+            return Err(ReleaseError::BadInterval(secs));
         }
         let layout = counters.iter().map(CameraCounter::cell_layout).collect();
         Ok(VenueReleaser {
@@ -137,26 +140,23 @@ impl VenueReleaser {
     fn open_day(&mut self, day: i64, ledger: &mut BudgetLedger) -> Result<(), ReleaseError> {
         let horizon = self.horizon();
         let mut cells = Vec::with_capacity(self.layout.len());
-        let mut spent = None;
         // Calibrated once; every cell gets a fresh copy.
         let proto = ContinualCounter::new(self.mechanism, self.budget, horizon)?;
         for camera in &self.layout {
-            let mut row = Vec::with_capacity(camera.len());
-            for (interval, total) in camera {
-                let counter = proto.fresh();
-                spent = Some(counter.budget());
-                row.push(Cell {
+            let row = camera
+                .iter()
+                .map(|(interval, total)| Cell {
                     metric_interval: interval.clone(),
                     metric_total: total.clone(),
-                    counter,
+                    counter: proto.fresh(),
                     monotone: Monotone::default(),
                     last_released: 0,
-                });
-            }
+                })
+                .collect();
             cells.push(row);
         }
         // Parallel composition: the cells together cost one counter's budget.
-        ledger.charge(self.venue.as_str(), day, spent.unwrap_or(self.budget))?;
+        ledger.charge(self.venue.as_str(), day, proto.budget())?;
         self.day = Some(Day { day, cells });
         Ok(())
     }
