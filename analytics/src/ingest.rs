@@ -7,6 +7,14 @@
 //! its bytes). Valid records are batched, up to [`MAX_BATCH`] or [`MAX_BATCH_DELAY`], and
 //! each batch is committed in one transaction on a blocking thread. Redelivered messages
 //! (QoS 1 is at-least-once) are absorbed by the store's idempotency on the record id.
+//!
+//! Once a batch has committed, every record id in it (stored now, or already stored: a
+//! redelivery) is acknowledged to its camera with a [`CountAck`] on
+//! `passage/v1/{venue}/counts-ack/{camera}`; the edge deletes acknowledged records from its
+//! spool and publishes the others again. A valid record refused for good (unknown camera,
+//! unconfigured line or zone, topic mismatch, absurd value) is acknowledged as refused, so the
+//! edge stops sending it; one that starts too far in the future is not (a later retry may be
+//! accepted). Acknowledgements are best effort: a lost one only means the record comes again.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,7 +23,9 @@ use std::time::Duration;
 
 use passage_config::Config;
 use passage_transport::{Bus, Message, QoS};
-use passage_wire::{topics, CountRecord, DecodeError, Id, Metric};
+use std::collections::BTreeMap;
+
+use passage_wire::{topics, CountAck, CountRecord, DecodeError, Id, Metric, MAX_ACK_IDS, PROTOCOL_VERSION};
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -59,7 +69,8 @@ pub struct IngestCounts {
     pub duplicates: u64,
     /// Messages refused and quarantined.
     pub quarantined: u64,
-    /// Valid records lost because the database refused a batch.
+    /// Valid records in batches the database refused: not acknowledged, so cameras that
+    /// spool (the edge agent) send them again; lost for senders that do not.
     pub failed: u64,
 }
 
@@ -165,7 +176,10 @@ pub(crate) fn validate(topic: &str, payload: &[u8], config: &Config, now: i64) -
     for item in &record.items {
         let configured = match &item.metric {
             Metric::Crossings { line, .. } | Metric::Total { line, .. } => counts_line(line),
-            Metric::Occupancy { zone } => watches_zone(zone),
+            Metric::Occupancy { zone }
+            | Metric::Dwell { zone, .. }
+            | Metric::Entries { zone }
+            | Metric::Exits { zone } => watches_zone(zone),
             Metric::Transition { from, to } => watches_zone(from) && watches_zone(to),
         };
         if !configured {
@@ -197,8 +211,16 @@ pub async fn spawn_ingest(
     let messages =
         bus.subscribe(&filter, QoS::AtLeastOnce, CHANNEL_CAPACITY).await.map_err(AnalyticsError::Subscribe)?;
     tracing::info!(filter = %filter, "analytics ingest subscribed");
-    tracker.spawn(run(messages, config, Arc::new(Mutex::new(store)), stats, cancel));
+    tracker.spawn(run(messages, config, Arc::new(Mutex::new(store)), stats, Some(bus.clone()), cancel));
     Ok(())
+}
+
+/// A record id to acknowledge to the camera whose count topic it came on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct AckTarget {
+    venue: Id,
+    camera: Id,
+    id: String,
 }
 
 /// Records and quarantine entries waiting for the next commit.
@@ -206,6 +228,8 @@ pub async fn spawn_ingest(
 struct Pending {
     records: Vec<CountRecord>,
     quarantined: Vec<QuarantineEntry>,
+    /// Valid records refused for good, acknowledged as refused after the commit.
+    refused: Vec<AckTarget>,
     /// When the oldest waiting entry must be committed.
     deadline: Option<Instant>,
 }
@@ -223,11 +247,13 @@ impl Pending {
 }
 
 /// The ingest loop. Ends when `cancel` fires or the bus closes; commits what it holds first.
+/// Acknowledgements go out on `acks` (none when `None`).
 pub(crate) async fn run(
     mut messages: mpsc::Receiver<Message>,
     config: Arc<Config>,
     store: Arc<Mutex<Store>>,
     stats: Arc<IngestStats>,
+    acks: Option<Bus>,
     cancel: CancellationToken,
 ) {
     let mut pending = Pending::default();
@@ -237,7 +263,7 @@ pub(crate) async fn run(
             biased;
             () = cancel.cancelled() => break,
             () = sleep_until(deadline) => {
-                flush(&store, &stats, &mut pending).await;
+                flush(&store, &stats, acks.as_ref(), &mut pending).await;
             }
             message = messages.recv() => {
                 let Some(message) = message else {
@@ -246,7 +272,7 @@ pub(crate) async fn run(
                 };
                 accept(&message, &config, &stats, &mut pending);
                 if pending.len() >= MAX_BATCH {
-                    flush(&store, &stats, &mut pending).await;
+                    flush(&store, &stats, acks.as_ref(), &mut pending).await;
                 }
             }
         }
@@ -255,10 +281,10 @@ pub(crate) async fn run(
     while let Ok(message) = messages.try_recv() {
         accept(&message, &config, &stats, &mut pending);
         if pending.len() >= MAX_BATCH {
-            flush(&store, &stats, &mut pending).await;
+            flush(&store, &stats, acks.as_ref(), &mut pending).await;
         }
     }
-    flush(&store, &stats, &mut pending).await;
+    flush(&store, &stats, acks.as_ref(), &mut pending).await;
     tracing::info!(counts = ?stats.snapshot(), "analytics ingest stopped");
 }
 
@@ -280,6 +306,9 @@ fn accept(message: &Message, config: &Config, stats: &IngestStats, pending: &mut
         Ok(record) => pending.records.push(record),
         Err(rejection) => {
             stats.quarantined.fetch_add(1, Ordering::Relaxed);
+            if let Some(target) = refused_for_good(&message.topic, &message.payload, rejection) {
+                pending.refused.push(target);
+            }
             let reason = rejection.to_string();
             // The topic is untrusted too: bounded, and escaped so it cannot forge log lines.
             let topic = truncate(&message.topic, MAX_QUARANTINE_TOPIC);
@@ -299,14 +328,71 @@ fn accept(message: &Message, config: &Config, stats: &IngestStats, pending: &mut
     pending.touch();
 }
 
-/// Commits the pending batch and quarantine entries on a blocking thread.
-async fn flush(store: &Arc<Mutex<Store>>, stats: &IngestStats, pending: &mut Pending) {
+/// The record behind a refused message, when the refusal is final and the record can be told
+/// back to its camera: the topic is a count topic and the payload a valid record. A start too
+/// far in the future is not final (the clocks may catch up), nor is a message that does not
+/// decode (it has no id to name).
+fn refused_for_good(topic: &str, payload: &[u8], rejection: Rejection) -> Option<AckTarget> {
+    if matches!(rejection, Rejection::FutureStart) {
+        return None;
+    }
+    let (venue, camera) = parse_counts_topic(topic)?;
+    let record = CountRecord::decode(payload).ok()?;
+    Some(AckTarget { venue, camera, id: record.id })
+}
+
+/// Publishes acknowledgements of `stored` and `refused` record ids, grouped per camera and at
+/// most [`MAX_ACK_IDS`] ids a message. Best effort: the bus's queue may be full (broker away);
+/// the edge then publishes the records again and they are acknowledged next time.
+fn acknowledge(bus: &Bus, stored: Vec<AckTarget>, refused: Vec<AckTarget>) {
+    let mut per_camera: BTreeMap<(Id, Id), (Vec<String>, Vec<String>)> = BTreeMap::new();
+    for target in stored {
+        per_camera.entry((target.venue, target.camera)).or_default().0.push(target.id);
+    }
+    for target in refused {
+        per_camera.entry((target.venue, target.camera)).or_default().1.push(target.id);
+    }
+    for ((venue, camera), (mut ids, mut refused)) in per_camera {
+        // A redelivery in the same batch is acknowledged once.
+        ids.sort_unstable();
+        ids.dedup();
+        refused.sort_unstable();
+        refused.dedup();
+        let topic = topics::counts_ack(&venue, &camera);
+        let mut ids = ids.into_iter().peekable();
+        let mut refused = refused.into_iter().peekable();
+        while ids.peek().is_some() || refused.peek().is_some() {
+            let ack_ids: Vec<String> = ids.by_ref().take(MAX_ACK_IDS).collect();
+            let ack_refused: Vec<String> = refused.by_ref().take(MAX_ACK_IDS - ack_ids.len()).collect();
+            let n_ids = ack_ids.len() + ack_refused.len();
+            let ack = CountAck {
+                v: u32::from(PROTOCOL_VERSION),
+                venue: venue.clone(),
+                camera: camera.clone(),
+                ids: ack_ids,
+                refused: ack_refused,
+            };
+            if let Err(error) = bus.try_publish(&topic, QoS::AtLeastOnce, ack.encode()) {
+                tracing::warn!(%venue, %camera, records = n_ids, %error, "acknowledgement not sent; the camera will send again");
+            }
+        }
+    }
+}
+
+/// Commits the pending batch and quarantine entries on a blocking thread, then acknowledges
+/// them on `acks`.
+async fn flush(store: &Arc<Mutex<Store>>, stats: &IngestStats, acks: Option<&Bus>, pending: &mut Pending) {
     pending.deadline = None;
     if pending.len() == 0 {
         return;
     }
     let records = std::mem::take(&mut pending.records);
     let quarantined = std::mem::take(&mut pending.quarantined);
+    let refused = std::mem::take(&mut pending.refused);
+    let committed_ids: Vec<AckTarget> = records
+        .iter()
+        .map(|record| AckTarget { venue: record.venue.clone(), camera: record.camera.clone(), id: record.id.clone() })
+        .collect();
     let n_records = records.len() as u64;
     let n_quarantined = quarantined.len();
     let store = store.clone();
@@ -318,7 +404,7 @@ async fn flush(store: &Arc<Mutex<Store>>, stats: &IngestStats, pending: &mut Pen
         store.insert_batch(&records)
     })
     .await;
-    match committed {
+    let stored = match committed {
         Ok(Ok(outcome)) => {
             stats.inserted.fetch_add(outcome.inserted, Ordering::Relaxed);
             stats.duplicates.fetch_add(outcome.duplicates, Ordering::Relaxed);
@@ -328,15 +414,22 @@ async fn flush(store: &Arc<Mutex<Store>>, stats: &IngestStats, pending: &mut Pen
                 quarantined = n_quarantined,
                 "count batch committed"
             );
+            // Committed: now, and only now, the cameras may forget these records.
+            committed_ids
         }
         Ok(Err(error)) => {
             stats.failed.fetch_add(n_records, Ordering::Relaxed);
-            tracing::error!(%error, records = n_records, "could not store a count batch; its records are lost");
+            tracing::error!(%error, records = n_records, "could not store a count batch; cameras will send it again");
+            Vec::new()
         }
         Err(error) => {
             stats.failed.fetch_add(n_records, Ordering::Relaxed);
-            tracing::error!(%error, records = n_records, "the database worker failed; a count batch is lost");
+            tracing::error!(%error, records = n_records, "the database worker failed; cameras will send the batch again");
+            Vec::new()
         }
+    };
+    if let Some(bus) = acks {
+        acknowledge(bus, stored, refused);
     }
 }
 
@@ -451,7 +544,7 @@ mod tests {
         tx.send(message(topic("arena", "cam-ghost"), second.encode())).await.expect("send");
         // Cancel before the loop has even started: everything delivered must still be stored.
         cancel.cancel();
-        run(rx, Arc::new(Config::default()), Arc::new(Mutex::new(store)), stats.clone(), cancel).await;
+        run(rx, Arc::new(Config::default()), Arc::new(Mutex::new(store)), stats.clone(), None, cancel).await;
 
         let counts = stats.snapshot();
         assert_eq!(counts, IngestCounts { received: 4, inserted: 2, duplicates: 1, quarantined: 1, failed: 0 });
@@ -472,7 +565,14 @@ mod tests {
         let cancel = CancellationToken::new();
         let (tx, rx) = mpsc::channel(16);
         let tracker = TaskTracker::new();
-        tracker.spawn(run(rx, Arc::new(Config::default()), Arc::new(Mutex::new(store)), stats.clone(), cancel.clone()));
+        tracker.spawn(run(
+            rx,
+            Arc::new(Config::default()),
+            Arc::new(Mutex::new(store)),
+            stats.clone(),
+            None,
+            cancel.clone(),
+        ));
         let mut record = good();
         record.start = now_unix() - 60;
         tx.send(message(topic("arena", "cam-north"), record.encode())).await.expect("send");
@@ -481,6 +581,78 @@ mod tests {
             assert!(Instant::now() < deadline, "batch never committed: {:?}", stats.snapshot());
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+    }
+
+    /// After the commit, every record of the batch (stored now or a redelivery) is
+    /// acknowledged to its camera; a record refused for good is acknowledged as refused; one
+    /// that starts too far in the future is not acknowledged (a later retry may pass).
+    #[tokio::test]
+    async fn committed_records_are_acknowledged_to_their_camera() {
+        let broker = passage_transport::EmbeddedBroker::start(0).expect("broker");
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let bus_config = |client: &str| passage_transport::BusConfig {
+            host: broker.addr().ip().to_string(),
+            port: broker.addr().port(),
+            client_id: client.into(),
+        };
+        let ingest_bus = Bus::connect(bus_config("analytics-ack"), cancel.clone(), &tracker).await.expect("connect");
+        let camera_bus = Bus::connect(bus_config("camera-ack"), cancel.clone(), &tracker).await.expect("connect");
+        let mut acks =
+            camera_bus.subscribe("passage/v1/+/counts-ack/+", QoS::AtLeastOnce, 64).await.expect("subscribe");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = Store::open(&dir.path().join("a.duckdb")).expect("open");
+        let stats = Arc::new(IngestStats::default());
+        spawn_ingest(&ingest_bus, Arc::new(Config::default()), store, stats.clone(), cancel.clone(), &tracker)
+            .await
+            .expect("spawn ingest");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+
+        let now = now_unix();
+        let mut first = good();
+        first.start = now - 120;
+        let mut second = good();
+        second.id = "rec-2".into();
+        second.start = now - 60;
+        let mut ghost = good();
+        ghost.id = "rec-ghost".into();
+        ghost.camera = id("cam-ghost");
+        ghost.start = now - 60;
+        let mut future = good();
+        future.id = "rec-future".into();
+        future.start = now + 3600;
+        for record in [&first, &first, &second, &ghost, &future] {
+            let at = topics::counts(&record.venue, &record.camera);
+            camera_bus.publish(&at, QoS::AtLeastOnce, record.encode()).await.expect("publish");
+        }
+
+        let mut stored = std::collections::BTreeSet::new();
+        let mut refused = std::collections::BTreeSet::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while stored.len() < 2 || refused.is_empty() {
+            let message =
+                tokio::time::timeout_at(deadline, acks.recv()).await.expect("acknowledged in time").expect("open");
+            let ack = CountAck::decode(&message.payload).expect("a valid acknowledgement");
+            assert_eq!(message.topic, topics::counts_ack(&ack.venue, &ack.camera));
+            stored.extend(ack.ids.into_iter().map(|id| (ack.camera.to_string(), id)));
+            refused.extend(ack.refused.into_iter().map(|id| (ack.camera.to_string(), id)));
+        }
+        // Whatever else comes within another batch delay must not name the future record.
+        while let Ok(Some(message)) = tokio::time::timeout(MAX_BATCH_DELAY * 2, acks.recv()).await {
+            let ack = CountAck::decode(&message.payload).expect("a valid acknowledgement");
+            stored.extend(ack.ids.into_iter().map(|id| (ack.camera.to_string(), id)));
+            refused.extend(ack.refused.into_iter().map(|id| (ack.camera.to_string(), id)));
+        }
+        let pairs = |items: &[(&str, &str)]| -> std::collections::BTreeSet<(String, String)> {
+            items.iter().map(|(camera, id)| ((*camera).to_owned(), (*id).to_owned())).collect()
+        };
+        assert_eq!(stored, pairs(&[("cam-north", "rec-1"), ("cam-north", "rec-2")]));
+        assert_eq!(refused, pairs(&[("cam-ghost", "rec-ghost")]));
+        let counts = stats.snapshot();
+        assert_eq!((counts.inserted, counts.duplicates, counts.quarantined), (2, 1, 2), "{counts:?}");
         cancel.cancel();
         tracker.close();
         tracker.wait().await;

@@ -36,7 +36,9 @@ use tokio_util::task::TaskTracker;
 
 pub use http::{app, serve, ApiError, AppState};
 pub use ingest::{spawn_ingest, IngestCounts, IngestStats};
-pub use store::{InsertOutcome, LineTotal, Point, QuarantineCount, Store, Summary, VenueSummary, SCHEMA_VERSION};
+pub use store::{
+    InsertOutcome, LineTotal, Point, QuarantineCount, Store, StoredRecord, Summary, VenueSummary, SCHEMA_VERSION,
+};
 
 /// Why the analytics service or one of its parts failed.
 #[derive(Debug, Error)]

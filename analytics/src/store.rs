@@ -99,6 +99,19 @@ pub struct Point {
     pub out_std: Option<f64>,
 }
 
+/// One stored record, without its figures ([`Store::record_index`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredRecord {
+    /// The record id.
+    pub id: String,
+    /// The camera.
+    pub camera: Id,
+    /// Interval start, seconds since the Unix epoch.
+    pub start: i64,
+    /// Interval length in seconds.
+    pub secs: u32,
+}
+
 /// Records stored for one venue.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VenueSummary {
@@ -411,6 +424,29 @@ impl Store {
         Ok(Summary { schema_version: self.schema_version()?, records, items, quarantined, quarantine_reasons, venues })
     }
 
+    /// The records stored for `venue` (id, camera and interval; no values), ordered by camera,
+    /// then interval start, then id: what an edge's spool can be reconciled against.
+    pub fn record_index(&self, venue: &Id) -> Result<Vec<StoredRecord>, AnalyticsError> {
+        let mut statement = self
+            .conn
+            .prepare_cached(
+                "SELECT id, camera, start, secs FROM count_records WHERE venue = ? ORDER BY camera, start, id",
+            )
+            .map_err(AnalyticsError::db("prepare the record index query"))?;
+        let rows = statement
+            .query_map(params![venue.as_str()], |row| {
+                Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
+            })
+            .map_err(AnalyticsError::db("run the record index query"))?;
+        let mut index = Vec::new();
+        for row in rows {
+            let (id, camera, start, secs) = row.map_err(AnalyticsError::db("read a record index row"))?;
+            let secs = u32::try_from(secs).map_err(|_| AnalyticsError::Corrupt { what: "interval length" })?;
+            index.push(StoredRecord { id, camera: stored_id(&camera)?, start, secs });
+        }
+        Ok(index)
+    }
+
     /// A trivial query, to tell whether the database answers.
     pub fn ping(&self) -> Result<(), AnalyticsError> {
         self.conn
@@ -481,6 +517,21 @@ fn metric_columns(metric: &Metric) -> (&'static str, &str, Option<&str>) {
         Metric::Total { line, dir } => ("total", line.as_str(), Some(direction_name(*dir))),
         Metric::Occupancy { zone } => ("occupancy", zone.as_str(), None),
         Metric::Transition { from, to } => ("transition", from.as_str(), Some(to.as_str())),
+        Metric::Dwell { zone, bucket } => ("dwell", zone.as_str(), Some(dwell_label(*bucket))),
+        Metric::Entries { zone } => ("entries", zone.as_str(), None),
+        Metric::Exits { zone } => ("exits", zone.as_str(), None),
+    }
+}
+
+/// The stored label of a dwell bucket: its lower bound in seconds.
+fn dwell_label(bucket: u8) -> &'static str {
+    match bucket {
+        0 => "0",
+        1 => "60",
+        2 => "300",
+        3 => "900",
+        4 => "1800",
+        _ => "3600",
     }
 }
 
@@ -547,6 +598,39 @@ pub(crate) mod tests {
 
     fn row_count(store: &Store, table: &str) -> i64 {
         store.conn.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get(0)).expect("count")
+    }
+
+    /// A record the edge spool merged from three one-minute intervals (secs 180, starting off
+    /// the usual grid) is stored like any other and counts once in totals and series.
+    #[test]
+    fn merged_coarse_records_are_stored_and_reported() {
+        let (_dir, mut store) = temp_store();
+        let mut merged =
+            record("m1", "arena", "cam-north", 1_030, vec![crossing("north-gate", Direction::In, 21, 5.2)]);
+        merged.secs = 180;
+        let mut whole_day =
+            record("d1", "arena", "cam-east", 86_400, vec![crossing("east-gate", Direction::In, 7, 2.0)]);
+        whole_day.secs = 86_400;
+        let next = record("r9", "arena", "cam-north", 1_210, vec![crossing("north-gate", Direction::In, 4, 3.0)]);
+        let outcome = store.insert_batch(&[merged, whole_day, next]).expect("insert");
+        assert_eq!(outcome, InsertOutcome { inserted: 3, duplicates: 0 });
+        let totals = store.totals(&id("arena"), 0, 200_000).expect("totals");
+        let north = totals.iter().find(|t| t.line == id("north-gate")).expect("north");
+        assert_eq!((north.value, north.items), (25, 2));
+        let series = store.series(&id("arena"), &id("north-gate"), 0, 10_000).expect("series");
+        let points: Vec<(i64, u32, Option<i64>)> = series.iter().map(|p| (p.start, p.secs, p.in_value)).collect();
+        assert_eq!(points, vec![(1_030, 180, Some(21)), (1_210, 60, Some(4))]);
+        let index: Vec<(String, String, i64, u32)> = store
+            .record_index(&id("arena"))
+            .expect("index")
+            .into_iter()
+            .map(|r| (r.camera.to_string(), r.id, r.start, r.secs))
+            .collect();
+        let expected =
+            [("cam-east", "d1", 86_400, 86_400), ("cam-north", "m1", 1_030, 180), ("cam-north", "r9", 1_210, 60)];
+        let expected: Vec<(String, String, i64, u32)> =
+            expected.iter().map(|(c, i, s, n)| ((*c).to_owned(), (*i).to_owned(), *s, *n)).collect();
+        assert_eq!(index, expected);
     }
 
     fn sample_batch() -> Vec<CountRecord> {

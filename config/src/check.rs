@@ -108,7 +108,7 @@ impl Collector<'_, '_> {
     }
 }
 
-const SECTIONS: [&str; 7] = ["deployment", "broker", "http", "privacy", "matching", "purposes", "venues"];
+const SECTIONS: [&str; 8] = ["deployment", "broker", "http", "privacy", "matching", "spool", "purposes", "venues"];
 
 impl Config {
     /// Parses and checks a TOML configuration. Missing sections take their defaults.
@@ -140,6 +140,7 @@ impl Config {
             http: c.section("http"),
             privacy: c.section("privacy"),
             matching: c.section("matching"),
+            spool: c.section("spool"),
             purposes: c.list("purposes").unwrap_or_else(|| Config::default().purposes),
             venues: c.list("venues").unwrap_or_else(|| Config::default().venues),
         };
@@ -202,6 +203,17 @@ impl Config {
             say(vec![Seg::Key("matching"), Seg::Key("queue")], "must be at least 1".into());
         }
 
+        let spool = &self.spool;
+        if !(MIN_SPOOL_BYTES..=MAX_SPOOL_BYTES).contains(&spool.max_bytes_per_venue) {
+            say(
+                vec![Seg::Key("spool"), Seg::Key("max_bytes_per_venue")],
+                format!("must be between {MIN_SPOOL_BYTES} (1 MiB) and {MAX_SPOOL_BYTES} (1 GiB)"),
+            );
+        }
+        if spool.ack_timeout_secs == 0 || spool.ack_timeout_secs > 600 {
+            say(vec![Seg::Key("spool"), Seg::Key("ack_timeout_secs")], "must be between 1 and 600".into());
+        }
+
         let mut purpose_ids = HashSet::new();
         for (i, purpose) in self.purposes.iter().enumerate() {
             let at = |key| vec![Seg::Key("purposes"), Seg::Index(i), Seg::Key(key)];
@@ -245,6 +257,9 @@ impl Config {
                 if zone.capacity == 0 {
                     say(zat("capacity"), "must be at least 1".into());
                 }
+                if let Some(problem) = classes_problem(&zone.classes) {
+                    say(zat("classes"), problem);
+                }
                 if zone.polygon.len() < 3 {
                     say(zat("polygon"), "needs at least 3 points".into());
                 } else if zone.polygon.iter().flatten().any(|x| !x.is_finite()) {
@@ -255,6 +270,9 @@ impl Config {
             }
             for (i, line) in venue.lines.iter().enumerate() {
                 let lat = |key| at(&[Seg::Key("lines"), Seg::Index(i), Seg::Key(key)]);
+                if let Some(problem) = classes_problem(&line.classes) {
+                    say(lat("classes"), problem);
+                }
                 if line.from.iter().chain(&line.to).any(|x| !x.is_finite()) {
                     say(lat("from"), "coordinates must be finite".into());
                 } else if line.from == line.to {
@@ -322,6 +340,21 @@ fn unique_ids<'a>(
 }
 
 /// Signed area by the shoelace formula.
+/// What is wrong with a list of detector classes, if anything.
+fn classes_problem(classes: &[String]) -> Option<String> {
+    if classes.is_empty() {
+        return Some("needs at least one class (e.g. \"person\")".into());
+    }
+    classes
+        .iter()
+        .find(|c| {
+            c.is_empty()
+                || c.len() > 64
+                || !c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+        })
+        .map(|c| format!("class {c:?} must be 1-64 characters of a-z, 0-9, '-' or '_'"))
+}
+
 fn polygon_area(points: &[Point]) -> f64 {
     let n = points.len();
     (0..n)
@@ -413,6 +446,22 @@ name = 7
     fn syntax_errors_carry_a_location() {
         let errors = Config::from_toml("[privacy\nepsilon_per_day = 1").expect_err("invalid").0;
         assert_eq!(errors[0].line, 1, "{errors:#?}");
+    }
+
+    #[test]
+    fn the_spool_bound_and_ack_timeout_are_checked() {
+        let errors =
+            Config::from_toml("[spool]\nmax_bytes_per_venue = 1000\nack_timeout_secs = 0\n").expect_err("invalid").0;
+        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rendered,
+            vec![
+                "2:23: spool.max_bytes_per_venue: must be between 1048576 (1 MiB) and 1073741824 (1 GiB)".to_owned(),
+                "3:20: spool.ack_timeout_secs: must be between 1 and 600".to_owned(),
+            ]
+        );
+        let config = Config::from_toml("[spool]\nmax_bytes_per_venue = 2097152\n").expect("valid");
+        assert_eq!(config.spool, Spool { max_bytes_per_venue: 2 * 1024 * 1024, ack_timeout_secs: 10 });
     }
 
     #[test]

@@ -28,6 +28,9 @@ pub struct Config {
     /// Encrypted face matching.
     #[serde(default)]
     pub matching: Matching,
+    /// The edge's store-and-forward spool of noised count records.
+    #[serde(default)]
+    pub spool: Spool,
     /// Purposes of processing (the processing register's spine).
     #[serde(default = "default_purposes")]
     pub purposes: Vec<Purpose>,
@@ -44,6 +47,7 @@ impl Default for Config {
             http: Http::default(),
             privacy: Privacy::default(),
             matching: Matching::default(),
+            spool: Spool::default(),
             purposes: default_purposes(),
             venues: default_venues(),
         }
@@ -172,6 +176,31 @@ impl Default for Matching {
     }
 }
 
+/// The edge's store-and-forward spool: every noised count record is written to disk before it
+/// is published and kept until analytics acknowledges it, so a broker outage loses nothing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spool {
+    /// Largest spool file per venue, in bytes (1 MiB to 1 GiB). When it is reached, the oldest
+    /// unpublished records are merged into coarser ones (totals survive), and only when nothing
+    /// can be merged are the oldest records dropped.
+    pub max_bytes_per_venue: u64,
+    /// Seconds to wait for analytics' acknowledgement before a record is published again
+    /// (doubling on every retry, up to eight times this), 1 to 600.
+    pub ack_timeout_secs: u32,
+}
+
+/// Smallest accepted [`Spool::max_bytes_per_venue`]: room for many of the largest records.
+pub const MIN_SPOOL_BYTES: u64 = 1024 * 1024;
+/// Largest accepted [`Spool::max_bytes_per_venue`] (the spool is held in memory while open).
+pub const MAX_SPOOL_BYTES: u64 = 1024 * 1024 * 1024;
+
+impl Default for Spool {
+    fn default() -> Spool {
+        Spool { max_bytes_per_venue: 64 * 1024 * 1024, ack_timeout_secs: 10 }
+    }
+}
+
 /// Legal basis of a purpose (GDPR article and paragraph).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LegalBasis {
@@ -270,6 +299,15 @@ pub struct Zone {
     pub capacity: u32,
     /// Outline, at least three points.
     pub polygon: Vec<Point>,
+    /// Detector classes counted in this zone (`person`; `car`, `truck`... in a car park,
+    /// where the detector reports them).
+    #[serde(default = "default_classes")]
+    pub classes: Vec<String>,
+}
+
+/// The classes counted when a line or zone configures none: people.
+pub fn default_classes() -> Vec<String> {
+    vec!["person".to_owned()]
 }
 
 /// A directed counting line: crossing it from its left to its right (looking from `from` to
@@ -285,6 +323,9 @@ pub struct Line {
     pub from: Point,
     /// End point.
     pub to: Point,
+    /// Detector classes counted on this line.
+    #[serde(default = "default_classes")]
+    pub classes: Vec<String>,
 }
 
 /// An access gate.
@@ -357,18 +398,38 @@ fn default_venues() -> Vec<Venue> {
                 name: "Concourse".into(),
                 capacity: 400,
                 polygon: rect(0.0, 200.0, 1280.0, 420.0),
+                classes: default_classes(),
             },
-            Zone { id: id("stand-a"), name: "Stand A".into(), capacity: 150, polygon: rect(0.0, 440.0, 620.0, 720.0) },
+            Zone {
+                id: id("stand-a"),
+                name: "Stand A".into(),
+                capacity: 150,
+                polygon: rect(0.0, 440.0, 620.0, 720.0),
+                classes: default_classes(),
+            },
             Zone {
                 id: id("stand-b"),
                 name: "Stand B".into(),
                 capacity: 150,
                 polygon: rect(660.0, 440.0, 1280.0, 720.0),
+                classes: default_classes(),
             },
         ],
         lines: vec![
-            Line { id: id("north-gate"), name: "North entrance".into(), from: [100.0, 180.0], to: [600.0, 180.0] },
-            Line { id: id("east-gate"), name: "East entrance".into(), from: [700.0, 180.0], to: [1200.0, 180.0] },
+            Line {
+                id: id("north-gate"),
+                name: "North entrance".into(),
+                from: [100.0, 180.0],
+                to: [600.0, 180.0],
+                classes: default_classes(),
+            },
+            Line {
+                id: id("east-gate"),
+                name: "East entrance".into(),
+                from: [700.0, 180.0],
+                to: [1200.0, 180.0],
+                classes: default_classes(),
+            },
         ],
         gates: vec![
             Gate { id: id("north-1"), name: "North turnstile 1".into(), zone: id("concourse"), matching: None },

@@ -1,5 +1,6 @@
 //! The edge agents as tasks: a counting agent per venue (simulated scene → per-camera person
-//! detections with realistic errors → validator → tracker → counters → DP release → MQTT) and
+//! detections with realistic errors → validator → tracker → counters → DP release → spool →
+//! MQTT, see [`crate::spool`]) and
 //! a gate agent per venue (enrolment and identification through the key holder).
 //! `passage demo` runs them on a simulated scene.
 
@@ -10,8 +11,8 @@ use std::time::Duration;
 
 use passage_config::{MatchingMode, Privacy, Venue};
 use passage_dp::{Budget, BudgetLedger};
-use passage_transport::{Bus, QoS};
-use passage_wire::{topics, EnrolStatus, Id, MatchMode};
+use passage_transport::Bus;
+use passage_wire::{EnrolStatus, Id, MatchMode};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -24,13 +25,28 @@ use crate::count::track::Tracker;
 use crate::count::{ledger_file, CameraCounter};
 use crate::keyholder::{Identification, KeyHolder};
 use crate::sim::{DetectorNoise, FaceSimulator, Scene};
+use crate::spool::forward::SpoolWriter;
 
 /// Counters of the counting agents (numbers of messages, never counts of people).
 #[derive(Debug, Default)]
 pub struct CountingStats {
-    /// Noised records published.
+    /// Noised records written to the spool (durably, before any publication).
+    pub records_spooled: AtomicU64,
+    /// Records handed to the MQTT client for the first time by this process.
     pub records_published: AtomicU64,
-    /// Publications that failed.
+    /// Records published again because analytics had not acknowledged them in time.
+    pub records_republished: AtomicU64,
+    /// Records analytics acknowledged (committed to its database) and the spool deleted.
+    pub records_acknowledged: AtomicU64,
+    /// Records analytics refused for good (quarantined there), deleted from the spool.
+    pub records_refused: AtomicU64,
+    /// Merges of two spooled records into one coarser record (the spool reached its bound).
+    pub spool_merges: AtomicU64,
+    /// Records lost: dropped by a full spool with nothing left to merge, or not spooled at
+    /// all (disk failure).
+    pub records_dropped: AtomicU64,
+    /// Hand-overs the MQTT client refused (its queue was full: broker unreachable); the
+    /// records stay spooled and go out later.
     pub publish_errors: AtomicU64,
     /// Intervals not released (budget spent, clock went back).
     pub release_refusals: AtomicU64,
@@ -68,7 +84,9 @@ fn now_secs() -> i64 {
 /// Starts a counting agent for every camera of `venue`, all watching one simulated `scene`.
 /// Every `interval_secs` (aligned to the clock) each camera releases one noised record, by the
 /// configured continual-release mechanism, charging the venue's daily budget in the ledger
-/// kept at `ledger_path` (in memory only when `None`).
+/// kept at `ledger_path` (in memory only when `None`). The records go to the venue's `spool`
+/// ([`crate::spool::forward::start`]), whose forwarder publishes them; the returned counters
+/// are the spool's.
 #[allow(clippy::too_many_arguments)]
 pub fn start_counting(
     venue: &Venue,
@@ -76,7 +94,7 @@ pub fn start_counting(
     privacy: &Privacy,
     interval_secs: u32,
     ledger_path: Option<PathBuf>,
-    bus: Bus,
+    spool: SpoolWriter,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<Arc<CountingStats>, AgentError> {
@@ -89,7 +107,7 @@ pub fn start_counting(
         Some(path) => ledger_file::load(path, limit)?,
         None => BudgetLedger::new(limit)?,
     };
-    let stats = Arc::new(CountingStats::default());
+    let stats = spool.stats();
     let out = stats.clone();
     let venue_id = venue.id.clone();
     let cameras: Vec<Id> = venue.cameras.iter().map(|c| c.id.clone()).collect();
@@ -143,14 +161,13 @@ pub fn start_counting(
                         tracing::error!(venue = %venue_id, %error, "budget ledger not saved");
                     }
                 }
-                for (record, camera) in records.iter().zip(&cameras) {
-                    match bus.publish(&topics::counts(&venue_id, camera), QoS::AtLeastOnce, record.encode()).await {
-                        Ok(()) => out.records_published.fetch_add(1, Ordering::Relaxed),
-                        Err(error) => {
-                            tracing::warn!(%camera, %error, "noised record not published");
-                            out.publish_errors.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
+                // Durably spooled before anything publishes it; the forwarder takes it from
+                // there (and keeps it through broker outages and restarts).
+                let n_records = records.len();
+                if n_records > 0 {
+                    if let Err(error) = spool.push(records).await {
+                        tracing::error!(venue = %venue_id, %error, records = n_records, "noised records not spooled");
+                    }
                 }
                 interval_start = now / secs * secs;
             }

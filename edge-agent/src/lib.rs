@@ -6,6 +6,9 @@
 //!   never leave the process.
 //! * Face path ([`keyholder`]): the venue's FHE key holder encrypts templates and probes,
 //!   decrypts the matcher's encrypted scores and decides.
+//! * [`frames`]: frame sources (video files and streams through an `ffmpeg` pipe), RAM only.
+//! * [`spool`]: store-and-forward of the noised records: spooled on disk before they are
+//!   published, deleted once analytics acknowledges them.
 //! * [`sim`]: a scene and face simulator with ground truth; [`agents`]: the tasks that run
 //!   them in `passage demo`.
 #![deny(missing_docs)]
@@ -13,6 +16,8 @@
 pub mod agents;
 mod atomic_file;
 pub mod count;
+pub mod frames;
 pub mod keyholder;
 pub mod keystore;
 pub mod sim;
+pub mod spool;

@@ -4,4 +4,6 @@
 mod broker;
 mod demo;
 mod keys;
+mod spool;
 mod support;
+mod video;

@@ -19,11 +19,17 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts `mosquitto` (Debian package; `scripts/test` installs it) on a free loopback port.
     pub fn start() -> Mosquitto {
+        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
+        Mosquitto::start_on(port)
+    }
+
+    /// Starts `mosquitto` on `port` of 127.0.0.1 (to restart a stopped broker on its port). It
+    /// keeps nothing on disk (`persistence false`): a restart forgets every session.
+    pub fn start_on(port: u16) -> Mosquitto {
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
             .expect("mosquitto is not installed: run scripts/test, or apt-get install mosquitto");
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
         let mut f = std::fs::File::create(&conf).expect("config file");

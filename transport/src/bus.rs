@@ -28,6 +28,10 @@ pub enum BusError {
     /// The client's request queue is closed (the bus is shutting down).
     #[error("the MQTT client is closed")]
     Closed,
+    /// The client's request queue is full (the broker has been unreachable for a while) or
+    /// closed; nothing was queued. Only [`Bus::try_publish`] reports it.
+    #[error("the MQTT client's request queue is full or closed")]
+    QueueFull,
     /// No reply arrived in time.
     #[error("no reply on {topic} within {timeout:?}")]
     Timeout {
@@ -233,6 +237,16 @@ impl Bus {
     /// Publishes `payload` on `topic`.
     pub async fn publish(&self, topic: &str, qos: QoS, payload: impl Into<Bytes>) -> Result<(), BusError> {
         self.client.publish(topic.to_owned(), qos, false, payload.into()).await.map_err(|_| BusError::Closed)
+    }
+
+    /// Publishes `payload` on `topic` if the client's request queue has room, without waiting.
+    /// While the broker is unreachable the queue fills up and [`Bus::publish`] would wait until
+    /// it is back; senders that keep their own copy and retry (the edge spool) use this
+    /// instead. A queued publish is not yet delivered: the client drops its queue when a
+    /// connection breaks (clean sessions), so only the receiver's acknowledgement proves
+    /// delivery.
+    pub fn try_publish(&self, topic: &str, qos: QoS, payload: impl Into<Bytes>) -> Result<(), BusError> {
+        self.client.try_publish(topic.to_owned(), qos, false, payload.into()).map_err(|_| BusError::QueueFull)
     }
 
     /// Publishes a request on `topic` with this client's reply topic and a fresh correlation id,

@@ -6,7 +6,7 @@
 //! with a [`DecodeError`] and never panic (property tests and fuzz targets hold them to that).
 //!
 //! Two encodings are used (see `docs/protocol.md`):
-//! * JSON for small, human-inspectable records ([`CountRecord`], [`CapacityAlert`],
+//! * JSON for small, human-inspectable records ([`CountRecord`], [`CountAck`], [`CapacityAlert`],
 //!   [`MatchReply`] summaries) with an explicit `"v"` field;
 //! * a compact binary frame ([`frame`]) for everything that carries ciphertexts
 //!   ([`MatchRequest`], [`MatchResponse`], [`EnrolRequest`], [`EnrolResponse`]).
@@ -21,9 +21,10 @@ pub mod topics;
 pub use error::DecodeError;
 pub use ids::{Id, IdError};
 pub use messages::{
-    CapacityAlert, CountItem, CountRecord, DecisionKeyUpload, Direction, EnrolRequest, EnrolResponse, EnrolStatus,
-    EraseRequest, GalleryIndex, MatchMode, MatchRequest, MatchResponse, MatchStatus, MatchTarget, Metric,
-    NoiseMechanism, MAX_DECISION_KEY_BYTES, MAX_PROBE_BYTES, MAX_RESULT_BYTES, MAX_TEMPLATE_BYTES,
+    dwell_bucket, CapacityAlert, CountAck, CountItem, CountRecord, DecisionKeyUpload, Direction, EnrolRequest,
+    EnrolResponse, EnrolStatus, EraseRequest, GalleryIndex, MatchMode, MatchRequest, MatchResponse, MatchStatus,
+    MatchTarget, Metric, NoiseMechanism, DWELL_BUCKETS, DWELL_BUCKET_SECS, MAX_ACK_IDS, MAX_DECISION_KEY_BYTES,
+    MAX_PROBE_BYTES, MAX_RESULT_BYTES, MAX_TEMPLATE_BYTES,
 };
 
 /// The protocol version this build speaks. Every message carries it; decoders reject others.

@@ -97,13 +97,44 @@ pub enum Metric {
         /// The zone.
         zone: Id,
     },
-    /// Moves from one zone to another during the interval.
+    /// Moves from one zone to another during the interval: entering `to` when the last zone
+    /// the person was in was `from` (whatever lies between the two zones).
     Transition {
         /// Zone left.
         from: Id,
         /// Zone entered.
         to: Id,
     },
+    /// People entering a zone during the interval.
+    Entries {
+        /// The zone.
+        zone: Id,
+    },
+    /// People leaving a zone during the interval.
+    Exits {
+        /// The zone.
+        zone: Id,
+    },
+    /// People who left a zone during the interval after staying in it for a time in dwell
+    /// bucket `bucket` (see [`DWELL_BUCKET_SECS`]).
+    Dwell {
+        /// The zone.
+        zone: Id,
+        /// Index into [`DWELL_BUCKET_SECS`]; the last bucket is "at least the last bound".
+        bucket: u8,
+    },
+}
+
+/// Upper bounds (exclusive) of the dwell-time buckets, in seconds: under 1 min, 1-5 min,
+/// 5-15 min, 15-30 min, 30-60 min, and (bucket 5) an hour or more.
+pub const DWELL_BUCKET_SECS: [u32; 5] = [60, 300, 900, 1800, 3600];
+
+/// Number of dwell buckets.
+pub const DWELL_BUCKETS: usize = DWELL_BUCKET_SECS.len() + 1;
+
+/// The dwell bucket of a stay of `secs` seconds.
+pub fn dwell_bucket(secs: f64) -> u8 {
+    DWELL_BUCKET_SECS.iter().position(|&bound| secs < f64::from(bound)).unwrap_or(DWELL_BUCKET_SECS.len()) as u8
 }
 
 /// One noised figure.
@@ -155,7 +186,7 @@ impl CountRecord {
     }
 
     fn validate(&self) -> Result<(), DecodeError> {
-        if self.id.is_empty() || self.id.len() > 64 || !self.id.bytes().all(|b| b.is_ascii_graphic()) {
+        if !is_record_id(&self.id) {
             return Err(DecodeError::invalid("id", "must be 1-64 printable ASCII characters"));
         }
         if self.secs == 0 || self.secs > 86_400 {
@@ -171,8 +202,61 @@ impl CountRecord {
             if !(item.std.is_finite() && item.std >= 0.0) {
                 return Err(DecodeError::invalid("std", "must be finite and non-negative"));
             }
+            if let Metric::Dwell { bucket, .. } = item.metric {
+                if usize::from(bucket) >= DWELL_BUCKETS {
+                    return Err(DecodeError::invalid("bucket", format!("{bucket} is not below {DWELL_BUCKETS}")));
+                }
+            }
         }
         Ok(())
+    }
+}
+
+/// Whether `id` is a valid record id: 1-64 printable ASCII characters (no spaces).
+fn is_record_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_graphic())
+}
+
+/// Most record ids one [`CountAck`] lists (`ids` and `refused` together): at 64 characters an
+/// id, a full acknowledgement stays well under [`MAX_JSON_BYTES`].
+pub const MAX_ACK_IDS: usize = 512;
+
+/// The receiver's acknowledgement of a camera's count records (analytics → edge, JSON), sent
+/// after the database transaction that stored them has committed. A record id listed here will
+/// never be lost by the receiver, so the edge may delete it from its spool; re-sending it would
+/// be harmless (the receiver stores each id once).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CountAck {
+    /// Protocol version.
+    pub v: u32,
+    /// Venue of the records.
+    pub venue: Id,
+    /// Camera of the records.
+    pub camera: Id,
+    /// Records committed: stored by this batch or already stored before (duplicates).
+    pub ids: Vec<String>,
+    /// Records the receiver refused for good (quarantined: the message is valid but does not
+    /// fit the receiver's configuration). Sending them again would not help.
+    #[serde(default)]
+    pub refused: Vec<String>,
+}
+
+impl CountAck {
+    /// Encodes as JSON.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// Decodes and validates a JSON acknowledgement.
+    pub fn decode(bytes: &[u8]) -> Result<CountAck, DecodeError> {
+        let ack: CountAck = decode_json(bytes)?;
+        if ack.ids.len() + ack.refused.len() > MAX_ACK_IDS {
+            return Err(DecodeError::invalid("ids", format!("more than {MAX_ACK_IDS}")));
+        }
+        if !ack.ids.iter().chain(&ack.refused).all(|id| is_record_id(id)) {
+            return Err(DecodeError::invalid("ids", "each must be 1-64 printable ASCII characters"));
+        }
+        Ok(ack)
     }
 }
 
@@ -559,6 +643,21 @@ impl DecisionKeyUpload {
 }
 
 #[cfg(test)]
+mod dwell_tests {
+    use super::*;
+
+    #[test]
+    fn dwell_buckets_split_at_their_bounds() {
+        assert_eq!(dwell_bucket(0.0), 0);
+        assert_eq!(dwell_bucket(59.9), 0);
+        assert_eq!(dwell_bucket(60.0), 1);
+        assert_eq!(dwell_bucket(3599.0), 4);
+        assert_eq!(dwell_bucket(1e9), 5);
+        assert_eq!(dwell_bucket(f64::NAN), 5);
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use proptest::prelude::*;
 
@@ -575,6 +674,9 @@ mod tests {
             (id(), dir).prop_map(|(line, dir)| Metric::Total { line, dir }),
             id().prop_map(|zone| Metric::Occupancy { zone }),
             (id(), id()).prop_map(|(from, to)| Metric::Transition { from, to }),
+            (id(), 0u8..6).prop_map(|(zone, bucket)| Metric::Dwell { zone, bucket }),
+            id().prop_map(|zone| Metric::Entries { zone }),
+            id().prop_map(|zone| Metric::Exits { zone }),
         ]
     }
 
@@ -608,6 +710,17 @@ mod tests {
                 epsilon,
                 items,
             })
+    }
+
+    fn count_ack() -> impl Strategy<Value = CountAck> {
+        let ids = prop::collection::vec("[!-~]{1,64}", 0..200);
+        (id(), id(), ids.clone(), ids).prop_map(|(venue, camera, ids, refused)| CountAck {
+            v: 1,
+            venue,
+            camera,
+            ids,
+            refused,
+        })
     }
 
     fn match_request() -> impl Strategy<Value = MatchRequest> {
@@ -663,6 +776,13 @@ mod tests {
         }
 
         #[test]
+        fn count_ack_round_trips(ack in count_ack()) {
+            let bytes = ack.encode();
+            prop_assert!(bytes.len() <= MAX_JSON_BYTES);
+            prop_assert_eq!(CountAck::decode(&bytes), Ok(ack));
+        }
+
+        #[test]
         fn match_request_round_trips(request in match_request()) {
             prop_assert_eq!(MatchRequest::decode(&request.encode()), Ok(request));
         }
@@ -705,6 +825,7 @@ mod tests {
             let _ = EnrolResponse::decode(&bytes);
             let _ = DecisionKeyUpload::decode(&bytes);
             let _ = CountRecord::decode(&bytes);
+            let _ = CountAck::decode(&bytes);
             let _ = CapacityAlert::decode(&bytes);
             let _ = EraseRequest::decode(&bytes);
             let _ = GalleryIndex::decode(&bytes);
@@ -782,6 +903,39 @@ mod tests {
             CountRecord::decode(json_cases_future()).err(),
             Some(DecodeError::UnsupportedVersion { found: 2, expected: PROTOCOL_VERSION })
         );
+    }
+
+    /// Acknowledgements: bounded, ids checked like record ids, refusals optional.
+    #[test]
+    fn malformed_acks_are_refused() {
+        let full = CountAck {
+            v: 1,
+            venue: Id::new("arena").expect("valid"),
+            camera: Id::new("cam-1").expect("valid"),
+            ids: (0..MAX_ACK_IDS).map(|i| format!("{i:064}")).collect(),
+            refused: Vec::new(),
+        };
+        assert!(full.encode().len() <= MAX_JSON_BYTES);
+        assert_eq!(CountAck::decode(&full.encode()), Ok(full.clone()));
+        let mut too_many = full.clone();
+        too_many.refused.push("x".into());
+        assert_eq!(
+            CountAck::decode(&too_many.encode()).err(),
+            Some(DecodeError::invalid("ids", format!("more than {MAX_ACK_IDS}")))
+        );
+        let without_refused = br#"{"v":1,"venue":"arena","camera":"cam-1","ids":["a","b"]}"#;
+        assert_eq!(CountAck::decode(without_refused).map(|ack| ack.ids.len()), Ok(2));
+        let cases: Vec<(&str, &[u8])> = vec![
+            ("space in id", br#"{"v":1,"venue":"arena","camera":"cam-1","ids":["a b"]}"#),
+            ("empty id", br#"{"v":1,"venue":"arena","camera":"cam-1","ids":[""]}"#),
+            ("bad refused id", br#"{"v":1,"venue":"arena","camera":"cam-1","ids":[],"refused":["\n"]}"#),
+            ("bad camera", br#"{"v":1,"venue":"arena","camera":"cam/1","ids":[]}"#),
+            ("future version", br#"{"v":2,"venue":"arena","camera":"cam-1","ids":[]}"#),
+            ("ids not a list", br#"{"v":1,"venue":"arena","camera":"cam-1","ids":"a"}"#),
+        ];
+        for (name, bytes) in cases {
+            assert!(CountAck::decode(bytes).is_err(), "case {name} was accepted");
+        }
     }
 
     fn json_cases_future() -> &'static [u8] {

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! passage/v1/{venue}/counts/{camera}          noised CountRecord, QoS 1        camera -> analytics
+//! passage/v1/{venue}/counts-ack/{camera}      CountAck (ids committed), QoS 1  analytics -> camera
 //! passage/v1/{venue}/match                    MatchRequest (MQTT 5 request:    gate -> matcher
 //!                                             response topic + correlation data)
 //! passage/v1/_replies/{client}               MatchResponse / EnrolResponse    matcher -> requester
@@ -27,6 +28,16 @@ pub fn counts(venue: &Id, camera: &Id) -> String {
 
 /// Filter matching the counts of every camera of every venue.
 pub const COUNTS_FILTER: &str = "passage/v1/+/counts/+";
+
+/// Where analytics acknowledges the count records of a camera it has committed.
+pub fn counts_ack(venue: &Id, camera: &Id) -> String {
+    format!("{ROOT}/{venue}/counts-ack/{camera}")
+}
+
+/// Filter matching the acknowledgements of every camera of `venue` (an edge agent's spool).
+pub fn counts_ack_filter(venue: &Id) -> String {
+    format!("{ROOT}/{venue}/counts-ack/+")
+}
 
 /// Where gates send match requests for a venue.
 pub fn match_requests(venue: &Id) -> String {
@@ -100,6 +111,8 @@ mod tests {
         let venue = Id::new("arena").expect("valid");
         let cam = Id::new("cam-1").expect("valid");
         assert_eq!(counts(&venue, &cam), "passage/v1/arena/counts/cam-1");
+        assert_eq!(counts_ack(&venue, &cam), "passage/v1/arena/counts-ack/cam-1");
+        assert_eq!(counts_ack_filter(&venue), "passage/v1/arena/counts-ack/+");
         assert_eq!(shared("ingest", COUNTS_FILTER), "$share/ingest/passage/v1/+/counts/+");
         assert_eq!(venue_of("passage/v1/arena/match"), Some(venue));
         assert_eq!(venue_of("other/v1/arena/match"), None);

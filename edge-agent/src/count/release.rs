@@ -19,9 +19,9 @@
 use passage_config::{Privacy, Venue};
 use passage_dp::continual::{ContinualCounter, Mechanism};
 use passage_dp::ledger::day_of;
-use passage_dp::postprocess::Monotone;
+use passage_dp::postprocess::{occupancy, Monotone};
 use passage_dp::{Budget, BudgetLedger, DpError};
-use passage_wire::{CountItem, CountRecord, Direction, Id, Metric, NoiseMechanism, PROTOCOL_VERSION};
+use passage_wire::{CountItem, CountRecord, Direction, Id, Metric, NoiseMechanism, DWELL_BUCKETS, PROTOCOL_VERSION};
 use rand::RngCore;
 
 use super::{CameraCounter, Tallies};
@@ -66,6 +66,8 @@ pub fn mechanism_of(configured: NoiseMechanism) -> Mechanism {
 
 /// One released cell: its counter and its post-processing state.
 struct Cell {
+    /// For a zone's entries or exits cell: (zone index, true for entries).
+    zone: Option<(usize, bool)>,
     metric_interval: Metric,
     metric_total: Option<Metric>,
     counter: ContinualCounter,
@@ -86,8 +88,10 @@ pub struct VenueReleaser {
     cameras: Vec<Id>,
     /// Per camera: (metric for the interval figure, metric for the running total).
     layout: Vec<Vec<(Metric, Option<Metric>)>>,
-    /// Per camera: number of zones.
-    zones: Vec<usize>,
+    /// Per camera: its zones' capacities (in zone order).
+    zones: Vec<Vec<Option<f64>>>,
+    /// Per camera: zone ids (in zone order).
+    zone_ids: Vec<Vec<Id>>,
     configured: NoiseMechanism,
     mechanism: Mechanism,
     budget: Budget,
@@ -121,7 +125,16 @@ impl VenueReleaser {
             venue: venue.id.clone(),
             cameras: counters.iter().map(|c| c.camera.clone()).collect(),
             layout,
-            zones: counters.iter().map(|c| c.zones.len()).collect(),
+            zones: counters
+                .iter()
+                .map(|c| {
+                    c.zones
+                        .iter()
+                        .map(|z| venue.zones.iter().find(|vz| vz.id == z.id).map(|vz| f64::from(vz.capacity)))
+                        .collect()
+                })
+                .collect(),
+            zone_ids: counters.iter().map(|c| c.zones.iter().map(|z| z.id.clone()).collect()).collect(),
             configured: privacy.mechanism,
             mechanism: mechanism_of(privacy.mechanism),
             budget,
@@ -140,22 +153,36 @@ impl VenueReleaser {
     fn open_day(&mut self, day: i64, ledger: &mut BudgetLedger) -> Result<(), ReleaseError> {
         let horizon = self.horizon();
         let mut cells = Vec::with_capacity(self.layout.len());
-        // Calibrated once; every cell gets a fresh copy.
+        // Calibrated once; every cell gets a fresh copy. A line crossing changes one line
+        // cell. Entering a zone changes its entries cell and, coming from another zone, one
+        // transition cell; leaving a zone changes its exits cell and one dwell cell. Zone cells
+        // get half the budget each, so that every event costs at most the day's budget (basic
+        // composition).
         let proto = ContinualCounter::new(self.mechanism, self.budget, horizon)?;
-        for camera in &self.layout {
+        let half = Budget { epsilon: self.budget.epsilon / 2.0, delta: self.budget.delta / 2.0 };
+        let proto_zone = ContinualCounter::new(self.mechanism, half, horizon)?;
+        for (camera, zone_ids) in self.layout.iter().zip(&self.zone_ids) {
+            let index_of = |zone: &Id| zone_ids.iter().position(|z| z == zone);
             let row = camera
                 .iter()
-                .map(|(interval, total)| Cell {
+                .map(|(interval, total)| (interval, total, !matches!(interval, Metric::Crossings { .. })))
+                .map(|(interval, total, zone_event)| Cell {
+                    zone: match interval {
+                        Metric::Entries { zone } => index_of(zone).map(|i| (i, true)),
+                        Metric::Exits { zone } => index_of(zone).map(|i| (i, false)),
+                        _ => None,
+                    },
                     metric_interval: interval.clone(),
                     metric_total: total.clone(),
-                    counter: proto.fresh(),
+                    counter: if zone_event { proto_zone.fresh() } else { proto.fresh() },
                     monotone: Monotone::default(),
                     last_released: 0,
                 })
                 .collect();
             cells.push(row);
         }
-        // Parallel composition: the cells together cost one counter's budget.
+        // Parallel composition across cameras and lines, basic composition of the two zone
+        // cells an event touches: the cells together cost one full counter's budget.
         ledger.charge(self.venue.as_str(), day, proto.budget())?;
         self.day = Some(Day { day, cells });
         Ok(())
@@ -195,13 +222,16 @@ impl VenueReleaser {
         self.last_start = Some(start);
         let secs = i64::from(self.interval_secs);
         let index = (start.rem_euclid(86_400) / secs) as usize;
+        let closing = index + 1 == self.horizon();
         let Some(state) = self.day.as_mut() else { return Ok(Vec::new()) };
         let mut records = Vec::with_capacity(self.cameras.len());
-        for (((camera, cells), tallies), &zones) in
-            self.cameras.iter().zip(state.cells.iter_mut()).zip(tallies).zip(&self.zones)
+        for ((((camera, cells), tallies), capacities), zone_ids) in
+            self.cameras.iter().zip(state.cells.iter_mut()).zip(tallies).zip(&self.zones).zip(&self.zone_ids)
         {
-            let values = tallies.cell_values(zones);
+            let values = tallies.cell_values(capacities.len());
             let mut items = Vec::with_capacity(cells.len() * 2);
+            // Per zone: (entries total, exits total, variance of their difference).
+            let mut flows = vec![(0.0, 0.0, 0.0); capacities.len()];
             for (cell, count) in cells.iter_mut().zip(values) {
                 // Zeros for the intervals nobody reported (agent started late or skipped);
                 // the interval figure below is the change since the last *released* total, so
@@ -214,10 +244,28 @@ impl VenueReleaser {
                 let total = cell.monotone.next(r.total).round() as i64;
                 let interval = total - cell.last_released;
                 cell.last_released = total;
+                if let Some(zone) = cell.zone {
+                    let flow = &mut flows[zone.0];
+                    if zone.1 {
+                        flow.0 += total as f64;
+                    } else {
+                        flow.1 += total as f64;
+                    }
+                    flow.2 += r.total_std * r.total_std;
+                }
                 items.push(CountItem { metric: cell.metric_interval.clone(), value: interval, std: r.interval_std });
                 if let Some(metric) = &cell.metric_total {
                     items.push(CountItem { metric: metric.clone(), value: total, std: r.total_std });
                 }
+            }
+            // Occupancy is post-processing of the released transition totals: entries minus
+            // exits, clamped to [0, capacity], and zero in the day's last interval (closing).
+            for ((zone, capacity), (entries, exits, var)) in zone_ids.iter().zip(capacities).zip(flows) {
+                items.push(CountItem {
+                    metric: Metric::Occupancy { zone: zone.clone() },
+                    value: occupancy(entries, exits, *capacity, closing).round() as i64,
+                    std: var.sqrt(),
+                });
             }
             records.push(CountRecord {
                 v: u32::from(PROTOCOL_VERSION),
@@ -248,15 +296,33 @@ impl CameraCounter {
                 ));
             }
         }
-        for (a, from) in self.zones.iter().enumerate() {
-            for (b, to) in self.zones.iter().enumerate() {
-                if a != b {
-                    cells.push((Metric::Transition { from: from.id.clone(), to: to.id.clone() }, None));
-                }
+        for zone in &self.zones {
+            cells.push((Metric::Entries { zone: zone.id.clone() }, None));
+            cells.push((Metric::Exits { zone: zone.id.clone() }, None));
+        }
+        for (a, b) in transition_pairs(self.zones.len()) {
+            cells.push((Metric::Transition { from: self.zones[a].id.clone(), to: self.zones[b].id.clone() }, None));
+        }
+        for zone in &self.zones {
+            for bucket in 0..DWELL_BUCKETS {
+                cells.push((Metric::Dwell { zone: zone.id.clone(), bucket: bucket as u8 }, None));
             }
         }
         cells
     }
+}
+
+/// The ordered pairs of distinct zones released as transitions.
+fn transition_pairs(zones: usize) -> Vec<(usize, usize)> {
+    let mut pairs = Vec::new();
+    for a in 0..zones {
+        for b in 0..zones {
+            if a != b {
+                pairs.push((a, b));
+            }
+        }
+    }
+    pairs
 }
 
 impl Tallies {
@@ -267,11 +333,17 @@ impl Tallies {
             values.push(n_in);
             values.push(n_out);
         }
-        for a in 0..zones {
-            for b in 0..zones {
-                if a != b {
-                    values.push(self.transition(a, b));
-                }
+        for zone in 0..zones {
+            let (entries, exits) = self.flow(zone);
+            values.push(entries);
+            values.push(exits);
+        }
+        for (a, b) in transition_pairs(zones) {
+            values.push(self.transition(a, b));
+        }
+        for zone in 0..zones {
+            for bucket in 0..DWELL_BUCKETS {
+                values.push(self.dwell(zone, bucket));
             }
         }
         values
@@ -385,6 +457,47 @@ mod tests {
             releaser.release(Vec::new(), DAY + 180, &mut ledger, &mut rng, id_gen),
             Err(ReleaseError::WrongCameras { .. })
         ));
+    }
+
+    #[test]
+    fn occupancy_and_dwell_are_released_for_every_zone() {
+        let (venue, counters, privacy) = setup(NoiseMechanism::SqrtFactorization);
+        let mut ledger = BudgetLedger::new(Budget { epsilon: 1.0, delta: 1e-6 }).expect("valid");
+        let mut rng = Csprng::seed_from_u64(5);
+        let mut releaser = VenueReleaser::new(&venue, &counters, &privacy).expect("valid");
+        let bowl = venue.cameras.iter().position(|c| c.zones.len() == 3).expect("a camera with three zones");
+        // Per minute, 3 people enter the first zone and 1 leaves it after two minutes.
+        let mut last = None;
+        for i in 0..60 {
+            let mut tallies: Vec<Tallies> = counters.iter().map(CameraCounter::empty_tallies).collect();
+            tallies[bowl].flows[0] = (3, 1);
+            tallies[bowl].dwell[0][1] = 1;
+            let records = releaser.release(tallies, DAY + i * 60, &mut ledger, &mut rng, id_gen).expect("released");
+            let record = &records[bowl];
+            let zones: Vec<&Id> = record
+                .items
+                .iter()
+                .filter_map(|item| match &item.metric {
+                    Metric::Occupancy { zone } => Some(zone),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(zones.len(), 3, "one occupancy per zone");
+            let dwell = record.items.iter().filter(|item| matches!(item.metric, Metric::Dwell { .. })).count();
+            assert_eq!(dwell, 3 * DWELL_BUCKETS);
+            last = record.items.iter().find(|item| matches!(item.metric, Metric::Occupancy { .. })).cloned();
+        }
+        let occupancy = last.expect("an occupancy item");
+        assert!(occupancy.value >= 0);
+        assert!((occupancy.value - 120).abs() as f64 <= 5.0 * occupancy.std, "{occupancy:?} vs 120");
+        // The day's last interval is closing time: every zone is empty.
+        let tallies: Vec<Tallies> = counters.iter().map(CameraCounter::empty_tallies).collect();
+        let records = releaser.release(tallies, DAY + 86_400 - 60, &mut ledger, &mut rng, id_gen).expect("released");
+        assert!(records[bowl]
+            .items
+            .iter()
+            .filter(|item| matches!(item.metric, Metric::Occupancy { .. }))
+            .all(|item| item.value == 0));
     }
 
     #[test]

@@ -139,10 +139,12 @@ struct Track {
     /// Frames since the last matched detection (0: matched in the current frame).
     missed: u32,
     confirmed: bool,
+    /// Class of the detection that started it; only detections of this class extend it.
+    class: String,
 }
 
 impl Track {
-    fn new(id: u64, bbox: &[f64; 4]) -> Track {
+    fn new(id: u64, bbox: &[f64; 4], class: &str) -> Track {
         let c = to_cxcywh(bbox);
         let scale = c[3];
         Track {
@@ -151,6 +153,7 @@ impl Track {
             hits: 1,
             missed: 0,
             confirmed: false,
+            class: class.to_owned(),
         }
     }
 
@@ -212,10 +215,11 @@ impl Default for Tracker {
 }
 
 /// Greedy IoU assignment of `tracks` to `dets` (indices into the tracker's tracks and the
-/// frame's detections): pairs with IoU at least `min_iou`, best first, each side used once.
+/// frame's detections): pairs of the same class with IoU at least `min_iou`, best first, each
+/// side used once.
 fn greedy(
     tracks: &[usize],
-    boxes: &[[f64; 4]],
+    boxes: &[([f64; 4], &str)],
     dets: &[usize],
     all: &[&Detection],
     min_iou: f64,
@@ -223,7 +227,10 @@ fn greedy(
     let mut pairs = Vec::new();
     for &t in tracks {
         for &d in dets {
-            let overlap = iou(&boxes[t], &all[d].bbox);
+            if all[d].class != boxes[t].1 {
+                continue;
+            }
+            let overlap = iou(&boxes[t].0, &all[d].bbox);
             if overlap >= min_iou && overlap > 0.0 {
                 pairs.push((overlap, t, d));
             }
@@ -253,6 +260,11 @@ impl Tracker {
         &self.config
     }
 
+    /// The class of track `id` (as its first detection said), while it is tracked.
+    pub fn class_of(&self, id: u64) -> Option<&str> {
+        self.tracks.iter().find(|t| t.id == id).map(|t| t.class.as_str())
+    }
+
     /// Forgets every track (ids are not reused).
     pub fn clear(&mut self) {
         self.tracks.clear();
@@ -274,7 +286,7 @@ impl Tracker {
         for track in &mut self.tracks {
             track.predict();
         }
-        let boxes: Vec<[f64; 4]> = self.tracks.iter().map(Track::bbox).collect();
+        let boxes: Vec<([f64; 4], &str)> = self.tracks.iter().map(|t| (t.bbox(), t.class.as_str())).collect();
         let mut assigned: Vec<Option<usize>> = vec![None; self.tracks.len()];
         let mut det_used = vec![false; usable.len()];
 
@@ -317,7 +329,7 @@ impl Tracker {
         // 4. New tentative tracks from the high-score detections nobody took.
         for d in high {
             if !det_used[d] {
-                let mut track = Track::new(self.next_id, &usable[d].bbox);
+                let mut track = Track::new(self.next_id, &usable[d].bbox, &usable[d].class);
                 self.next_id += 1;
                 if self.config.min_hits <= 1 {
                     track.confirmed = true;
@@ -341,6 +353,24 @@ mod tests {
     /// Deterministic jitter in [-amp, amp].
     fn wobble(i: usize, amp: f64) -> f64 {
         ((i as f64 * 12.9898).sin() * 43758.5453).fract() * amp
+    }
+
+    #[test]
+    fn tracks_never_jump_between_classes() {
+        let mut tracker = Tracker::default();
+        let foot = [200.0, 300.0];
+        let mut ids = Vec::new();
+        for i in 0..6 {
+            let mut d = person(foot, 0.9);
+            if i >= 3 {
+                d.class = "car".into();
+            }
+            ids.extend(tracker.update(&[d]).into_iter().map(|(id, _)| id));
+        }
+        ids.dedup();
+        assert_eq!(ids.len(), 2, "the car starts its own track: {ids:?}");
+        assert_eq!(tracker.class_of(ids[0]), Some("person"));
+        assert_eq!(tracker.class_of(ids[1]), Some("car"));
     }
 
     #[test]
