@@ -586,21 +586,30 @@ mod tests {
         tracker.wait().await;
     }
 
+    /// An embedded broker on loopback and two connected clients (`analytics-{tag}`,
+    /// `camera-{tag}`).
+    async fn broker_and_two_clients(
+        tag: &str,
+    ) -> (passage_transport::EmbeddedBroker, CancellationToken, TaskTracker, Bus, Bus) {
+        let broker = passage_transport::EmbeddedBroker::start(0).expect("broker");
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let bus_config = |client: String| passage_transport::BusConfig {
+            host: broker.addr().ip().to_string(),
+            port: broker.addr().port(),
+            client_id: client,
+        };
+        let a = Bus::connect(bus_config(format!("analytics-{tag}")), cancel.clone(), &tracker).await.expect("connect");
+        let b = Bus::connect(bus_config(format!("camera-{tag}")), cancel.clone(), &tracker).await.expect("connect");
+        (broker, cancel, tracker, a, b)
+    }
+
     /// After the commit, every record of the batch (stored now or a redelivery) is
     /// acknowledged to its camera; a record refused for good is acknowledged as refused; one
     /// that starts too far in the future is not acknowledged (a later retry may pass).
     #[tokio::test]
     async fn committed_records_are_acknowledged_to_their_camera() {
-        let broker = passage_transport::EmbeddedBroker::start(0).expect("broker");
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let bus_config = |client: &str| passage_transport::BusConfig {
-            host: broker.addr().ip().to_string(),
-            port: broker.addr().port(),
-            client_id: client.into(),
-        };
-        let ingest_bus = Bus::connect(bus_config("analytics-ack"), cancel.clone(), &tracker).await.expect("connect");
-        let camera_bus = Bus::connect(bus_config("camera-ack"), cancel.clone(), &tracker).await.expect("connect");
+        let (_broker, cancel, tracker, ingest_bus, camera_bus) = broker_and_two_clients("ack").await;
         let mut acks =
             camera_bus.subscribe("passage/v1/+/counts-ack/+", QoS::AtLeastOnce, 64).await.expect("subscribe");
         let dir = tempfile::tempdir().expect("temp dir");
@@ -662,16 +671,7 @@ mod tests {
     /// delivers, the record lands in the database.
     #[tokio::test]
     async fn records_published_on_the_broker_are_stored() {
-        let broker = passage_transport::EmbeddedBroker::start(0).expect("broker");
-        let cancel = CancellationToken::new();
-        let tracker = TaskTracker::new();
-        let bus_config = |client: &str| passage_transport::BusConfig {
-            host: broker.addr().ip().to_string(),
-            port: broker.addr().port(),
-            client_id: client.into(),
-        };
-        let ingest_bus = Bus::connect(bus_config("analytics-test"), cancel.clone(), &tracker).await.expect("connect");
-        let camera_bus = Bus::connect(bus_config("camera-test"), cancel.clone(), &tracker).await.expect("connect");
+        let (_broker, cancel, tracker, ingest_bus, camera_bus) = broker_and_two_clients("test").await;
         let dir = tempfile::tempdir().expect("temp dir");
         let store = Store::open(&dir.path().join("a.duckdb")).expect("open");
         let reader = store.try_clone().expect("clone");

@@ -159,13 +159,22 @@ impl Bus {
                     self.route(publish.topic, publish.payload, publish.properties).await;
                 }
                 Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    // A reconnect: the session is clean, so subscribe again.
+                    // A reconnect: the session is clean, so subscribe again. Not with
+                    // `try_subscribe`: after a long outage the client's request queue can be
+                    // full of publishes waiting for the broker, and a dropped SUBSCRIBE would
+                    // lose the subscription for good. A task waits for room in the queue while
+                    // this loop keeps polling (which is what drains it).
                     tracing::info!(broker = %addr, "reconnected to the MQTT broker");
-                    let _ = self.client.try_subscribe(self.reply_topic.clone(), QoS::AtLeastOnce);
-                    let subscriptions = lock(&self.subscriptions).clone();
-                    for (filter, qos) in subscriptions {
-                        let _ = self.client.try_subscribe(filter, qos);
-                    }
+                    let mut filters = vec![(self.reply_topic.clone(), QoS::AtLeastOnce)];
+                    filters.extend(lock(&self.subscriptions).iter().cloned());
+                    let client = self.client.clone();
+                    tokio::spawn(async move {
+                        for (filter, qos) in filters {
+                            if let Err(error) = client.subscribe(filter.clone(), qos).await {
+                                tracing::warn!(%filter, %error, "could not subscribe again after reconnecting");
+                            }
+                        }
+                    });
                 }
                 Ok(_) => {}
                 Err(error) => {
