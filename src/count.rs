@@ -13,7 +13,7 @@ use clap::Args;
 use passage_edge::count::detect::{Detector, Frame, JsonLines};
 use passage_edge::count::pipeline::{LinePipeline, LineSpec};
 use passage_edge::count::track::TrackerConfig;
-use passage_edge::frames::{FfmpegSource, FrameSource};
+use passage_edge::frames::{self, FfmpegSource, FrameSource};
 use passage_vision::person::PersonConfig;
 use passage_vision::{inventory, PersonDetector};
 use serde_json::{json, Value};
@@ -318,7 +318,7 @@ pub fn run_bench_count(args: &BenchCountArgs) -> anyhow::Result<()> {
     let video = video.to_string_lossy().into_owned();
     let lines: Vec<LineSpec> = truth.lines.iter().map(|(l, _, _)| l.clone()).collect();
     let mut detector = args.detect.detector()?;
-    let fps = FfmpegSource::open(&video)?.info().fps;
+    let fps = frames::probe(&video)?.fps;
     let mut peer = match args.peer_python.as_str() {
         "none" => None,
         python => Some(spawn_peer(python, &lines, fps)?),

@@ -115,6 +115,38 @@ pub fn parse_probe(json: &[u8]) -> Result<VideoInfo, String> {
     Ok(VideoInfo { w: dim("width")?, h: dim("height")?, fps })
 }
 
+/// Asks ffprobe for `input`'s first video stream: size and frame rate.
+///
+/// # Errors
+/// [`SourceError::Missing`], [`SourceError::Probe`] or [`SourceError::BadSize`].
+pub fn probe(input: &str) -> Result<VideoInfo, SourceError> {
+    let probe = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=width,height,avg_frame_rate",
+            "-of",
+            "json",
+            "--",
+        ])
+        .arg(input)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|source| SourceError::Missing { program: "ffprobe", source })?;
+    if !probe.status.success() {
+        let reason = String::from_utf8_lossy(&probe.stderr).trim().chars().take(300).collect();
+        return Err(SourceError::Probe { input: input.to_owned(), reason });
+    }
+    let info = parse_probe(&probe.stdout).map_err(|reason| SourceError::Probe { input: input.to_owned(), reason })?;
+    if info.w == 0 || info.h == 0 || info.w > MAX_SIDE || info.h > MAX_SIDE {
+        return Err(SourceError::BadSize { w: info.w, h: info.h });
+    }
+    Ok(info)
+}
+
 /// A video file or stream decoded by `ffmpeg` (RGB frames on a pipe).
 pub struct FfmpegSource {
     child: Child,
@@ -135,31 +167,7 @@ impl FfmpegSource {
     /// # Errors
     /// [`SourceError::Missing`], [`SourceError::Probe`] or [`SourceError::BadSize`].
     pub fn open(input: &str) -> Result<FfmpegSource, SourceError> {
-        let probe = Command::new("ffprobe")
-            .args([
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=width,height,avg_frame_rate",
-                "-of",
-                "json",
-                "--",
-            ])
-            .arg(input)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|source| SourceError::Missing { program: "ffprobe", source })?;
-        if !probe.status.success() {
-            let reason = String::from_utf8_lossy(&probe.stderr).trim().chars().take(300).collect();
-            return Err(SourceError::Probe { input: input.to_owned(), reason });
-        }
-        let info =
-            parse_probe(&probe.stdout).map_err(|reason| SourceError::Probe { input: input.to_owned(), reason })?;
-        if info.w == 0 || info.h == 0 || info.w > MAX_SIDE || info.h > MAX_SIDE {
-            return Err(SourceError::BadSize { w: info.w, h: info.h });
-        }
+        let info = probe(input)?;
         let mut child = Command::new("ffmpeg")
             .args(["-nostdin", "-v", "error", "-i"])
             .arg(input)

@@ -131,11 +131,14 @@ impl PersonDetector {
     pub fn detect(&self, rgb: &[u8], w: u32, h: u32) -> Result<Vec<PersonBox>, VisionError> {
         check_rgb(rgb, w, h)?;
         let side = INPUT_SIDE as usize;
-        let mut input = vec![0f32; side * side * 3];
-        resize_into(rgb, w, h, INPUT_SIDE, INPUT_SIDE, &mut input, |x| x * (2.0 / 255.0) - 1.0)?;
-        let tensor = Tensor::from_shape(&[1, side, side, 3], &input);
-        input.zeroize();
-        let mut tensor = Arc::new(tensor.map_err(VisionError::runtime)?);
+        // Resize straight into the input tensor's buffer (no second copy of the frame).
+        let mut tensor = Tensor::zero::<f32>(&[1, side, side, 3]).map_err(VisionError::runtime)?;
+        {
+            let mut view = tensor.try_as_plain_ram_mut().map_err(VisionError::runtime)?;
+            let input = view.as_slice_mut::<f32>().map_err(VisionError::runtime)?;
+            resize_into(rgb, w, h, INPUT_SIDE, INPUT_SIDE, input, |x| x * (2.0 / 255.0) - 1.0)?;
+        }
+        let mut tensor = Arc::new(tensor);
         let outputs = self.plan.run(tvec!(TValue::from_const(tensor.clone())));
         // The run has dropped its handle: wipe the frame's pixels from the input tensor.
         if let Some(tensor) = Arc::get_mut(&mut tensor) {

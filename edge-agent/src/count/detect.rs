@@ -396,13 +396,10 @@ pub enum DetectError {
     Backend(String),
 }
 
-/// Checks that `rgb` holds exactly `w * h` packed RGB pixels.
+/// Checks that `rgb` holds exactly `w * h` packed RGB pixels (the same check the in-process
+/// models make, [`passage_vision::image::check_rgb`]).
 pub fn check_rgb(rgb: &[u8], w: u32, h: u32) -> Result<(), DetectError> {
-    let expected = (w as usize).checked_mul(h as usize).and_then(|n| n.checked_mul(3));
-    if w == 0 || h == 0 || expected != Some(rgb.len()) {
-        return Err(DetectError::BadImage { got: rgb.len(), w, h });
-    }
-    Ok(())
+    passage_vision::image::check_rgb(rgb, w, h).map_err(|_| DetectError::BadImage { got: rgb.len(), w, h })
 }
 
 /// A person detector run on each frame in this process (for example a tract model). Its
