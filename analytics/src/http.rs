@@ -30,12 +30,16 @@ use axum::routing::get;
 use axum::{Json, Router};
 use passage_config::{Config, Venue};
 use passage_transport::ServerTls;
-use passage_wire::{Direction, Id};
+use passage_wire::Id;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::alerts::AlertBoard;
 use crate::{now_unix, AnalyticsError, IngestCounts, IngestStats, LineTotal, Point, Store, Summary};
+
+pub(crate) mod dashboard;
+pub(crate) mod reports;
 
 /// Longest range a query may ask for.
 const MAX_RANGE_SECS: i64 = 31 * 86_400;
@@ -47,8 +51,6 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a new connection may take to send its first request.
 const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// The window of the dashboard's charts.
-const CHART_SECS: i64 = 3600;
 
 /// What the handlers share: the configuration, a database connection for reads, and the
 /// ingest counters. Cheap to clone.
@@ -57,12 +59,19 @@ pub struct AppState {
     config: Arc<Config>,
     store: Arc<Mutex<Store>>,
     stats: Arc<IngestStats>,
+    alerts: Arc<AlertBoard>,
 }
 
 impl AppState {
     /// State over `store` (a connection used only for reads) for the venues of `config`.
     pub fn new(config: Arc<Config>, store: Store, stats: Arc<IngestStats>) -> AppState {
-        AppState { config, store: Arc::new(Mutex::new(store)), stats }
+        AppState { config, store: Arc::new(Mutex::new(store)), stats, alerts: Arc::default() }
+    }
+
+    /// The same state, showing the alert task's `board`.
+    pub fn with_alerts(mut self, board: Arc<AlertBoard>) -> AppState {
+        self.alerts = board;
+        self
     }
 
     /// Runs `query` on the store on a blocking thread.
@@ -129,8 +138,10 @@ impl From<PathRejection> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct ErrorBody {
+/// Every error answer.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(crate) struct ErrorBody {
+    /// What was wrong.
     error: String,
 }
 
@@ -142,6 +153,20 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/venues/{venue}/totals", get(totals))
         .route("/api/v1/venues/{venue}/series", get(series))
+        .route("/api/v1/venues/{venue}/reports/occupancy", get(reports::occupancy))
+        .route("/api/v1/venues/{venue}/reports/throughput", get(reports::throughput))
+        .route("/api/v1/venues/{venue}/reports/flows", get(reports::flows))
+        .route("/api/v1/venues/{venue}/reports/peaks", get(reports::peaks))
+        .route("/api/v1/venues/{venue}/reports/dwell", get(reports::dwell))
+        .route("/api/v1/venues/{venue}/reports/compare", get(reports::compare))
+        .route("/api/v1/venues/{venue}/reports/forecast", get(reports::forecast))
+        .route("/api/v1/venues/{venue}/export.parquet", get(reports::export_parquet))
+        .route("/api/v1/venues/{venue}/live", get(reports::live))
+        .route("/api/v1/venues/{venue}/alerts", get(reports::alerts))
+        .route("/api/v1/retention", get(reports::retention))
+        .route("/api/v1/openapi.json", get(reports::openapi))
+        .route("/venues/{venue}", get(dashboard::venue_page))
+        .route("/assets/dashboard.js", get(dashboard::script))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(request_timeout))
         .with_state(state)
@@ -314,17 +339,12 @@ async fn series(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Dashboard.
-
-/// What the dashboard shows of one venue.
-struct VenueView {
-    totals: Vec<LineTotal>,
-    /// Per configured line, in configuration order.
-    series: Vec<Vec<Point>>,
-}
+// Index page.
 
 async fn dashboard(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let page = dashboard_page(&state, now_unix()).await?;
+    // The index only needs the database to answer; each venue has its own page.
+    state.query(|store| store.ping()).await?;
+    let page = render_index(&state.config, state.stats.snapshot(), now_unix());
     let mut response = Html(page).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -333,30 +353,6 @@ async fn dashboard(State(state): State<AppState>) -> Result<Response, ApiError> 
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
     );
     Ok(response)
-}
-
-/// The dashboard as it is at `now`: today's totals (UTC day) and the last hour's intervals.
-async fn dashboard_page(state: &AppState, now: i64) -> Result<String, ApiError> {
-    let day_start = now - now.rem_euclid(86_400);
-    let config = state.config.clone();
-    let views = state
-        .query(move |store| {
-            config
-                .venues
-                .iter()
-                .map(|venue| {
-                    let totals = store.totals(&venue.id, day_start, day_start + 86_400)?;
-                    let series = venue
-                        .lines
-                        .iter()
-                        .map(|line| store.series(&venue.id, &line.id, now - CHART_SECS, now + 1))
-                        .collect::<Result<Vec<_>, _>>()?;
-                    Ok::<_, AnalyticsError>(VenueView { totals, series })
-                })
-                .collect::<Result<Vec<_>, AnalyticsError>>()
-        })
-        .await?;
-    Ok(render_dashboard(&state.config, &views, state.stats.snapshot(), now))
 }
 
 /// `text` with the five HTML-special characters replaced by entities, safe in element content
@@ -376,185 +372,46 @@ pub(crate) fn escape_html(text: &str) -> String {
     escaped
 }
 
-/// `HH:MM` (UTC) of a Unix time.
-fn clock(unix: i64) -> String {
-    let of_day = unix.rem_euclid(86_400);
-    format!("{:02}:{:02}", of_day / 3600, of_day % 3600 / 60)
-}
-
-/// A noised value with its noise, as table cell content; flagged when it is within
-/// `flag_multiple` standard deviations of zero (it may be mostly noise).
-fn cell(total: Option<&LineTotal>, flag_multiple: f64) -> String {
-    match total {
-        None => "<td class=\"none\">no data</td>".to_owned(),
-        Some(total) => {
-            let small = (total.value as f64).abs() < flag_multiple * total.std;
-            let (class, note) =
-                if small { (" class=\"small\"", " title=\"within the noise: read with care\"") } else { ("", "") };
-            format!("<td{class}{note}>{} &plusmn; {:.1}</td>", total.value, total.std)
-        }
-    }
-}
-
-fn render_dashboard(config: &Config, views: &[VenueView], ingest: IngestCounts, now: i64) -> String {
-    let mut page = String::with_capacity(16 * 1024);
+/// The index: one link per venue dashboard, and the ingest counters.
+fn render_index(config: &Config, ingest: IngestCounts, now: i64) -> String {
+    let mut page = String::with_capacity(2048);
     let title = escape_html(&config.deployment.name);
     let _ = write!(
         page,
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta http-equiv=\"refresh\" content=\"10\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>Passage analytics &mdash; {title}</title><style>{STYLE}</style></head><body>\
-         <h1>Passage analytics</h1><p class=\"meta\">{title} &middot; updated {} UTC &middot; \
-         every figure is differentially private; &plusmn; is the standard deviation of its noise</p>",
-        clock(now),
+         <title>Passage analytics — {title}</title>\
+         <style>body{{font-family:system-ui,sans-serif;margin:1.5rem;max-width:50rem}}li{{margin:.4rem 0}}\
+         footer{{color:#666;font-size:.85em}}</style></head><body>\
+         <h1>Passage analytics</h1><p>{title} · {} venues · <a href=\"/api/v1/openapi.json\">API</a></p><ul>",
+        config.venues.len(),
     );
-    let flag_multiple = config.privacy.flag_below_std_multiple;
-    for (venue, view) in config.venues.iter().zip(views) {
+    for venue in &config.venues {
         let _ = write!(
             page,
-            "<section><h2>{} <small>{}</small></h2><h3>Crossings today (UTC)</h3>\
-             <table><thead><tr><th>Line</th><th>In</th><th>Out</th></tr></thead><tbody>",
-            escape_html(&venue.name),
+            "<li><a href=\"/venues/{}\">{}</a> ({} zones, {} lines)</li>",
             escape_html(venue.id.as_str()),
+            escape_html(&venue.name),
+            venue.zones.len(),
+            venue.lines.len(),
         );
-        let find = |line: &Id, dir: Direction| view.totals.iter().find(|t| &t.line == line && t.dir == dir);
-        let mut rows: Vec<(String, &Id)> = venue.lines.iter().map(|line| (line.name.clone(), &line.id)).collect();
-        // Lines with data but no longer configured are shown under their id.
-        for total in &view.totals {
-            if !rows.iter().any(|(_, id)| *id == &total.line) {
-                rows.push((total.line.to_string(), &total.line));
-            }
-        }
-        for (name, line) in &rows {
-            let _ = write!(
-                page,
-                "<tr><th scope=\"row\">{}</th>{}{}</tr>",
-                escape_html(name),
-                cell(find(line, Direction::In), flag_multiple),
-                cell(find(line, Direction::Out), flag_multiple),
-            );
-        }
-        if rows.is_empty() {
-            page.push_str("<tr><td colspan=\"3\" class=\"none\">no counting lines configured</td></tr>");
-        }
-        page.push_str("</tbody></table>");
-        if !venue.lines.is_empty() {
-            page.push_str(
-                "<h3>Crossings per interval, last hour \
-                 <span class=\"key in\">in</span> <span class=\"key out\">out</span></h3>",
-            );
-        }
-        for (line, points) in venue.lines.iter().zip(&view.series) {
-            let _ = write!(
-                page,
-                "<figure><figcaption>{}</figcaption>{}</figure>",
-                escape_html(&line.name),
-                render_chart(&line.name, points, now - CHART_SECS, now),
-            );
-        }
-        page.push_str("</section>");
     }
     let _ = writeln!(
         page,
-        "<footer>ingest: {} received &middot; {} stored &middot; {} duplicates &middot; \
-         {} quarantined &middot; {} failed</footer></body></html>",
+        "</ul><footer>at {now}: ingest {} received · {} stored · {} duplicates · {} quarantined · {} failed</footer></body></html>",
         ingest.received, ingest.inserted, ingest.duplicates, ingest.quarantined, ingest.failed,
     );
     page
-}
-
-const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222;max-width:60rem}\
-h1{margin:0 0 .2rem}.meta{color:#666;margin-top:0}section{margin:1.5rem 0}\
-h2 small{color:#888;font-weight:normal;font-size:.7em}\
-table{border-collapse:collapse}th,td{padding:.25rem .8rem;border-bottom:1px solid #ddd;text-align:right}\
-th[scope=row],thead th:first-child{text-align:left}td.none{color:#999}td.small{color:#a60}\
-figure{margin:.5rem 0}figcaption{font-weight:600}.key{padding:0 .4rem;font-size:.8em}\
-.key.in,rect.in{background:#2a7;fill:#2a7}.key.out,rect.out{background:#c54;fill:#c54}\
-.key{color:#fff}svg text{font-size:11px;fill:#555}footer{color:#888;font-size:.85em}";
-
-/// An SVG bar chart of `points` over `[from, to]`: per interval an "in" and an "out" bar,
-/// each with a tooltip giving the value and its noise.
-fn render_chart(line_name: &str, points: &[Point], from: i64, to: i64) -> String {
-    const WIDTH: f64 = 640.0;
-    const HEIGHT: f64 = 170.0;
-    const LEFT: f64 = 44.0;
-    const RIGHT: f64 = 8.0;
-    const TOP: f64 = 8.0;
-    const BOTTOM: f64 = 20.0;
-    let plot_width = WIDTH - LEFT - RIGHT;
-    let plot_height = HEIGHT - TOP - BOTTOM;
-    let span = (to - from).max(1) as f64;
-
-    let values = points.iter().flat_map(|p| [p.in_value, p.out_value]).flatten();
-    let high = values.clone().max().unwrap_or(0).max(1) as f64;
-    let low = values.min().unwrap_or(0).min(0) as f64;
-    let y = |v: f64| TOP + (high - v) / (high - low) * plot_height;
-    let x = |t: i64| LEFT + ((t - from) as f64 / span * plot_width).clamp(0.0, plot_width);
-
-    let mut svg = String::with_capacity(256 + points.len() * 160);
-    let _ = write!(
-        svg,
-        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{WIDTH}\" height=\"{HEIGHT}\" \
-         viewBox=\"0 0 {WIDTH} {HEIGHT}\" role=\"img\" aria-label=\"{}\">",
-        escape_html(&format!("Crossings per interval at {line_name}, last hour")),
-    );
-    let zero = y(0.0);
-    let _ = write!(
-        svg,
-        "<line x1=\"{LEFT}\" x2=\"{}\" y1=\"{zero:.1}\" y2=\"{zero:.1}\" stroke=\"#999\"/>\
-         <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{high}</text>\
-         <text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">0</text>",
-        LEFT + plot_width,
-        LEFT - 4.0,
-        y(high) + 4.0,
-        LEFT - 4.0,
-        zero + 4.0,
-    );
-    if low < 0.0 {
-        let _ = write!(svg, "<text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{low}</text>", LEFT - 4.0, y(low),);
-    }
-    for (t, anchor) in [(from, "start"), (from + (to - from) / 2, "middle"), (to, "end")] {
-        let _ =
-            write!(svg, "<text x=\"{:.1}\" y=\"{}\" text-anchor=\"{anchor}\">{}</text>", x(t), HEIGHT - 4.0, clock(t),);
-    }
-    if points.is_empty() {
-        let _ = write!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\">no data in the last hour</text>",
-            LEFT + plot_width / 2.0,
-            TOP + plot_height / 2.0,
-        );
-    }
-    for point in points {
-        let left = x(point.start);
-        let right = x(point.start.saturating_add(i64::from(point.secs)));
-        let bar = ((right - left) / 2.0 - 0.5).max(0.5);
-        let bars = [("in", point.in_value, point.in_std, left), ("out", point.out_value, point.out_std, left + bar)];
-        for (class, value, std, bar_x) in bars {
-            let Some(value) = value else { continue };
-            let top = y((value as f64).max(0.0));
-            let bottom = y((value as f64).min(0.0));
-            let _ = write!(
-                svg,
-                "<rect class=\"{class}\" x=\"{bar_x:.1}\" y=\"{top:.1}\" width=\"{bar:.1}\" \
-                 height=\"{:.1}\"><title>{} {class} {value} &#177; {:.1}</title></rect>",
-                (bottom - top).max(0.0),
-                clock(point.start),
-                std.unwrap_or(0.0),
-            );
-        }
-    }
-    svg.push_str("</svg>");
-    svg
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::store::tests::{crossing, record};
+    use crate::SCHEMA_VERSION;
     use axum::body::{to_bytes, Body};
     use axum::http::Request as HttpRequest;
+    use passage_wire::Direction;
     use tower::ServiceExt;
 
     struct Fixture {
@@ -620,7 +477,7 @@ mod tests {
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body["records"], 2);
         assert_eq!(body["items"], 3);
-        assert_eq!(body["schema_version"], 1);
+        assert_eq!(body["schema_version"], SCHEMA_VERSION);
         assert_eq!(body["venues"][0]["venue"], "arena");
         assert_eq!(body["ingest"]["received"], 0);
     }
@@ -704,65 +561,109 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_dashboard_shows_totals_and_charts() {
+    async fn the_venue_page_shows_every_chart_with_its_data() {
         let f = fixture();
-        let (status, page, content_type) = get(&f.state, "/").await;
-        assert_eq!(status, StatusCode::OK);
-        assert_eq!(content_type.as_deref(), Some("text/html; charset=utf-8"));
-        assert!(page.contains("<h2>Demo Arena <small>arena</small></h2>"), "{page}");
-
-        // At a fixed time of day (22:13 UTC), so that "today" and "the last hour" are known.
-        let f = fixture_at(1_700_000_000);
-        let page = dashboard_page(&f.state, f.now).await.expect("page");
-        assert!(page.contains("<h2>Demo Arena <small>arena</small></h2>"), "{page}");
-        assert!(
-            page.contains("<tr><th scope=\"row\">North entrance</th><td>42 &plusmn; 5.0</td><td class=\"small\""),
-            "{page}"
-        );
-        assert!(page.contains("<th scope=\"row\">East entrance</th><td class=\"none\">no data</td>"));
-        // One chart per line; the north gate has three bars, the east gate none.
-        assert_eq!(page.matches("<svg ").count(), 2);
-        assert_eq!(page.matches("<rect class=\"in\"").count(), 2);
-        assert_eq!(page.matches("<rect class=\"out\"").count(), 1);
-        assert!(page.contains("no data in the last hour"));
-        assert!(page.contains("<meta http-equiv=\"refresh\" content=\"10\">"));
-        assert!(!page.contains("<script"), "the dashboard must not need JavaScript");
+        let uri = format!("/venues/arena?from={}&to={}", f.now - 3600, f.now + 60);
+        let (status, page, _) = get(&f.state, &uri).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        for chart in ["zone-occupancy", "occupancy-series", "gate-throughput", "flows"] {
+            assert!(page.contains(&format!("data-chart=\"{chart}\"")), "{chart} missing");
+        }
+        // The north gate's intervals are in the throughput chart and the occupancy series.
+        assert!(page.contains("data-chart=\"gate-throughput\" data-points=\"2\""), "{page}");
+        assert!(page.contains("data-chart=\"occupancy-series\" data-points=\"2\""), "{page}");
+        assert!(page.contains("<form id=\"range\""));
+        assert!(page.contains("data-export=\"csv\"") && page.contains("data-export=\"parquet\""));
+        let (status, _, _) = get(&f.state, "/venues/arena?range=fortnight").await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let (status, _, _) = get(&f.state, "/venues/nowhere").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
     }
 
     #[test]
-    fn html_is_escaped() {
+    fn the_index_links_every_venue_and_escapes_names() {
+        let mut config = Config::default();
+        config.deployment.name = "<b>Deploy</b>".into();
+        config.venues[0].name = "<script>alert(1)</script>".into();
+        let page = render_index(&config, IngestCounts::default(), 1_700_000_000);
+        assert!(page.contains("<a href=\"/venues/arena\">&lt;script&gt;alert(1)&lt;/script&gt;</a>"), "{page}");
+        assert!(!page.contains("<b>Deploy"), "{page}");
         assert_eq!(
             escape_html(r#"<script>alert("x")</script> & 'y'"#),
             "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;y&#39;"
         );
-        let mut config = Config::default();
-        config.deployment.name = "<b>Deploy</b>".into();
-        config.venues[0].name = "<script>alert(1)</script>".into();
-        config.venues[0].lines[0].name = "\"><img src=x onerror=alert(1)>".into();
-        let views = vec![VenueView { totals: vec![], series: vec![vec![], vec![]] }];
-        let page = render_dashboard(&config, &views, IngestCounts::default(), 1_700_000_000);
-        assert!(!page.contains("<script>alert(1)"), "{page}");
-        assert!(!page.contains("<img"), "{page}");
-        assert!(!page.contains("<b>Deploy"), "{page}");
-        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
-        assert!(page.contains("&quot;&gt;&lt;img src=x onerror=alert(1)&gt;"));
     }
 
-    #[test]
-    fn charts_scale_to_the_data_and_show_negative_noise() {
-        let points = vec![Point {
-            start: 0,
-            secs: 60,
-            in_value: Some(10),
-            in_std: Some(1.0),
-            out_value: Some(-2),
-            out_std: Some(1.0),
-        }];
-        let svg = render_chart("l", &points, 0, 3600);
-        assert!(svg.contains(">10</text>"), "{svg}");
-        assert!(svg.contains(">-2</text>"), "{svg}");
-        assert!(svg.contains("<title>00:00 in 10 &#177; 1.0</title>"), "{svg}");
-        assert!(svg.contains("<title>00:00 out -2 &#177; 1.0</title>"), "{svg}");
+    #[tokio::test]
+    async fn reports_answer_json_csv_and_pages() {
+        let f = fixture();
+        let range = format!("from={}&to={}&bucket=60", f.now - 3600, f.now + 60);
+        let (status, body) = get_json(&f.state, &format!("/api/v1/venues/arena/reports/throughput?{range}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["total_rows"], 2);
+        assert_eq!(body["rows"][0]["line"], "north-gate");
+        let (status, body) =
+            get_json(&f.state, &format!("/api/v1/venues/arena/reports/throughput?{range}&limit=1&offset=1")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["rows"].as_array().map(Vec::len), Some(1));
+        assert_eq!(body["next_offset"], serde_json::Value::Null);
+        let (status, body) =
+            get_json(&f.state, &format!("/api/v1/venues/arena/reports/throughput?{range}&limit=1")).await;
+        assert_eq!((status, body["next_offset"].as_u64()), (StatusCode::OK, Some(1)));
+        let (status, csv, content_type) =
+            get(&f.state, &format!("/api/v1/venues/arena/reports/throughput?{range}&format=csv")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(content_type.as_deref(), Some("text/csv; charset=utf-8"));
+        assert!(
+            csv.starts_with("start,line,entries,entries_std,entries_flagged,exits,exits_std,exits_flagged\n"),
+            "{csv}"
+        );
+        assert_eq!(csv.lines().count(), 3);
+        for report in ["occupancy", "flows", "peaks", "dwell", "compare", "forecast"] {
+            let (status, body) = get_json(&f.state, &format!("/api/v1/venues/arena/reports/{report}?{range}")).await;
+            assert_eq!(status, StatusCode::OK, "{report}: {body}");
+            assert_eq!(body["report"], report);
+        }
+    }
+
+    #[tokio::test]
+    async fn report_parameters_are_checked_with_clear_errors() {
+        let f = fixture();
+        for (query, needle) in [
+            ("bucket=7", "`bucket` must be one of"),
+            ("limit=0", "`limit` must be between"),
+            ("format=xml", "`format` must be"),
+            ("from=10&to=5", "`from` must be before `to`"),
+            ("from=0&to=40000000", "longer than 400 days"),
+            ("from=abc", "Failed to deserialize"),
+        ] {
+            let (status, body) = get_json(&f.state, &format!("/api/v1/venues/arena/reports/occupancy?{query}")).await;
+            assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+            assert!(body["error"].as_str().is_some_and(|e| e.contains(needle)), "{query}: {body}");
+        }
+        let (status, _) = get_json(&f.state, "/api/v1/venues/nowhere/reports/occupancy").await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
+    async fn the_parquet_export_and_the_openapi_document_are_served() {
+        let f = fixture();
+        let uri = format!("/api/v1/venues/arena/export.parquet?from={}&to={}", f.now - 3600, f.now + 60);
+        let response = app(f.state.clone())
+            .oneshot(HttpRequest::get(uri.as_str()).body(Body::empty()).expect("request"))
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        assert!(body.starts_with(b"PAR1"), "not Parquet");
+        let (status, doc) = get_json(&f.state, "/api/v1/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        for path in
+            ["/api/v1/venues/{venue}/reports/occupancy", "/api/v1/venues/{venue}/export.parquet", "/api/v1/retention"]
+        {
+            assert!(doc["paths"][path]["get"].is_object(), "{path} not documented");
+        }
+        assert!(doc["components"]["schemas"]["OccupancyRow"].is_object(), "{doc}");
     }
 
     #[test]

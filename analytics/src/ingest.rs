@@ -36,13 +36,13 @@ use crate::store::{truncate, QuarantineEntry, MAX_QUARANTINE_TOPIC};
 use crate::{now_unix, AnalyticsError, Store};
 
 /// Most records committed in one transaction.
-pub(crate) const MAX_BATCH: usize = 1000;
+pub(crate) const MAX_BATCH: usize = 5000;
 /// Longest a valid record waits before its batch is committed.
 pub(crate) const MAX_BATCH_DELAY: Duration = Duration::from_millis(200);
 /// Shared-subscription group of the analytics workers.
 const GROUP: &str = "analytics";
 /// Messages the bus may hold for this task before it applies back-pressure.
-const CHANNEL_CAPACITY: usize = 1024;
+const CHANNEL_CAPACITY: usize = 8192;
 /// How far in the future an interval may start (clock skew between camera and server).
 const MAX_FUTURE_SECS: i64 = 5 * 60;
 /// Largest magnitude of a released value that is still plausible.

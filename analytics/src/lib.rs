@@ -21,8 +21,12 @@
 //! across an `.await`.
 #![deny(missing_docs)]
 
+pub mod alerts;
+pub mod compute;
 mod http;
 mod ingest;
+pub mod reports;
+pub mod retention;
 mod store;
 
 use std::net::SocketAddr;
@@ -37,7 +41,8 @@ use tokio_util::task::TaskTracker;
 pub use http::{app, serve, ApiError, AppState};
 pub use ingest::{spawn_ingest, IngestCounts, IngestStats};
 pub use store::{
-    InsertOutcome, LineTotal, Point, QuarantineCount, Store, StoredRecord, Summary, VenueSummary, SCHEMA_VERSION,
+    AlertEntry, InsertOutcome, LineTotal, Point, QuarantineCount, Store, StoredRecord, Summary, SweepEntry,
+    VenueSummary, ZoneLevel, SCHEMA_VERSION,
 };
 
 /// Why the analytics service or one of its parts failed.
@@ -67,6 +72,27 @@ pub enum AnalyticsError {
     Corrupt {
         /// What was unexpected.
         what: &'static str,
+    },
+    /// A batch could not be laid out as Arrow columns for the appender.
+    #[error("cannot lay out a batch of count records: {reason}")]
+    Batch {
+        /// What Arrow reported.
+        reason: String,
+    },
+    /// A report could not be computed from the stored figures.
+    #[error("cannot compute the {report} report: {reason}")]
+    Report {
+        /// Which report.
+        report: &'static str,
+        /// What Polars reported.
+        reason: String,
+    },
+    /// An export file could not be written or read back.
+    #[error("cannot write an export: {source}")]
+    Export {
+        /// What the operating system reported.
+        #[source]
+        source: std::io::Error,
     },
     /// A blocking database task panicked or was cancelled.
     #[error("the database worker thread failed: {0}")]
@@ -124,10 +150,12 @@ pub async fn start(
     tracker: &TaskTracker,
 ) -> Result<Analytics, AnalyticsError> {
     let db_path = options.db_path.clone();
-    let (ingest_store, http_store) = tokio::task::spawn_blocking(move || {
+    let (ingest_store, http_store, alert_store, sweep_store) = tokio::task::spawn_blocking(move || {
         let store = Store::open(&db_path)?;
         let reader = store.try_clone()?;
-        Ok::<_, AnalyticsError>((store, reader))
+        let alerts = store.try_clone()?;
+        let sweeper = store.try_clone()?;
+        Ok::<_, AnalyticsError>((store, reader, alerts, sweeper))
     })
     .await
     .map_err(|error| AnalyticsError::Worker(error.to_string()))??;
@@ -136,7 +164,11 @@ pub async fn start(
     let stats = Arc::new(IngestStats::default());
     spawn_ingest(&bus, config.clone(), ingest_store, stats.clone(), cancel.child_token(), tracker).await?;
 
-    let state = AppState::new(config, http_store, stats.clone());
+    let board = Arc::new(alerts::AlertBoard::default());
+    alerts::spawn_alerts(Some(bus.clone()), config.clone(), alert_store, board.clone(), cancel.child_token(), tracker);
+    retention::spawn_sweeper(config.clone(), sweep_store, cancel.child_token(), tracker);
+
+    let state = AppState::new(config, http_store, stats.clone()).with_alerts(board);
     let addr = serve(options.listen, options.tls, state, cancel.child_token(), tracker).await?;
     Ok(Analytics { addr, stats })
 }

@@ -17,14 +17,20 @@ use serde::Serialize;
 
 use crate::{now_unix, AnalyticsError};
 
+mod columns;
+mod queries;
+
+pub use queries::{AlertEntry, SweepEntry, ZoneLevel};
+
 /// Newest schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Migrations, in order: `(version, statements)`. Each runs in its own transaction together
 /// with the row that records it in `schema_version`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE count_records (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE count_records (
         id          TEXT PRIMARY KEY,
         venue       TEXT NOT NULL,
         camera      TEXT NOT NULL,
@@ -52,7 +58,27 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         reason      TEXT NOT NULL,
         payload_len INTEGER NOT NULL
     );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE alerts (
+        occurred_at BIGINT NOT NULL,
+        venue     TEXT NOT NULL,
+        zone      TEXT NOT NULL,
+        state     TEXT NOT NULL,
+        occupancy DOUBLE NOT NULL,
+        std       DOUBLE NOT NULL,
+        capacity  BIGINT NOT NULL
+    );
+    CREATE TABLE sweep_log (
+        swept_at BIGINT NOT NULL,
+        venue    TEXT NOT NULL,
+        category TEXT NOT NULL,
+        cutoff   BIGINT NOT NULL,
+        rows     BIGINT NOT NULL
+    );",
+    ),
+];
 
 /// Longest topic kept in the quarantine table (topics of refused messages are untrusted).
 pub(crate) const MAX_QUARANTINE_TOPIC: usize = 200;
@@ -179,12 +205,14 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, AnalyticsError> {
         let mut conn = Connection::open(path).map_err(AnalyticsError::db("open the database file"))?;
         migrate(&mut conn)?;
+        create_staging(&conn)?;
         Ok(Store { conn })
     }
 
     /// Another connection to the same database, for a second thread.
     pub fn try_clone(&self) -> Result<Store, AnalyticsError> {
         let conn = self.conn.try_clone().map_err(AnalyticsError::db("open a second connection"))?;
+        create_staging(&conn)?;
         Ok(Store { conn })
     }
 
@@ -196,70 +224,57 @@ impl Store {
     /// Stores `records` in one transaction. A record whose id is already stored (or appeared
     /// earlier in `records`) is skipped and counted as a duplicate, so redelivered messages
     /// never count twice. Either the whole batch is stored or, on error, none of it.
+    ///
+    /// The batch travels as Arrow columns: the records are appended to a per-connection
+    /// staging table, moved into `count_records` with one `INSERT .. ON CONFLICT DO NOTHING
+    /// RETURNING id` (the primary key index decides what is new), and the items of the new
+    /// records are appended to `count_items` directly. The commit is durable (DuckDB's WAL).
     pub fn insert_batch(&mut self, records: &[CountRecord]) -> Result<InsertOutcome, AnalyticsError> {
         let received_at = now_unix();
         let mut outcome = InsertOutcome::default();
+        let mut seen: HashSet<&str> = HashSet::with_capacity(records.len());
+        let unique: Vec<&CountRecord> = records.iter().filter(|record| seen.insert(record.id.as_str())).collect();
+        outcome.duplicates = (records.len() - unique.len()) as u64;
+        if unique.is_empty() {
+            return Ok(outcome);
+        }
         let transaction = self.conn.transaction().map_err(AnalyticsError::db("begin an insert transaction"))?;
-        let mut fresh: Vec<&CountRecord> = Vec::with_capacity(records.len());
+        transaction
+            .execute_batch("DELETE FROM stage_records")
+            .map_err(AnalyticsError::db("empty the staging table"))?;
         {
-            let mut seen: HashSet<&str> = HashSet::with_capacity(records.len());
-            let mut insert = transaction
+            let mut appender = transaction
+                .appender_to_catalog_and_db("stage_records", "temp", "main")
+                .map_err(AnalyticsError::db("open the staging appender"))?;
+            appender
+                .append_record_batch(columns::records(&unique, received_at)?)
+                .map_err(AnalyticsError::db("stage the count records"))?;
+            appender.flush().map_err(AnalyticsError::db("flush the staged records"))?;
+        }
+        let fresh: HashSet<String> = {
+            let mut statement = transaction
                 .prepare_cached(
-                    "INSERT INTO count_records (id, venue, camera, start, secs, mechanism, epsilon, received_at)
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                     ON CONFLICT DO NOTHING",
+                    "INSERT INTO count_records SELECT * FROM temp.stage_records ON CONFLICT DO NOTHING RETURNING id",
                 )
                 .map_err(AnalyticsError::db("prepare the record insert"))?;
-            for record in records {
-                if !seen.insert(record.id.as_str()) {
-                    outcome.duplicates += 1;
-                    continue;
-                }
-                let changed = insert
-                    .execute(params![
-                        record.id,
-                        record.venue.as_str(),
-                        record.camera.as_str(),
-                        record.start,
-                        i64::from(record.secs),
-                        mechanism_name(record.mechanism),
-                        record.epsilon,
-                        received_at,
-                    ])
-                    .map_err(AnalyticsError::db("insert a count record"))?;
-                if changed == 0 {
-                    outcome.duplicates += 1;
-                } else {
-                    fresh.push(record);
-                }
-            }
-        }
-        {
+            let ids = statement
+                .query_map([], |row| row.get::<_, String>(0))
+                .map_err(AnalyticsError::db("insert the count records"))?;
+            ids.collect::<Result<_, _>>().map_err(AnalyticsError::db("read an inserted record id"))?
+        };
+        let fresh_records: Vec<&CountRecord> =
+            unique.iter().copied().filter(|record| fresh.contains(record.id.as_str())).collect();
+        if fresh_records.iter().any(|record| !record.items.is_empty()) {
             let mut appender =
                 transaction.appender("count_items").map_err(AnalyticsError::db("open the count item appender"))?;
-            for record in &fresh {
-                for item in &record.items {
-                    let (metric, line_or_zone, dir_or_to) = metric_columns(&item.metric);
-                    appender
-                        .append_row(params![
-                            record.id,
-                            record.venue.as_str(),
-                            record.camera.as_str(),
-                            record.start,
-                            i64::from(record.secs),
-                            metric,
-                            line_or_zone,
-                            dir_or_to,
-                            item.value,
-                            item.std,
-                        ])
-                        .map_err(AnalyticsError::db("append a count item"))?;
-                }
-            }
+            appender
+                .append_record_batch(columns::items(&fresh_records)?)
+                .map_err(AnalyticsError::db("append the count items"))?;
             appender.flush().map_err(AnalyticsError::db("flush the count items"))?;
         }
         transaction.commit().map_err(AnalyticsError::db("commit an insert transaction"))?;
-        outcome.inserted = fresh.len() as u64;
+        outcome.inserted = fresh_records.len() as u64;
+        outcome.duplicates += (unique.len() - fresh_records.len()) as u64;
         Ok(outcome)
     }
 
@@ -464,6 +479,14 @@ impl Store {
     }
 }
 
+/// The connection's own staging table for [`Store::insert_batch`] (temporary: never on disk
+/// beyond DuckDB's spill space, gone with the connection).
+fn create_staging(conn: &Connection) -> Result<(), AnalyticsError> {
+    // Same columns as `count_records` by construction, without its key.
+    conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS stage_records AS SELECT * FROM count_records LIMIT 0")
+        .map_err(AnalyticsError::db("create the staging table"))
+}
+
 fn schema_version(conn: &Connection) -> Result<i64, AnalyticsError> {
     conn.query_row("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM schema_version", [], |row| row.get(0))
         .map_err(AnalyticsError::db("read the schema version"))
@@ -657,18 +680,45 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn open_creates_schema_version_1_and_reopening_keeps_it() {
+    fn open_creates_the_newest_schema_and_reopening_keeps_it() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("analytics.duckdb");
         {
             let mut store = Store::open(&path).expect("open");
-            assert_eq!(store.schema_version().expect("version"), 1);
+            assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
             store.insert_batch(&sample_batch()).expect("insert");
         }
         let store = Store::open(&path).expect("reopen");
-        assert_eq!(store.schema_version().expect("version"), 1);
-        assert_eq!(row_count(&store, "schema_version"), 1, "migration ran twice");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        assert_eq!(row_count(&store, "schema_version"), SCHEMA_VERSION, "a migration ran twice");
         assert_eq!(row_count(&store, "count_records"), 3, "data lost on reopen");
+    }
+
+    #[test]
+    fn a_version_1_file_is_migrated_in_place() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("analytics.duckdb");
+        {
+            // A file as the first release wrote it: migration 1 only, with data.
+            let mut conn = Connection::open(&path).expect("open");
+            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at BIGINT NOT NULL)")
+                .expect("schema_version");
+            let transaction = conn.transaction().expect("transaction");
+            transaction.execute_batch(MIGRATIONS[0].1).expect("migration 1");
+            transaction.execute("INSERT INTO schema_version VALUES (1, 0)", []).expect("version");
+            transaction
+                .execute(
+                    "INSERT INTO count_records VALUES ('old', 'arena', 'cam-north', 0, 60, 'discrete_laplace', 0.5, 0)",
+                    [],
+                )
+                .expect("a record");
+            transaction.commit().expect("commit");
+        }
+        let store = Store::open(&path).expect("migrate");
+        assert_eq!(store.schema_version().expect("version"), 2);
+        assert_eq!(row_count(&store, "count_records"), 1, "data kept");
+        assert_eq!(row_count(&store, "alerts"), 0);
+        assert_eq!(row_count(&store, "sweep_log"), 0);
     }
 
     #[test]
@@ -677,10 +727,10 @@ pub(crate) mod tests {
         let path = dir.path().join("analytics.duckdb");
         {
             let store = Store::open(&path).expect("open");
-            store.conn.execute("INSERT INTO schema_version VALUES (2, 0)", []).expect("bump version");
+            store.conn.execute("INSERT INTO schema_version VALUES (99, 0)", []).expect("bump version");
         }
         match Store::open(&path) {
-            Err(AnalyticsError::SchemaTooNew { found: 2, supported: 1 }) => {}
+            Err(AnalyticsError::SchemaTooNew { found: 99, supported: SCHEMA_VERSION }) => {}
             other => panic!("expected SchemaTooNew, got {other:?}"),
         }
     }
@@ -807,7 +857,7 @@ pub(crate) mod tests {
         let (_dir, mut store) = temp_store();
         store.insert_batch(&sample_batch()).expect("insert");
         let summary = store.summary().expect("summary");
-        assert_eq!(summary.schema_version, 1);
+        assert_eq!(summary.schema_version, SCHEMA_VERSION);
         assert_eq!((summary.records, summary.items, summary.quarantined), (3, 5, 0));
         assert_eq!(
             summary.venues,

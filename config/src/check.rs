@@ -108,7 +108,8 @@ impl Collector<'_, '_> {
     }
 }
 
-const SECTIONS: [&str; 8] = ["deployment", "broker", "http", "privacy", "matching", "spool", "purposes", "venues"];
+const SECTIONS: [&str; 9] =
+    ["deployment", "broker", "http", "privacy", "matching", "spool", "analytics", "purposes", "venues"];
 
 impl Config {
     /// Parses and checks a TOML configuration. Missing sections take their defaults.
@@ -141,6 +142,7 @@ impl Config {
             privacy: c.section("privacy"),
             matching: c.section("matching"),
             spool: c.section("spool"),
+            analytics: c.section("analytics"),
             purposes: c.list("purposes").unwrap_or_else(|| Config::default().purposes),
             venues: c.list("venues").unwrap_or_else(|| Config::default().venues),
         };
@@ -212,6 +214,26 @@ impl Config {
         }
         if spool.ack_timeout_secs == 0 || spool.ack_timeout_secs > 600 {
             say(vec![Seg::Key("spool"), Seg::Key("ack_timeout_secs")], "must be between 1 and 600".into());
+        }
+
+        let a = &self.analytics;
+        let aat = |key| vec![Seg::Key("analytics"), Seg::Key(key)];
+        if !(a.alert_high.is_finite() && a.alert_high > 0.0 && a.alert_high <= 2.0) {
+            say(aat("alert_high"), "must lie in (0, 2]".into());
+        } else if !(a.alert_low.is_finite() && a.alert_low > 0.0 && a.alert_low < a.alert_high) {
+            say(aat("alert_low"), "must lie in (0, alert_high)".into());
+        }
+        if a.alert_every_secs == 0 || a.alert_every_secs > 3600 {
+            say(aat("alert_every_secs"), "must be between 1 and 3600".into());
+        }
+        if let Some(url) = &a.alert_webhook {
+            let scheme_ok = url.starts_with("http://") || url.starts_with("https://");
+            if !scheme_ok || url.len() > 2048 || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                say(aat("alert_webhook"), "must be an http:// or https:// URL without spaces".into());
+            }
+        }
+        if a.forecast_buckets == 0 || a.forecast_buckets > 48 {
+            say(aat("forecast_buckets"), "must be between 1 and 48".into());
         }
 
         let mut purpose_ids = HashSet::new();
@@ -446,6 +468,26 @@ name = 7
     fn syntax_errors_carry_a_location() {
         let errors = Config::from_toml("[privacy\nepsilon_per_day = 1").expect_err("invalid").0;
         assert_eq!(errors[0].line, 1, "{errors:#?}");
+    }
+
+    #[test]
+    fn analytics_alert_thresholds_are_checked() {
+        let errors = Config::from_toml(
+            "[analytics]\nalert_high = 0.5\nalert_low = 0.7\nalert_every_secs = 0\nalert_webhook = \"ftp://x\"\n",
+        )
+        .expect_err("invalid")
+        .0;
+        let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            vec![
+                "3:13: analytics.alert_low: must lie in (0, alert_high)".to_owned(),
+                "4:20: analytics.alert_every_secs: must be between 1 and 3600".to_owned(),
+                "5:17: analytics.alert_webhook: must be an http:// or https:// URL without spaces".to_owned(),
+            ]
+        );
+        let config = Config::from_toml("[analytics]\nalert_webhook = \"http://127.0.0.1:9/hook\"\n").expect("valid");
+        assert_eq!(config.analytics.alert_webhook.as_deref(), Some("http://127.0.0.1:9/hook"));
     }
 
     #[test]

@@ -31,6 +31,9 @@ pub struct Config {
     /// The edge's store-and-forward spool of noised count records.
     #[serde(default)]
     pub spool: Spool,
+    /// The analytics service: capacity alerts, forecasts, reports.
+    #[serde(default)]
+    pub analytics: Analytics,
     /// Purposes of processing (the processing register's spine).
     #[serde(default = "default_purposes")]
     pub purposes: Vec<Purpose>,
@@ -48,6 +51,7 @@ impl Default for Config {
             privacy: Privacy::default(),
             matching: Matching::default(),
             spool: Spool::default(),
+            analytics: Analytics::default(),
             purposes: default_purposes(),
             venues: default_venues(),
         }
@@ -198,6 +202,30 @@ pub const MAX_SPOOL_BYTES: u64 = 1024 * 1024 * 1024;
 impl Default for Spool {
     fn default() -> Spool {
         Spool { max_bytes_per_venue: 64 * 1024 * 1024, ack_timeout_secs: 10 }
+    }
+}
+
+/// The analytics service's capacity alerts and reports.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Analytics {
+    /// A zone's capacity alert is raised when its noised occupancy reaches this fraction of
+    /// its capacity (0 < alert_low < alert_high <= 2).
+    pub alert_high: f64,
+    /// A raised alert is cleared only when the occupancy falls to this fraction (hysteresis:
+    /// noise around one threshold does not make the alert flap).
+    pub alert_low: f64,
+    /// How often the alert task looks at the latest occupancy, in seconds (1 to 3600).
+    pub alert_every_secs: u32,
+    /// An `http://` or `https://` URL each alert is also POSTed to as JSON (besides MQTT).
+    pub alert_webhook: Option<String>,
+    /// Buckets ahead the occupancy forecast covers (1 to 48).
+    pub forecast_buckets: u32,
+}
+
+impl Default for Analytics {
+    fn default() -> Analytics {
+        Analytics { alert_high: 0.9, alert_low: 0.8, alert_every_secs: 10, alert_webhook: None, forecast_buckets: 6 }
     }
 }
 

@@ -1,7 +1,9 @@
 //! End-to-end tests across crates, against real brokers and services on loopback.
 //! Built as one test binary (see Cargo.toml).
 
+mod analytics;
 mod broker;
+mod dashboard;
 mod demo;
 mod keys;
 mod spool;
