@@ -130,7 +130,7 @@ fn percentile(samples: &[f64], q: f64) -> f64 {
 fn measure_ingest(dir: &Path, args: &AnalyticsArgs) -> anyhow::Result<(f64, u64)> {
     let path = dir.join("ingest.duckdb");
     let mut store = Store::open(&path).context("open the ingest database")?;
-    let now = passage_analytics_now();
+    let now = passage_analytics::now_unix();
     let start = now - (args.records / args.gates) as i64 * 60 - 3600;
     let records: Vec<CountRecord> =
         (0..args.records).map(|n| record(n, args.gates, start)).collect::<anyhow::Result<_>>()?;
@@ -154,10 +154,6 @@ fn measure_ingest(dir: &Path, args: &AnalyticsArgs) -> anyhow::Result<(f64, u64)
     Ok((args.records as f64 / elapsed, summary.items))
 }
 
-fn passage_analytics_now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Publish through the embedded broker, ingest task commits: records per second from the
 /// first publish to the last commit.
 async fn measure_e2e(dir: &Path, args: &AnalyticsArgs) -> anyhow::Result<f64> {
@@ -177,7 +173,7 @@ async fn measure_e2e(dir: &Path, args: &AnalyticsArgs) -> anyhow::Result<f64> {
     passage_analytics::spawn_ingest(&ingest_bus, config, store, stats.clone(), cancel.clone(), &tracker).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
 
-    let now = passage_analytics_now();
+    let now = passage_analytics::now_unix();
     let start = now - (args.e2e_records / args.gates) as i64 * 60 - 3600;
     let payloads: Vec<(String, Vec<u8>)> = (0..args.e2e_records)
         .map(|n| {

@@ -20,11 +20,16 @@ use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::http::reports::live_window;
 use crate::{now_unix, AlertEntry, Store};
 
 /// Longest a webhook POST may take.
 const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How far back a zone's released occupancy still counts as live: a few release intervals
+/// (the alert task and the live view agree on it).
+pub fn live_window(interval_secs: u32) -> i64 {
+    3 * i64::from(interval_secs)
+}
 
 /// The hysteresis rule: given whether the alert is raised and the current load, the new
 /// state when it changes.

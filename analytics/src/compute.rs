@@ -87,19 +87,7 @@ pub fn compute(
     let id = &venue.id;
     let ReportRange { from, to, bucket } = range;
     match kind {
-        ReportKind::Occupancy => {
-            let mut frame = venue_occupancy(store, venue, range, k)?;
-            let capacities = df!(
-                "zone" => venue.zones.iter().map(|z| z.id.to_string()).collect::<Vec<_>>(),
-                "capacity" => venue.zones.iter().map(|z| i64::from(z.capacity)).collect::<Vec<_>>(),
-            )
-            .map_err(|e| AnalyticsError::Report { report: "occupancy", reason: e.to_string() })?;
-            let zones = reports::zone_occupancy(store.zone_levels(id, from, to, bucket)?, capacities, k)?;
-            frame
-                .vstack_mut(&zones)
-                .map_err(|e| AnalyticsError::Report { report: "occupancy", reason: e.to_string() })?;
-            Ok(frame)
-        }
+        ReportKind::Occupancy => occupancy_and_forecast(store, config, venue, range).map(|(occupancy, _)| occupancy),
         ReportKind::Throughput => reports::throughput(store.line_crossings(id, from, to, bucket)?, k),
         ReportKind::Flows => reports::flows(store.transitions(id, from, to)?, k),
         ReportKind::Peaks => reports::peaks(store.hourly_entries(id, from, to)?, k),
@@ -130,25 +118,49 @@ pub fn compute(
             .map_err(|e| AnalyticsError::Report { report: "compare", reason: e.to_string() })?;
             reports::compare(periods, k)
         }
-        ReportKind::Forecast => {
-            let observed = venue_occupancy(store, venue, range, k)?;
-            let starts = reports::i64_column(&observed, "start")?;
-            let values = reports::f64_column(&observed, "value")?;
-            let stds = reports::f64_column(&observed, "std")?;
-            let last_start = starts.last().copied().unwrap_or(to - bucket);
-            let last_std = stds.last().copied().unwrap_or(0.0);
-            let horizon = usize::try_from(config.analytics.forecast_buckets).unwrap_or(6);
-            let rows: Vec<ForecastRow> = reports::holt_forecast(&values, last_std, horizon)
-                .into_iter()
-                .enumerate()
-                .map(|(i, (value, std))| {
-                    let h = i as i64 + 1;
-                    ForecastRow { start: last_start + h * bucket, value, std, horizon: h }
-                })
-                .collect();
-            reports::forecast_frame(&rows)
-        }
+        ReportKind::Forecast => forecast(&venue_occupancy(store, venue, range, k)?, config, range),
     }
+}
+
+/// The occupancy report (venue and zones) and the venue's forecast, from one venue series:
+/// what a page showing both needs, without summing the venue's flows twice.
+pub fn occupancy_and_forecast(
+    store: &Store,
+    config: &Config,
+    venue: &Venue,
+    range: ReportRange,
+) -> Result<(DataFrame, DataFrame), AnalyticsError> {
+    let k = config.privacy.flag_below_std_multiple;
+    let mut occupancy = venue_occupancy(store, venue, range, k)?;
+    let forecast = forecast(&occupancy, config, range)?;
+    let capacities = df!(
+        "zone" => venue.zones.iter().map(|z| z.id.to_string()).collect::<Vec<_>>(),
+        "capacity" => venue.zones.iter().map(|z| i64::from(z.capacity)).collect::<Vec<_>>(),
+    )
+    .map_err(|e| AnalyticsError::Report { report: "occupancy", reason: e.to_string() })?;
+    let levels = store.zone_levels(&venue.id, range.from, range.to, range.bucket)?;
+    let zones = reports::zone_occupancy(levels, capacities, k)?;
+    occupancy.vstack_mut(&zones).map_err(|e| AnalyticsError::Report { report: "occupancy", reason: e.to_string() })?;
+    Ok((occupancy, forecast))
+}
+
+/// The forecast of the venue series `observed` (a [`reports::venue_occupancy`] frame).
+fn forecast(observed: &DataFrame, config: &Config, range: ReportRange) -> Result<DataFrame, AnalyticsError> {
+    let starts = reports::i64_column(observed, "start")?;
+    let values = reports::f64_column(observed, "value")?;
+    let stds = reports::f64_column(observed, "std")?;
+    let last_start = starts.last().copied().unwrap_or(range.to - range.bucket);
+    let last_std = stds.last().copied().unwrap_or(0.0);
+    let horizon = usize::try_from(config.analytics.forecast_buckets).unwrap_or(6);
+    let rows: Vec<ForecastRow> = reports::holt_forecast(&values, last_std, horizon)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (value, std))| {
+            let h = i as i64 + 1;
+            ForecastRow { start: last_start + h * range.bucket, value, std, horizon: h }
+        })
+        .collect();
+    reports::forecast_frame(&rows)
 }
 
 /// The venue's occupancy series over `range`, summing from the start of `from`'s UTC day.

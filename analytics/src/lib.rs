@@ -174,7 +174,7 @@ pub async fn start(
 }
 
 /// Seconds since the Unix epoch (0 if the clock is before it).
-pub(crate) fn now_unix() -> i64 {
+pub fn now_unix() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX))

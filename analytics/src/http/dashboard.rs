@@ -90,9 +90,10 @@ pub(crate) async fn venue_page(
     let v = venue.clone();
     let data = state
         .query(move |store| {
+            let (occupancy, forecast) = compute::occupancy_and_forecast(store, &config, &v, range)?;
             Ok(PageData {
-                occupancy: rows(store, &config, &v, ReportKind::Occupancy, range)?,
-                forecast: rows(store, &config, &v, ReportKind::Forecast, range)?,
+                occupancy: frame_rows(ReportKind::Occupancy.name(), &occupancy)?,
+                forecast: frame_rows(ReportKind::Forecast.name(), &forecast)?,
                 throughput: rows(store, &config, &v, ReportKind::Throughput, range)?,
                 flows: rows(store, &config, &v, ReportKind::Flows, range)?,
                 peaks: rows(store, &config, &v, ReportKind::Peaks, range)?,

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use super::{find_venue, ApiError, AppState, ErrorBody};
+use crate::alerts::live_window;
 use crate::compute::{self, ReportKind, ReportRange, BUCKETS};
 use crate::reports::{
     frame_rows, frame_to_csv, CompareRow, DwellRow, FlowRow, ForecastRow, OccupancyRow, PeakRow, ThroughputRow,
@@ -348,11 +349,6 @@ pub(crate) struct LiveBody {
     pub at: i64,
     /// Per configured zone, in configuration order.
     pub zones: Vec<LiveZone>,
-}
-
-/// How far back a zone level still counts as live: a few release intervals.
-pub(crate) fn live_window(interval_secs: u32) -> i64 {
-    3 * i64::from(interval_secs)
 }
 
 /// Latest occupancy of each zone against its capacity, and which zones are in alert.
