@@ -26,8 +26,8 @@ pub struct AnalyticsArgs {
     /// Records for the ingest measurement (each: one gate, one minute, "in" and "out").
     #[arg(long, default_value_t = 2_000_000)]
     records: usize,
-    /// Records per committed batch.
-    #[arg(long, default_value_t = 20_000)]
+    /// Records per committed batch (default: the most the service commits at a time).
+    #[arg(long, default_value_t = passage_analytics::MAX_BATCH)]
     batch: usize,
     /// Records published through the embedded broker for the end-to-end rate.
     #[arg(long, default_value_t = 100_000)]
@@ -75,7 +75,8 @@ fn record(n: usize, gates: usize, start: i64) -> anyhow::Result<CountRecord> {
     let value = |salt: usize| ((n.wrapping_mul(2_654_435_761) ^ salt) % 9) as i64 - 1;
     Ok(CountRecord {
         v: 1,
-        id: format!("b{n:010}"),
+        // Shaped like the edge's ids: 32 hex digits, no order (a fixed odd multiplier).
+        id: format!("{:032x}", (n as u128 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)),
         venue: id(VENUE)?,
         camera: id(&camera(g))?,
         start: start + minute * 60,
@@ -207,7 +208,8 @@ async fn measure_e2e(dir: &Path, args: &AnalyticsArgs) -> anyhow::Result<f64> {
 }
 
 /// Fills a database with `days` of 1-minute crossings for `gates` gates (half of them
-/// entrances reporting "in", half exits reporting "out"): one row per gate-minute.
+/// entrances reporting "in", half exits reporting "out"): one item row per gate-minute, in the
+/// store's coded layout, and the hourly rollup the store keeps beside them at ingest.
 fn build_report_db(path: &Path, gates: usize, days: usize) -> anyhow::Result<u64> {
     let store = Store::open(path).context("open the report database")?;
     drop(store);
@@ -215,22 +217,30 @@ fn build_report_db(path: &Path, gates: usize, days: usize) -> anyhow::Result<u64
     let minutes = days as i64 * 1440;
     let half = gates / 2;
     eprintln!(
-        "bench analytics: generating {} rows ({days} days x 1440 minutes x {gates} gates)",
+        "bench analytics: generating {} rows ({days} days x 1440 minutes x {gates} gates) and their hourly rollup",
         minutes * gates as i64
     );
     let started = Instant::now();
+    // Codes: the venue 1, gate g 2 + g, its camera 2 + gates + g.
     conn.execute_batch(&format!(
-        "INSERT INTO count_items
-         SELECT 'r' || m || '-' || g, '{VENUE}', 'cam-' || lpad(g::VARCHAR, 3, '0'), {EPOCH} + m * 60, 60, 'crossings',
-                'gate-' || lpad(g::VARCHAR, 3, '0'), CASE WHEN g < {half} THEN 'in' ELSE 'out' END,
+        "INSERT INTO names VALUES (1, '{VENUE}');
+         INSERT INTO names SELECT 2 + g, 'gate-' || lpad(g::VARCHAR, 3, '0') FROM range(0, {gates}) AS t(g);
+         INSERT INTO names SELECT 2 + {gates} + g, 'cam-' || lpad(g::VARCHAR, 3, '0') FROM range(0, {gates}) AS t(g);
+         INSERT INTO count_items
+         SELECT m * {gates} + g + 1, 1, {EPOCH} + m * 60, 60, 1, 2 + g, CASE WHEN g < {half} THEN 0 ELSE 1 END,
                 CAST(hash(m, g) % 9 AS BIGINT) - 1, 2.5
          FROM range(0, {minutes}) AS t(m), range(0, {gates}) AS u(g)
          ORDER BY m, g;
+         INSERT INTO count_hourly
+         SELECT venue, metric, subject, other, (start // 3600) * 3600, CAST(SUM(value) AS BIGINT), SUM(std * std),
+                COUNT(*)
+         FROM count_items GROUP BY ALL ORDER BY ALL;
          CHECKPOINT;"
     ))
     .context("generate the report data")?;
     let rows: i64 = conn.query_row("SELECT COUNT(*) FROM count_items", [], |row| row.get(0))?;
-    eprintln!("bench analytics:   {rows} rows in {:.1} s", started.elapsed().as_secs_f64());
+    let cells: i64 = conn.query_row("SELECT COUNT(*) FROM count_hourly", [], |row| row.get(0))?;
+    eprintln!("bench analytics:   {rows} rows, {cells} rollup cells in {:.1} s", started.elapsed().as_secs_f64());
     Ok(u64::try_from(rows).unwrap_or(0))
 }
 
@@ -305,13 +315,16 @@ pub fn run_analytics(args: &AnalyticsArgs) -> anyhow::Result<()> {
         "batch": args.batch,
     });
     if args.peer != "none" {
-        let parquet = dir.join("report.parquet");
+        let (parquet, hourly) = (dir.join("report.parquet"), dir.join("report-hourly.parquet"));
         let conn = duckdb::Connection::open(&report_db)?;
+        let quoted = |path: &Path| path.to_string_lossy().replace('\'', "''");
         conn.execute_batch(&format!(
-            "COPY (SELECT venue, metric, dir_or_to, start, value, std FROM count_items) TO '{}' (FORMAT PARQUET)",
-            parquet.to_string_lossy().replace('\'', "''")
+            "COPY (SELECT venue, metric, other, start, value, std FROM count_items) TO '{}' (FORMAT PARQUET);
+             COPY (SELECT venue, metric, other, hour, value, var, n FROM count_hourly) TO '{}' (FORMAT PARQUET);",
+            quoted(&parquet),
+            quoted(&hourly)
         ))
-        .context("write the Parquet copy for Polars")?;
+        .context("write the Parquet copies for Polars")?;
         drop(conn);
         eprintln!("bench analytics: running the same query in DuckDB's and Polars' Python APIs ({})", args.peer);
         let output = Command::new(&args.peer)
@@ -320,6 +333,8 @@ pub fn run_analytics(args: &AnalyticsArgs) -> anyhow::Result<()> {
             .arg(&report_db)
             .arg("--parquet")
             .arg(&parquet)
+            .arg("--hourly-parquet")
+            .arg(&hourly)
             .args(["--venue", VENUE, "--from", &range.from.to_string(), "--to", &range.to.to_string()])
             .args(["--bucket", "3600", "--iterations", &args.iterations.to_string()])
             .output()

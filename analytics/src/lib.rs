@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use http::{app, serve, ApiError, AppState};
-pub use ingest::{spawn_ingest, IngestCounts, IngestStats};
+pub use ingest::{spawn_ingest, IngestCounts, IngestStats, MAX_BATCH};
 pub use store::{
     AlertEntry, InsertOutcome, LineTotal, Point, QuarantineCount, Store, StoredRecord, Summary, SweepEntry,
     VenueSummary, ZoneLevel, SCHEMA_VERSION,

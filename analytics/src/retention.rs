@@ -4,6 +4,9 @@
 //! Count records and items of a venue are kept `retention.counts_days` days after their
 //! interval ends. Quarantine entries and alert history (operational data, no personal data)
 //! are kept as long as the shortest count retention of any venue.
+//!
+//! The same task then compacts the hourly rollup (each insert appends its own partial sums;
+//! see [`Store::compact_rollup`]).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,13 +46,15 @@ pub fn spawn_sweeper(config: Arc<Config>, store: Store, cancel: CancellationToke
             let (store, config) = (store.clone(), config.clone());
             let swept = tokio::task::spawn_blocking(move || {
                 let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                sweep(&mut store, &config, now_unix())
+                let entries = sweep(&mut store, &config, now_unix())?;
+                let merged = store.compact_rollup()?;
+                Ok::<_, AnalyticsError>((entries, merged))
             })
             .await;
             match swept {
-                Ok(Ok(entries)) => {
+                Ok(Ok((entries, merged))) => {
                     let rows: i64 = entries.iter().map(|e| e.rows).sum();
-                    tracing::info!(rows, "retention sweep done");
+                    tracing::info!(rows, rollup_rows_merged = merged, "retention sweep done");
                 }
                 Ok(Err(error)) => tracing::error!(%error, "retention sweep failed"),
                 Err(error) => tracing::error!(%error, "retention sweep worker failed"),

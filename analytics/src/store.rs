@@ -8,11 +8,10 @@
 //! Time parameters are seconds since the Unix epoch. A record belongs to the range
 //! `[from, to)` when its interval *starts* in it.
 
-use std::collections::HashSet;
 use std::path::Path;
 
 use duckdb::{params, Connection};
-use passage_wire::{CountRecord, Direction, Id, Metric, NoiseMechanism};
+use passage_wire::{CountRecord, Direction, Id};
 use serde::Serialize;
 
 use crate::{now_unix, AnalyticsError};
@@ -23,7 +22,7 @@ mod queries;
 pub use queries::{AlertEntry, SweepEntry, ZoneLevel};
 
 /// Newest schema version this build writes and reads.
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Migrations, in order: `(version, statements)`. Each runs in its own transaction together
 /// with the row that records it in `schema_version`.
@@ -78,7 +77,124 @@ const MIGRATIONS: &[(i64, &str)] = &[
         rows     BIGINT NOT NULL
     );",
     ),
+    (
+        // Fixed-width rows: identifiers become codes of the `names` table, metric kinds,
+        // directions and mechanisms small integers; items refer to their record by a sequence
+        // number; duplicates are found by (id, start) within the batch's time window instead
+        // of a text primary key; and an hourly rollup, appended to at every insert (partial
+        // sums per cell, merged by the sweeper), serves reports over long ranges. Existing
+        // rows are carried over.
+        3,
+        "CREATE TABLE names (
+        code INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE
+    );
+    INSERT INTO names
+        SELECT CAST(row_number() OVER (ORDER BY name) AS INTEGER), name FROM (
+            SELECT venue AS name FROM count_records UNION SELECT camera FROM count_records
+            UNION SELECT venue FROM count_items UNION SELECT camera FROM count_items
+            UNION SELECT line_or_zone FROM count_items
+            UNION SELECT dir_or_to FROM count_items WHERE metric = 'transition');
+    CREATE TABLE counters (
+        name  TEXT NOT NULL,
+        value BIGINT NOT NULL
+    );
+    INSERT INTO counters SELECT 'record_seq', COUNT(*) + 1 FROM count_records;
+    CREATE TABLE records_v3 (
+        seq         BIGINT NOT NULL,
+        id          TEXT USING COMPRESSION uncompressed NOT NULL,
+        venue       INTEGER NOT NULL,
+        camera      INTEGER NOT NULL,
+        start       BIGINT NOT NULL,
+        secs        INTEGER NOT NULL,
+        mechanism   UTINYINT NOT NULL,
+        epsilon     DOUBLE NOT NULL,
+        received_at BIGINT NOT NULL
+    );
+    INSERT INTO records_v3
+        SELECT row_number() OVER (ORDER BY r.start, r.id), r.id, v.code, c.code, r.start, r.secs,
+               CASE r.mechanism WHEN 'discrete_laplace' THEN 1 WHEN 'discrete_gaussian' THEN 2
+                                WHEN 'binary_tree' THEN 3 ELSE 4 END,
+               r.epsilon, r.received_at
+        FROM count_records r JOIN names v ON v.name = r.venue JOIN names c ON c.name = r.camera;
+    CREATE TABLE items_v3 (
+        seq     BIGINT NOT NULL,
+        venue   INTEGER NOT NULL,
+        start   BIGINT NOT NULL,
+        secs    INTEGER NOT NULL,
+        metric  UTINYINT NOT NULL,
+        subject INTEGER NOT NULL,
+        other   INTEGER NOT NULL,
+        value   BIGINT NOT NULL,
+        std     DOUBLE NOT NULL
+    );
+    INSERT INTO items_v3
+        SELECT r.seq, r.venue, i.start, i.secs,
+               CASE i.metric WHEN 'crossings' THEN 1 WHEN 'total' THEN 2 WHEN 'occupancy' THEN 3
+                             WHEN 'transition' THEN 4 WHEN 'dwell' THEN 5 WHEN 'entries' THEN 6 ELSE 7 END,
+               s.code,
+               CASE WHEN i.metric IN ('crossings', 'total') THEN CASE i.dir_or_to WHEN 'in' THEN 0 ELSE 1 END
+                    WHEN i.metric = 'transition' THEN o.code
+                    WHEN i.metric = 'dwell' THEN CAST(i.dir_or_to AS INTEGER)
+                    ELSE -1 END,
+               i.value, i.std
+        FROM count_items i
+        JOIN records_v3 r ON r.id = i.record_id
+        JOIN names s ON s.name = i.line_or_zone
+        LEFT JOIN names o ON i.metric = 'transition' AND o.name = i.dir_or_to;
+    DROP TABLE count_items;
+    DROP TABLE count_records;
+    ALTER TABLE records_v3 RENAME TO count_records;
+    ALTER TABLE items_v3 RENAME TO count_items;
+    CREATE TABLE count_hourly (
+        venue   INTEGER NOT NULL,
+        metric  UTINYINT NOT NULL,
+        subject INTEGER NOT NULL,
+        other   INTEGER NOT NULL,
+        hour    BIGINT NOT NULL,
+        value   BIGINT NOT NULL,
+        var     DOUBLE NOT NULL,
+        n       BIGINT NOT NULL
+    );
+    INSERT INTO count_hourly
+        SELECT venue, metric, subject, other, (start // 3600) * 3600 AS hour,
+               CAST(SUM(value) AS BIGINT), SUM(std * std), COUNT(*)
+        FROM count_items GROUP BY ALL;
+    CREATE VIEW count_items_named AS
+        SELECT r.id AS record_id, v.name AS venue, c.name AS camera, i.start, i.secs,
+               CASE i.metric WHEN 1 THEN 'crossings' WHEN 2 THEN 'total' WHEN 3 THEN 'occupancy'
+                             WHEN 4 THEN 'transition' WHEN 5 THEN 'dwell' WHEN 6 THEN 'entries'
+                             ELSE 'exits' END AS metric,
+               s.name AS line_or_zone,
+               CASE WHEN i.metric IN (1, 2) THEN CASE i.other WHEN 0 THEN 'in' ELSE 'out' END
+                    WHEN i.metric = 4 THEN o.name
+                    WHEN i.metric = 5 THEN CAST(i.other AS TEXT) END AS dir_or_to,
+               i.value, i.std
+        FROM count_items i
+        JOIN count_records r ON r.seq = i.seq
+        JOIN names v ON v.code = i.venue
+        JOIN names c ON c.code = r.camera
+        JOIN names s ON s.code = i.subject
+        LEFT JOIN names o ON i.metric = 4 AND o.code = i.other;",
+    ),
 ];
+
+/// Codes of the `metric` column (migration 3 writes the same numbers).
+pub(crate) mod metric_code {
+    pub const CROSSINGS: u8 = 1;
+    pub const TOTAL: u8 = 2;
+    pub const OCCUPANCY: u8 = 3;
+    pub const TRANSITION: u8 = 4;
+    pub const DWELL: u8 = 5;
+    pub const ENTRIES: u8 = 6;
+    pub const EXITS: u8 = 7;
+}
+
+/// The `other` column of an item without a second key.
+pub(crate) const NO_OTHER: i32 = -1;
+/// The `other` column of crossings and totals: the direction.
+pub(crate) const DIR_IN: i32 = 0;
+pub(crate) const DIR_OUT: i32 = 1;
 
 /// Longest topic kept in the quarantine table (topics of refused messages are untrusted).
 pub(crate) const MAX_QUARANTINE_TOPIC: usize = 200;
@@ -191,11 +307,33 @@ pub(crate) struct QuarantineEntry {
 /// One DuckDB connection to the analytics database.
 pub struct Store {
     conn: Connection,
+    /// Codes of the identifiers this connection has written or read (`names` table); only
+    /// changed after a commit, so a rolled-back batch leaves no code behind.
+    codes: foldhash::HashMap<String, i32>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.conn.path()).finish_non_exhaustive()
+    }
+}
+
+/// The identifiers a batch needs codes for, and the ones it adds to `names`.
+struct BatchCodes<'a> {
+    known: &'a foldhash::HashMap<String, i32>,
+    added: foldhash::HashMap<String, i32>,
+    next: i32,
+}
+
+impl BatchCodes<'_> {
+    fn code(&mut self, name: &str) -> i32 {
+        if let Some(code) = self.known.get(name).or_else(|| self.added.get(name)) {
+            return *code;
+        }
+        let code = self.next;
+        self.next += 1;
+        self.added.insert(name.to_owned(), code);
+        code
     }
 }
 
@@ -205,15 +343,48 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, AnalyticsError> {
         let mut conn = Connection::open(path).map_err(AnalyticsError::db("open the database file"))?;
         migrate(&mut conn)?;
-        create_staging(&conn)?;
-        Ok(Store { conn })
+        Store::with_connection(conn)
     }
 
     /// Another connection to the same database, for a second thread.
     pub fn try_clone(&self) -> Result<Store, AnalyticsError> {
         let conn = self.conn.try_clone().map_err(AnalyticsError::db("open a second connection"))?;
-        create_staging(&conn)?;
-        Ok(Store { conn })
+        Store::with_connection(conn)
+    }
+
+    fn with_connection(conn: Connection) -> Result<Store, AnalyticsError> {
+        let mut store = Store { conn, codes: foldhash::HashMap::default() };
+        store.load_codes()?;
+        Ok(store)
+    }
+
+    fn load_codes(&mut self) -> Result<(), AnalyticsError> {
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT name, code FROM names")
+            .map_err(AnalyticsError::db("prepare the name query"))?;
+        let rows = statement
+            .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i32>(1)?)))
+            .map_err(AnalyticsError::db("read the names"))?;
+        self.codes = rows.collect::<Result<_, _>>().map_err(AnalyticsError::db("read a name"))?;
+        Ok(())
+    }
+
+    /// The code of `name`, when anything with that identifier is stored.
+    pub(crate) fn code_of(&self, name: &str) -> Result<Option<i32>, AnalyticsError> {
+        if let Some(code) = self.codes.get(name) {
+            return Ok(Some(*code));
+        }
+        // Written by another connection since this one loaded the names.
+        let mut statement = self
+            .conn
+            .prepare_cached("SELECT code FROM names WHERE name = ?")
+            .map_err(AnalyticsError::db("prepare the name lookup"))?;
+        let mut rows = statement.query(params![name]).map_err(AnalyticsError::db("look up a name"))?;
+        match rows.next().map_err(AnalyticsError::db("look up a name"))? {
+            Some(row) => Ok(Some(row.get(0).map_err(AnalyticsError::db("read a name code"))?)),
+            None => Ok(None),
+        }
     }
 
     /// The schema version recorded in the file.
@@ -221,60 +392,101 @@ impl Store {
         schema_version(&self.conn)
     }
 
-    /// Stores `records` in one transaction. A record whose id is already stored (or appeared
-    /// earlier in `records`) is skipped and counted as a duplicate, so redelivered messages
-    /// never count twice. Either the whole batch is stored or, on error, none of it.
+    /// Stores `records` in one transaction. A record already stored (same id and interval
+    /// start: a redelivery carries both), or appearing earlier in `records`, is skipped and
+    /// counted as a duplicate, so redelivered messages never count twice. Either the whole
+    /// batch is stored or, on error, none of it.
     ///
-    /// The batch travels as Arrow columns: the records are appended to a per-connection
-    /// staging table, moved into `count_records` with one `INSERT .. ON CONFLICT DO NOTHING
-    /// RETURNING id` (the primary key index decides what is new), and the items of the new
-    /// records are appended to `count_items` directly. The commit is durable (DuckDB's WAL).
+    /// The batch travels as Arrow columns of fixed-width codes. Its records are appended,
+    /// then those already stored are deleted again: they are looked up only among the records
+    /// whose interval starts inside the batch's own time window (DuckDB skips the other row
+    /// groups by their min/max statistics), so the check costs the same after a year as on
+    /// the first day. The items of the new records are appended, and so are the batch's own
+    /// sums per hourly rollup cell (readers
+    /// sum the partial rows of a cell; [`Store::compact_rollup`] merges them). The
+    /// commit is durable (DuckDB's WAL, or the data file itself for large appends).
     pub fn insert_batch(&mut self, records: &[CountRecord]) -> Result<InsertOutcome, AnalyticsError> {
         let received_at = now_unix();
         let mut outcome = InsertOutcome::default();
-        let mut seen: HashSet<&str> = HashSet::with_capacity(records.len());
-        let unique: Vec<&CountRecord> = records.iter().filter(|record| seen.insert(record.id.as_str())).collect();
+        let mut seen: foldhash::HashSet<(&str, i64)> =
+            foldhash::HashSet::with_capacity_and_hasher(records.len(), foldhash::fast::RandomState::default());
+        let unique: Vec<&CountRecord> =
+            records.iter().filter(|record| seen.insert((record.id.as_str(), record.start))).collect();
         outcome.duplicates = (records.len() - unique.len()) as u64;
-        if unique.is_empty() {
+        let (Some(low), Some(high)) = (unique.iter().map(|r| r.start).min(), unique.iter().map(|r| r.start).max())
+        else {
             return Ok(outcome);
-        }
-        let transaction = self.conn.transaction().map_err(AnalyticsError::db("begin an insert transaction"))?;
-        transaction
-            .execute_batch("DELETE FROM stage_records")
-            .map_err(AnalyticsError::db("empty the staging table"))?;
-        {
-            let mut appender = transaction
-                .appender_to_catalog_and_db("stage_records", "temp", "main")
-                .map_err(AnalyticsError::db("open the staging appender"))?;
-            appender
-                .append_record_batch(columns::records(&unique, received_at)?)
-                .map_err(AnalyticsError::db("stage the count records"))?;
-            appender.flush().map_err(AnalyticsError::db("flush the staged records"))?;
-        }
-        let fresh: HashSet<String> = {
-            let mut statement = transaction
-                .prepare_cached(
-                    "INSERT INTO count_records SELECT * FROM temp.stage_records ON CONFLICT DO NOTHING RETURNING id",
-                )
-                .map_err(AnalyticsError::db("prepare the record insert"))?;
-            let ids = statement
-                .query_map([], |row| row.get::<_, String>(0))
-                .map_err(AnalyticsError::db("insert the count records"))?;
-            ids.collect::<Result<_, _>>().map_err(AnalyticsError::db("read an inserted record id"))?
         };
-        let fresh_records: Vec<&CountRecord> =
-            unique.iter().copied().filter(|record| fresh.contains(record.id.as_str())).collect();
-        if fresh_records.iter().any(|record| !record.items.is_empty()) {
+        let transaction = self.conn.transaction().map_err(AnalyticsError::db("begin an insert transaction"))?;
+        let next_code: i32 = transaction
+            .query_row("SELECT CAST(COALESCE(MAX(code), 0) + 1 AS INTEGER) FROM names", [], |row| row.get(0))
+            .map_err(AnalyticsError::db("read the next name code"))?;
+        let mut codes = BatchCodes { known: &self.codes, added: foldhash::HashMap::default(), next: next_code };
+        let coded = columns::Coded::new(&unique, &mut codes);
+        if !codes.added.is_empty() {
+            let mut insert = transaction
+                .prepare_cached("INSERT INTO names (code, name) VALUES (?, ?)")
+                .map_err(AnalyticsError::db("prepare the name insert"))?;
+            for (name, code) in &codes.added {
+                insert.execute(params![code, name]).map_err(AnalyticsError::db("insert a name"))?;
+            }
+        }
+        // DuckDB cannot prepare an UPDATE or DELETE .. RETURNING with parameters: the values
+        // inlined below are integers this function computed.
+        let count = i64::try_from(unique.len()).unwrap_or(i64::MAX);
+        let first_seq: i64 = transaction
+            .query_row(
+                &format!(
+                    "UPDATE counters SET value = value + {count} WHERE name = 'record_seq' RETURNING value - {count}"
+                ),
+                [],
+                |row| row.get(0),
+            )
+            .map_err(AnalyticsError::db("allocate record sequence numbers"))?;
+        {
+            let mut appender =
+                transaction.appender("count_records").map_err(AnalyticsError::db("open the record appender"))?;
+            appender
+                .append_record_batch(coded.records(first_seq, received_at)?)
+                .map_err(AnalyticsError::db("append the count records"))?;
+            appender.flush().map_err(AnalyticsError::db("flush the count records"))?;
+        }
+        // The batch's records that were already stored (same id and start), looked up only
+        // among the records whose interval starts in the batch's own window, are removed again.
+        let duplicate_seqs: foldhash::HashSet<i64> = {
+            let mut statement = transaction
+                .prepare(&format!(
+                    "DELETE FROM count_records n
+                     WHERE n.seq >= {first_seq}
+                       AND EXISTS (SELECT 1 FROM count_records o
+                                   WHERE o.start BETWEEN {low} AND {high} AND o.seq < {first_seq}
+                                     AND o.start = n.start AND o.id = n.id)
+                     RETURNING seq"
+                ))
+                .map_err(AnalyticsError::db("prepare the duplicate removal"))?;
+            let seqs = statement
+                .query_map([], |row| row.get::<_, i64>(0))
+                .map_err(AnalyticsError::db("remove already stored records"))?;
+            seqs.collect::<Result<_, _>>().map_err(AnalyticsError::db("read a duplicate record"))?
+        };
+        let keep: Vec<bool> = (0..unique.len()).map(|i| !duplicate_seqs.contains(&(first_seq + i as i64))).collect();
+        outcome.duplicates += duplicate_seqs.len() as u64;
+        if coded.has_items(&keep) {
             let mut appender =
                 transaction.appender("count_items").map_err(AnalyticsError::db("open the count item appender"))?;
             appender
-                .append_record_batch(columns::items(&fresh_records)?)
+                .append_record_batch(coded.items(first_seq, &keep)?)
                 .map_err(AnalyticsError::db("append the count items"))?;
             appender.flush().map_err(AnalyticsError::db("flush the count items"))?;
+            let mut appender =
+                transaction.appender("count_hourly").map_err(AnalyticsError::db("open the rollup appender"))?;
+            appender.append_record_batch(coded.hourly(&keep)?).map_err(AnalyticsError::db("append the hourly sums"))?;
+            appender.flush().map_err(AnalyticsError::db("flush the hourly sums"))?;
         }
+        let added = std::mem::take(&mut codes.added);
         transaction.commit().map_err(AnalyticsError::db("commit an insert transaction"))?;
-        outcome.inserted = fresh_records.len() as u64;
-        outcome.duplicates += (unique.len() - fresh_records.len()) as u64;
+        self.codes.extend(added);
+        outcome.inserted = (unique.len() - duplicate_seqs.len()) as u64;
         Ok(outcome)
     }
 
@@ -315,78 +527,6 @@ impl Store {
         transaction.commit().map_err(AnalyticsError::db("commit a quarantine transaction"))
     }
 
-    /// Crossings of every line of `venue` per direction, summed over the intervals that start
-    /// in `[from, to)`, ordered by line then direction. Lines without data are absent.
-    pub fn totals(&self, venue: &Id, from: i64, to: i64) -> Result<Vec<LineTotal>, AnalyticsError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT line_or_zone, dir_or_to, CAST(SUM(value) AS BIGINT), SQRT(SUM(std * std)),
-                        CAST(COUNT(*) AS BIGINT)
-                 FROM count_items
-                 WHERE venue = ? AND metric = 'crossings' AND start >= ? AND start < ?
-                 GROUP BY line_or_zone, dir_or_to
-                 ORDER BY line_or_zone, dir_or_to",
-            )
-            .map_err(AnalyticsError::db("prepare the totals query"))?;
-        let rows = statement
-            .query_map(params![venue.as_str(), from, to], |row| {
-                Ok((
-                    row.get::<_, String>(0)?,
-                    row.get::<_, Option<String>>(1)?,
-                    row.get::<_, i64>(2)?,
-                    row.get::<_, f64>(3)?,
-                    row.get::<_, i64>(4)?,
-                ))
-            })
-            .map_err(AnalyticsError::db("run the totals query"))?;
-        let mut totals = Vec::new();
-        for row in rows {
-            let (line, dir, value, std, items) = row.map_err(AnalyticsError::db("read a totals row"))?;
-            totals.push(LineTotal {
-                line: stored_id(&line)?,
-                dir: stored_direction(dir.as_deref())?,
-                value,
-                std,
-                items: u64::try_from(items).unwrap_or(0),
-            });
-        }
-        Ok(totals)
-    }
-
-    /// Crossings of `line` of `venue` per interval starting in `[from, to)`, in time order.
-    /// Intervals with no record are absent (no data is not zero).
-    pub fn series(&self, venue: &Id, line: &Id, from: i64, to: i64) -> Result<Vec<Point>, AnalyticsError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT start, MAX(secs),
-                        CAST(SUM(value) FILTER (WHERE dir_or_to = 'in') AS BIGINT),
-                        SQRT(SUM(std * std) FILTER (WHERE dir_or_to = 'in')),
-                        CAST(SUM(value) FILTER (WHERE dir_or_to = 'out') AS BIGINT),
-                        SQRT(SUM(std * std) FILTER (WHERE dir_or_to = 'out'))
-                 FROM count_items
-                 WHERE venue = ? AND metric = 'crossings' AND line_or_zone = ?
-                   AND start >= ? AND start < ?
-                 GROUP BY start
-                 ORDER BY start",
-            )
-            .map_err(AnalyticsError::db("prepare the series query"))?;
-        let rows = statement
-            .query_map(params![venue.as_str(), line.as_str(), from, to], |row| {
-                Ok(Point {
-                    start: row.get(0)?,
-                    secs: row.get(1)?,
-                    in_value: row.get(2)?,
-                    in_std: row.get(3)?,
-                    out_value: row.get(4)?,
-                    out_std: row.get(5)?,
-                })
-            })
-            .map_err(AnalyticsError::db("run the series query"))?;
-        rows.collect::<Result<Vec<Point>, _>>().map_err(AnalyticsError::db("read a series row"))
-    }
-
     /// Row counts, quarantine reasons and per-venue coverage.
     pub fn summary(&self) -> Result<Summary, AnalyticsError> {
         let count = |sql: &str, context: &'static str| -> Result<u64, AnalyticsError> {
@@ -415,8 +555,12 @@ impl Store {
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT venue, CAST(COUNT(*) AS BIGINT), MIN(start), MAX(start + secs)
-                 FROM count_records GROUP BY venue ORDER BY venue",
+                "SELECT n.name, r.records, r.first_start, r.last_end
+                 FROM (SELECT venue, CAST(COUNT(*) AS BIGINT) AS records, MIN(start) AS first_start,
+                              MAX(start + secs) AS last_end
+                       FROM count_records GROUP BY venue) r
+                 JOIN names n ON n.code = r.venue
+                 ORDER BY n.name",
             )
             .map_err(AnalyticsError::db("prepare the venue summary"))?;
         let rows = statement
@@ -442,14 +586,18 @@ impl Store {
     /// The records stored for `venue` (id, camera and interval; no values), ordered by camera,
     /// then interval start, then id: what an edge's spool can be reconciled against.
     pub fn record_index(&self, venue: &Id) -> Result<Vec<StoredRecord>, AnalyticsError> {
+        let Some(venue) = self.code_of(venue.as_str())? else {
+            return Ok(Vec::new());
+        };
         let mut statement = self
             .conn
             .prepare_cached(
-                "SELECT id, camera, start, secs FROM count_records WHERE venue = ? ORDER BY camera, start, id",
+                "SELECT r.id, n.name, r.start, r.secs FROM count_records r JOIN names n ON n.code = r.camera
+                 WHERE r.venue = ? ORDER BY n.name, r.start, r.id",
             )
             .map_err(AnalyticsError::db("prepare the record index query"))?;
         let rows = statement
-            .query_map(params![venue.as_str()], |row| {
+            .query_map(params![venue], |row| {
                 Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?, row.get::<_, i64>(2)?, row.get::<_, i64>(3)?))
             })
             .map_err(AnalyticsError::db("run the record index query"))?;
@@ -477,14 +625,6 @@ impl Store {
     pub(crate) fn drop_items_for_test(&self) -> Result<(), AnalyticsError> {
         self.conn.execute_batch("DROP TABLE count_items").map_err(AnalyticsError::db("drop the count items"))
     }
-}
-
-/// The connection's own staging table for [`Store::insert_batch`] (temporary: never on disk
-/// beyond DuckDB's spill space, gone with the connection).
-fn create_staging(conn: &Connection) -> Result<(), AnalyticsError> {
-    // Same columns as `count_records` by construction, without its key.
-    conn.execute_batch("CREATE TEMP TABLE IF NOT EXISTS stage_records AS SELECT * FROM count_records LIMIT 0")
-        .map_err(AnalyticsError::db("create the staging table"))
 }
 
 fn schema_version(conn: &Connection) -> Result<i64, AnalyticsError> {
@@ -517,55 +657,14 @@ fn migrate(conn: &mut Connection) -> Result<(), AnalyticsError> {
     Ok(())
 }
 
-fn mechanism_name(mechanism: NoiseMechanism) -> &'static str {
-    match mechanism {
-        NoiseMechanism::DiscreteLaplace => "discrete_laplace",
-        NoiseMechanism::DiscreteGaussian => "discrete_gaussian",
-        NoiseMechanism::BinaryTree => "binary_tree",
-        NoiseMechanism::SqrtFactorization => "sqrt_factorization",
-    }
-}
-
-fn direction_name(dir: Direction) -> &'static str {
-    match dir {
-        Direction::In => "in",
-        Direction::Out => "out",
-    }
-}
-
-/// `(metric, line_or_zone, dir_or_to)` columns of a metric.
-fn metric_columns(metric: &Metric) -> (&'static str, &str, Option<&str>) {
-    match metric {
-        Metric::Crossings { line, dir } => ("crossings", line.as_str(), Some(direction_name(*dir))),
-        Metric::Total { line, dir } => ("total", line.as_str(), Some(direction_name(*dir))),
-        Metric::Occupancy { zone } => ("occupancy", zone.as_str(), None),
-        Metric::Transition { from, to } => ("transition", from.as_str(), Some(to.as_str())),
-        Metric::Dwell { zone, bucket } => ("dwell", zone.as_str(), Some(dwell_label(*bucket))),
-        Metric::Entries { zone } => ("entries", zone.as_str(), None),
-        Metric::Exits { zone } => ("exits", zone.as_str(), None),
-    }
-}
-
-/// The stored label of a dwell bucket: its lower bound in seconds.
-fn dwell_label(bucket: u8) -> &'static str {
-    match bucket {
-        0 => "0",
-        1 => "60",
-        2 => "300",
-        3 => "900",
-        4 => "1800",
-        _ => "3600",
-    }
-}
-
 fn stored_id(text: &str) -> Result<Id, AnalyticsError> {
     Id::new(text).map_err(|_| AnalyticsError::Corrupt { what: "identifier" })
 }
 
-fn stored_direction(text: Option<&str>) -> Result<Direction, AnalyticsError> {
-    match text {
-        Some("in") => Ok(Direction::In),
-        Some("out") => Ok(Direction::Out),
+fn stored_direction(code: i32) -> Result<Direction, AnalyticsError> {
+    match code {
+        DIR_IN => Ok(Direction::In),
+        DIR_OUT => Ok(Direction::Out),
         _ => Err(AnalyticsError::Corrupt { what: "direction" }),
     }
 }
@@ -589,7 +688,7 @@ fn clamp_len(len: usize) -> i64 {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use passage_wire::CountItem;
+    use passage_wire::{CountItem, Metric, NoiseMechanism};
 
     pub(crate) fn id(s: &str) -> Id {
         Id::new(s).expect("valid id")
@@ -715,10 +814,147 @@ pub(crate) mod tests {
             transaction.commit().expect("commit");
         }
         let store = Store::open(&path).expect("migrate");
-        assert_eq!(store.schema_version().expect("version"), 2);
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
         assert_eq!(row_count(&store, "count_records"), 1, "data kept");
         assert_eq!(row_count(&store, "alerts"), 0);
         assert_eq!(row_count(&store, "sweep_log"), 0);
+    }
+
+    /// A version-2 file (text columns, text primary key) with records of every metric kind
+    /// is rewritten into codes: the same rows read back through the named view, the rollup is
+    /// built from them, and new records get sequence numbers after the old ones.
+    #[test]
+    fn a_version_2_file_is_rewritten_into_codes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("analytics.duckdb");
+        {
+            let mut conn = Connection::open(&path).expect("open");
+            conn.execute_batch("CREATE TABLE schema_version (version INTEGER NOT NULL, applied_at BIGINT NOT NULL)")
+                .expect("schema_version");
+            let transaction = conn.transaction().expect("transaction");
+            transaction.execute_batch(MIGRATIONS[0].1).expect("migration 1");
+            transaction.execute_batch(MIGRATIONS[1].1).expect("migration 2");
+            transaction.execute_batch("INSERT INTO schema_version VALUES (1, 0), (2, 0)").expect("versions");
+            transaction
+                .execute_batch(
+                    "INSERT INTO count_records VALUES
+                        ('r1', 'arena', 'cam-north', 3600, 60, 'discrete_gaussian', 0.5, 0),
+                        ('r2', 'arena', 'cam-bowl', 3660, 60, 'sqrt_factorization', 0.5, 0);
+                     INSERT INTO count_items VALUES
+                        ('r1', 'arena', 'cam-north', 3600, 60, 'crossings', 'north-gate', 'in', 5, 2.0),
+                        ('r1', 'arena', 'cam-north', 3600, 60, 'crossings', 'north-gate', 'out', 3, 2.0),
+                        ('r2', 'arena', 'cam-bowl', 3660, 60, 'transition', 'stand-a', 'concourse', 4, 1.0),
+                        ('r2', 'arena', 'cam-bowl', 3660, 60, 'dwell', 'stand-a', '900', 2, 1.0),
+                        ('r2', 'arena', 'cam-bowl', 3660, 60, 'occupancy', 'stand-a', NULL, 40, 3.0);",
+                )
+                .expect("rows");
+            transaction.commit().expect("commit");
+        }
+        let mut store = Store::open(&path).expect("migrate");
+        assert_eq!(store.schema_version().expect("version"), SCHEMA_VERSION);
+        let rows: Vec<(String, String, String, Option<String>, i64)> = store
+            .conn
+            .prepare("SELECT record_id, metric, line_or_zone, dir_or_to, value FROM count_items_named ORDER BY record_id, metric, dir_or_to")
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let expected: Vec<(String, String, String, Option<String>, i64)> = vec![
+            ("r1".into(), "crossings".into(), "north-gate".into(), Some("in".into()), 5),
+            ("r1".into(), "crossings".into(), "north-gate".into(), Some("out".into()), 3),
+            ("r2".into(), "dwell".into(), "stand-a".into(), Some("900".into()), 2),
+            ("r2".into(), "occupancy".into(), "stand-a".into(), None, 40),
+            ("r2".into(), "transition".into(), "stand-a".into(), Some("concourse".into()), 4),
+        ];
+        assert_eq!(rows, expected);
+        assert_eq!(row_count(&store, "count_hourly"), 5, "one rollup cell per item here");
+        let totals = store.totals(&id("arena"), 0, 7200).expect("totals");
+        assert_eq!(totals.iter().map(|t| t.value).collect::<Vec<_>>(), vec![5, 3]);
+        // A redelivery of an old record is still a duplicate; a new one is numbered after the
+        // old ones (a duplicate's number is not reused).
+        let mut again = record("r1", "arena", "cam-north", 3600, vec![crossing("north-gate", Direction::In, 5, 2.0)]);
+        again.mechanism = passage_wire::NoiseMechanism::DiscreteGaussian;
+        let fresh = record("r3", "arena", "cam-north", 3720, vec![crossing("north-gate", Direction::In, 1, 2.0)]);
+        let outcome = store.insert_batch(&[again, fresh]).expect("insert");
+        assert_eq!(outcome, InsertOutcome { inserted: 1, duplicates: 1 });
+        let seqs: Vec<i64> = store
+            .conn
+            .prepare("SELECT seq FROM count_records ORDER BY seq")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(seqs.len(), 3);
+        assert_eq!(&seqs[..2], &[1, 2], "the old records keep their numbers");
+        assert!(seqs[2] > 2, "the new record's number follows them");
+    }
+
+    /// Reports read the hourly rollup for whole hours and the raw items for the partial
+    /// hours at the ends; over any range and bucket the sums equal the raw items' own.
+    #[test]
+    fn the_rollup_and_the_raw_items_give_the_same_sums() {
+        let (_dir, mut store) = temp_store();
+        let mut batch = Vec::new();
+        for i in 0..400_i64 {
+            let start = 1_000 + i * 97;
+            let mut r = record(
+                &format!("x{i}"),
+                "arena",
+                if i % 3 == 0 { "cam-north" } else { "cam-east" },
+                start,
+                vec![
+                    crossing(if i % 2 == 0 { "north-gate" } else { "east-gate" }, Direction::In, i % 7, 1.5),
+                    crossing("north-gate", Direction::Out, i % 5, 0.5),
+                ],
+            );
+            r.secs = if i % 11 == 0 { 180 } else { 60 };
+            batch.push(r);
+        }
+        // In several batches, so the rollup cells are summed across batches too.
+        for chunk in batch.chunks(70) {
+            store.insert_batch(chunk).expect("insert");
+        }
+        let raw = |from: i64, to: i64, bucket: i64| -> Vec<(i64, i64)> {
+            let mut statement = store
+                .conn
+                .prepare(
+                    "SELECT (start // ?) * ? AS b, CAST(SUM(CASE WHEN other = 0 THEN value ELSE -value END) AS BIGINT)
+                     FROM count_items WHERE start >= ? AND start < ? GROUP BY b ORDER BY b",
+                )
+                .expect("prepare");
+            statement
+                .query_map(params![bucket, bucket, from, to], |row| Ok((row.get(0)?, row.get(1)?)))
+                .expect("query")
+                .collect::<Result<_, _>>()
+                .expect("rows")
+        };
+        for (from, to, bucket) in
+            [(0, 40_000, 3600), (1_234, 38_000, 3600), (3600, 36_000, 7200), (500, 39_000, 900), (7_000, 7_100, 3600)]
+        {
+            let frame = store.net_flow(&id("arena"), from, to, bucket).expect("net flow");
+            let starts = crate::reports::i64_column(&frame, "start").expect("start");
+            let net = crate::reports::i64_column(&frame, "net").expect("net");
+            let ours: Vec<(i64, i64)> = starts.into_iter().zip(net).collect();
+            assert_eq!(ours, raw(from, to, bucket), "range [{from}, {to}) bucket {bucket}");
+        }
+        let (entries, _, exits, _) = store.period_totals(&id("arena"), 1_234, 38_000).expect("totals");
+        let all = raw(1_234, 38_000, 100_000);
+        assert_eq!(entries - exits, all.iter().map(|(_, v)| v).sum::<i64>());
+
+        // Compaction merges the batches' partial rows and changes no sum.
+        let before = store.net_flow(&id("arena"), 0, 40_000, 3600).expect("net flow");
+        let rows = row_count(&store, "count_hourly");
+        let merged = store.compact_rollup().expect("compact");
+        assert!(merged > 0, "six batches over the same hours left nothing to merge");
+        assert_eq!(row_count(&store, "count_hourly"), rows - merged as i64);
+        assert_eq!(store.compact_rollup().expect("compact again"), 0);
+        let after = store.net_flow(&id("arena"), 0, 40_000, 3600).expect("net flow");
+        assert_eq!(
+            crate::reports::i64_column(&before, "net").expect("net"),
+            crate::reports::i64_column(&after, "net").expect("net")
+        );
     }
 
     #[test]
@@ -873,11 +1109,14 @@ pub(crate) mod tests {
             CountItem { metric: Metric::Total { line: id("l"), dir: Direction::In }, value: 2, std: 0.5 },
             CountItem { metric: Metric::Occupancy { zone: id("z") }, value: 3, std: 0.5 },
             CountItem { metric: Metric::Transition { from: id("a"), to: id("b") }, value: 4, std: 0.5 },
+            CountItem { metric: Metric::Dwell { zone: id("z"), bucket: 2 }, value: 5, std: 0.5 },
+            CountItem { metric: Metric::Entries { zone: id("z") }, value: 6, std: 0.5 },
+            CountItem { metric: Metric::Exits { zone: id("z") }, value: 7, std: 0.5 },
         ];
         store.insert_batch(&[record("m", "arena", "cam", 0, items)]).expect("insert");
         let rows: Vec<(String, String, Option<String>, i64)> = store
             .conn
-            .prepare("SELECT metric, line_or_zone, dir_or_to, value FROM count_items ORDER BY value")
+            .prepare("SELECT metric, line_or_zone, dir_or_to, value FROM count_items_named ORDER BY value")
             .expect("prepare")
             .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))
             .expect("query")
@@ -890,6 +1129,9 @@ pub(crate) mod tests {
                 ("total".into(), "l".into(), Some("in".into()), 2),
                 ("occupancy".into(), "z".into(), None, 3),
                 ("transition".into(), "a".into(), Some("b".into()), 4),
+                ("dwell".into(), "z".into(), Some("300".into()), 5),
+                ("entries".into(), "z".into(), None, 6),
+                ("exits".into(), "z".into(), None, 7),
             ]
         );
     }

@@ -5,12 +5,15 @@ The report: per bucket (`(start // bucket) * bucket`), the net flow into the ven
 "in" minus "out" over all lines) and its noise variance, then the running sum of both within
 each UTC day (occupancy and its variance), for the buckets starting in [from, to).
 
-DuckDB reads the bench's database file (read-only); Polars reads the same rows from the
-Parquet copy the bench writes, once, into memory, and then runs its lazy query on that frame.
+Both read what the store reads: the hourly rollup for the whole hours of the range and the raw
+1-minute items for the partial hours at either end. DuckDB reads the bench's database file
+(read-only); Polars holds the rollup in memory (read once from its Parquet copy) and scans the
+raw items' Parquet copy with the range predicates pushed down.
 Prints one JSON line: p50/p95 in milliseconds for each, the number of result rows and a
 checksum (sum of the occupancy values) that the Rust side compares with its own.
 
-    python benches/peer/analytics_occupancy.py --db FILE --parquet FILE --venue bench \
+    python benches/peer/analytics_occupancy.py --db FILE --parquet FILE --hourly-parquet FILE \
+        --venue bench \
         --from 0 --to 31536000 --bucket 3600 --iterations 20
 """
 
@@ -45,7 +48,8 @@ def timed(run, iterations, warmup=2):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", required=True)
-    parser.add_argument("--parquet", required=True)
+    parser.add_argument("--parquet", required=True, help="the raw items")
+    parser.add_argument("--hourly-parquet", required=True, help="the hourly rollup")
     parser.add_argument("--venue", required=True)
     parser.add_argument("--from", dest="start", type=int, required=True)
     parser.add_argument("--to", dest="end", type=int, required=True)
@@ -58,13 +62,33 @@ def main():
     con = duckdb.connect(args.db, read_only=True)
     if args.threads:
         con.execute(f"SET threads = {args.threads}")
+    # The store's layout: identifiers are codes of the `names` table (looked up once, as the
+    # store keeps them in memory), crossings are metric 1, "in" is other = 0. Whole hours
+    # come from the hourly rollup, partial hours at either end from the raw items.
+    venue = con.execute("SELECT code FROM names WHERE name = ?", [args.venue]).fetchone()[0]
+    hour = 3600
+    first = -(-day_start // hour) * hour
+    last = args.end // hour * hour
+    if args.bucket % hour == 0 and first < last:
+        head, tail, hours = (day_start, first), (last, args.end), (first, last)
+    else:
+        head, tail, hours = (day_start, args.end), (args.end, args.end), (args.end, args.end)
     sql = """
-        WITH net AS (
+        WITH cells AS (
+            SELECT start, other, value, std * std AS var FROM count_items
+            WHERE venue = $venue AND metric = 1 AND start >= $head_from AND start < $head_to
+            UNION ALL
+            SELECT start, other, value, std * std AS var FROM count_items
+            WHERE venue = $venue AND metric = 1 AND start >= $tail_from AND start < $tail_to
+            UNION ALL
+            SELECT hour, other, value, var FROM count_hourly
+            WHERE venue = $venue AND metric = 1 AND hour >= $hours_from AND hour < $hours_to
+        ),
+        net AS (
             SELECT (start // $bucket) * $bucket AS b,
-                   SUM(CASE WHEN dir_or_to = 'in' THEN value ELSE -value END) AS net,
-                   SUM(std * std) AS var
-            FROM count_items
-            WHERE venue = $venue AND metric = 'crossings' AND start >= $day_start AND start < $end
+                   SUM(CASE WHEN other = 0 THEN value ELSE -value END) AS net,
+                   SUM(var) AS var
+            FROM cells
             GROUP BY b
         )
         SELECT b,
@@ -76,28 +100,51 @@ def main():
     """
     params = {
         "bucket": args.bucket,
-        "venue": args.venue,
-        "day_start": day_start,
-        "end": args.end,
+        "venue": venue,
+        "head_from": head[0],
+        "head_to": head[1],
+        "tail_from": tail[0],
+        "tail_to": tail[1],
+        "hours_from": hours[0],
+        "hours_to": hours[1],
         "from_bucket": args.start - args.start % args.bucket,
     }
     duck_rows, duck_ms = timed(lambda: con.execute(sql, params).fetchall(), args.iterations)
 
-    frame = pl.read_parquet(args.parquet, columns=["venue", "metric", "dir_or_to", "start", "value", "std"])
+    # Polars: the rollup in memory (read once); the raw items scanned from their Parquet copy
+    # with the range predicates pushed down (row groups outside them are skipped).
+    hourly = pl.read_parquet(args.hourly_parquet, columns=["venue", "metric", "other", "hour", "value", "var"])
 
     def polars_query():
-        return (
-            frame.lazy()
+        raw = (
+            pl.scan_parquet(args.parquet)
+            .select("venue", "metric", "other", "start", "value", "std")
             .filter(
-                (pl.col("venue") == args.venue)
-                & (pl.col("metric") == "crossings")
-                & (pl.col("start") >= day_start)
-                & (pl.col("start") < args.end)
+                (pl.col("venue") == venue)
+                & (pl.col("metric") == 1)
+                & (
+                    ((pl.col("start") >= head[0]) & (pl.col("start") < head[1]))
+                    | ((pl.col("start") >= tail[0]) & (pl.col("start") < tail[1]))
+                )
             )
+            .select("start", "other", "value", (pl.col("std") * pl.col("std")).alias("var"))
+        )
+        rolled = (
+            hourly.lazy()
+            .filter(
+                (pl.col("venue") == venue)
+                & (pl.col("metric") == 1)
+                & (pl.col("hour") >= hours[0])
+                & (pl.col("hour") < hours[1])
+            )
+            .select(pl.col("hour").alias("start"), "other", "value", "var")
+        )
+        return (
+            pl.concat([raw, rolled])
             .group_by(((pl.col("start") // args.bucket) * args.bucket).alias("b"))
             .agg(
-                pl.when(pl.col("dir_or_to") == "in").then(pl.col("value")).otherwise(-pl.col("value")).sum().alias("net"),
-                (pl.col("std") * pl.col("std")).sum().alias("var"),
+                pl.when(pl.col("other") == 0).then(pl.col("value")).otherwise(-pl.col("value")).sum().alias("net"),
+                pl.col("var").sum().alias("var"),
             )
             .sort("b")
             .with_columns((pl.col("b") // 86400).alias("day"))

@@ -13,11 +13,8 @@ use polars::prelude::{df, DataFrame};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use super::Store;
+use super::{metric_code, stored_direction, stored_id, LineTotal, Point, Store, DIR_IN, DIR_OUT};
 use crate::{now_unix, AnalyticsError};
-
-/// Columns of a two-key aggregation: first key, second key, sum, variance.
-type PairColumns = (Vec<String>, Vec<String>, Vec<i64>, Vec<f64>);
 
 fn frame_error(error: polars::prelude::PolarsError) -> AnalyticsError {
     AnalyticsError::Report { report: "frame", reason: error.to_string() }
@@ -68,93 +65,156 @@ pub struct SweepEntry {
     pub rows: i64,
 }
 
+/// Which rows an aggregation over `[from, to)` reads: the hourly rollup for the whole hours
+/// inside the range when buckets are whole hours (or there are none), and the raw items for
+/// the partial hours at either end; the raw items alone otherwise. Both give the same sums:
+/// an item belongs to the bucket, and the rollup hour, its interval starts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Span {
+    /// Raw items starting in `[head.0, head.1)`.
+    pub head: (i64, i64),
+    /// Raw items starting in `[tail.0, tail.1)`.
+    pub tail: (i64, i64),
+    /// Rollup hours in `[hours.0, hours.1)`.
+    pub hours: (i64, i64),
+}
+
+impl Span {
+    pub(crate) fn new(from: i64, to: i64, bucket: Option<i64>) -> Span {
+        let first = from.div_euclid(HOUR) * HOUR + if from.rem_euclid(HOUR) == 0 { 0 } else { HOUR };
+        let last = to.div_euclid(HOUR) * HOUR;
+        if bucket.is_none_or(|b| b % HOUR == 0) && first < last {
+            Span { head: (from, first), tail: (last, to), hours: (first, last) }
+        } else {
+            Span { head: (from, to), tail: (to, to), hours: (to, to) }
+        }
+    }
+}
+
+const HOUR: i64 = 3600;
+
+/// The cells of one metric of one venue over a [`Span`]: columns `start`, `subject`, `other`,
+/// `value`, `var` (noise variance) and `n` (items summed). Parameters: `$1` venue code, `$2`
+/// metric code, `$3`..`$8` the span; queries add theirs from `$9`.
+const CELLS: &str = "(SELECT start, subject, other, value, std * std AS var, 1 AS n FROM count_items
+       WHERE venue = $1 AND metric = $2 AND start >= $3 AND start < $4
+     UNION ALL
+     SELECT start, subject, other, value, std * std AS var, 1 AS n FROM count_items
+       WHERE venue = $1 AND metric = $2 AND start >= $5 AND start < $6
+     UNION ALL
+     SELECT hour, subject, other, value, var, n FROM count_hourly
+       WHERE venue = $1 AND metric = $2 AND hour >= $7 AND hour < $8) AS cells";
+
+/// One query's result rows, read column by column.
+fn read<T: duckdb::types::FromSql>(row: &duckdb::Row<'_>, index: usize) -> Result<T, AnalyticsError> {
+    row.get(index).map_err(AnalyticsError::db("read a report row"))
+}
+
 impl Store {
+    /// Parameters `$1`..`$8` of [`CELLS`], then `extra`. An unknown venue gets code -1, which
+    /// matches nothing.
+    fn cell_params(
+        &self,
+        venue: &Id,
+        metric: u8,
+        span: Span,
+        extra: &[i64],
+    ) -> Result<Vec<duckdb::types::Value>, AnalyticsError> {
+        use duckdb::types::Value;
+        let code = self.code_of(venue.as_str())?.unwrap_or(-1);
+        let mut values = vec![Value::Int(code), Value::UTinyInt(metric)];
+        for bound in [span.head.0, span.head.1, span.tail.0, span.tail.1, span.hours.0, span.hours.1] {
+            values.push(Value::BigInt(bound));
+        }
+        values.extend(extra.iter().map(|v| Value::BigInt(*v)));
+        Ok(values)
+    }
+
+    /// Prepares `sql` and runs it with `params`, handing each row to `each`.
+    fn each_row(
+        &self,
+        sql: &str,
+        params: Vec<duckdb::types::Value>,
+        context: &'static str,
+        mut each: impl FnMut(&duckdb::Row<'_>) -> Result<(), AnalyticsError>,
+    ) -> Result<(), AnalyticsError> {
+        let mut statement = self.conn.prepare_cached(sql).map_err(AnalyticsError::db(context))?;
+        let mut rows = statement.query(duckdb::params_from_iter(params)).map_err(AnalyticsError::db(context))?;
+        while let Some(row) = rows.next().map_err(AnalyticsError::db(context))? {
+            each(row)?;
+        }
+        Ok(())
+    }
+
     /// Net flow into `venue` (crossings in minus out over all its lines) per bucket, with
     /// the summed noise variance: columns `start`, `net`, `var`.
     pub fn net_flow(&self, venue: &Id, from: i64, to: i64, bucket: i64) -> Result<DataFrame, AnalyticsError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT (start // ?) * ? AS b,
-                        CAST(SUM(CASE WHEN dir_or_to = 'in' THEN value ELSE -value END) AS BIGINT),
-                        SUM(std * std)
-                 FROM count_items
-                 WHERE venue = ? AND metric = 'crossings' AND start >= ? AND start < ?
-                 GROUP BY b ORDER BY b",
-            )
-            .map_err(AnalyticsError::db("prepare the net flow query"))?;
-        let mut start = Vec::new();
-        let mut net = Vec::new();
-        let mut var = Vec::new();
-        let mut rows = statement
-            .query(params![bucket, bucket, venue.as_str(), from, to])
-            .map_err(AnalyticsError::db("run the net flow query"))?;
-        while let Some(row) = rows.next().map_err(AnalyticsError::db("read a net flow row"))? {
-            start.push(row.get::<_, i64>(0).map_err(AnalyticsError::db("read a net flow row"))?);
-            net.push(row.get::<_, i64>(1).map_err(AnalyticsError::db("read a net flow row"))?);
-            var.push(row.get::<_, f64>(2).map_err(AnalyticsError::db("read a net flow row"))?);
-        }
+        let sql = format!(
+            "SELECT (start // $9) * $9 AS b, CAST(SUM(CASE WHEN other = {DIR_IN} THEN value ELSE -value END) AS BIGINT),
+                    SUM(var)
+             FROM {CELLS} GROUP BY b ORDER BY b"
+        );
+        let params = self.cell_params(venue, metric_code::CROSSINGS, Span::new(from, to, Some(bucket)), &[bucket])?;
+        let (mut start, mut net, mut var) = (Vec::new(), Vec::new(), Vec::new());
+        self.each_row(&sql, params, "run the net flow query", |row| {
+            start.push(read::<i64>(row, 0)?);
+            net.push(read::<i64>(row, 1)?);
+            var.push(read::<f64>(row, 2)?);
+            Ok(())
+        })?;
         df!("start" => start, "net" => net, "var" => var).map_err(frame_error)
     }
 
     /// Released zone occupancy levels per bucket and zone: columns `start`, `zone`, `sum`,
     /// `var`, `n`.
     pub fn zone_levels(&self, venue: &Id, from: i64, to: i64, bucket: i64) -> Result<DataFrame, AnalyticsError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT (start // ?) * ? AS b, line_or_zone, CAST(SUM(value) AS BIGINT), SUM(std * std),
-                        CAST(COUNT(*) AS BIGINT)
-                 FROM count_items
-                 WHERE venue = ? AND metric = 'occupancy' AND start >= ? AND start < ?
-                 GROUP BY b, line_or_zone ORDER BY line_or_zone, b",
-            )
-            .map_err(AnalyticsError::db("prepare the zone level query"))?;
+        let sql = format!(
+            "SELECT a.b, z.name, a.s, a.v, a.k
+             FROM (SELECT (start // $9) * $9 AS b, subject, CAST(SUM(value) AS BIGINT) AS s, SUM(var) AS v,
+                          CAST(SUM(n) AS BIGINT) AS k
+                   FROM {CELLS} GROUP BY b, subject) a
+             JOIN names z ON z.code = a.subject
+             ORDER BY z.name, a.b"
+        );
+        let params = self.cell_params(venue, metric_code::OCCUPANCY, Span::new(from, to, Some(bucket)), &[bucket])?;
         let (mut start, mut zone, mut sum, mut var, mut n) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut rows = statement
-            .query(params![bucket, bucket, venue.as_str(), from, to])
-            .map_err(AnalyticsError::db("run the zone level query"))?;
-        let read = AnalyticsError::db;
-        while let Some(row) = rows.next().map_err(read("read a zone level row"))? {
-            start.push(row.get::<_, i64>(0).map_err(read("read a zone level row"))?);
-            zone.push(row.get::<_, String>(1).map_err(read("read a zone level row"))?);
-            sum.push(row.get::<_, i64>(2).map_err(read("read a zone level row"))?);
-            var.push(row.get::<_, f64>(3).map_err(read("read a zone level row"))?);
-            n.push(row.get::<_, i64>(4).map_err(read("read a zone level row"))?);
-        }
+        self.each_row(&sql, params, "run the zone level query", |row| {
+            start.push(read::<i64>(row, 0)?);
+            zone.push(read::<String>(row, 1)?);
+            sum.push(read::<i64>(row, 2)?);
+            var.push(read::<f64>(row, 3)?);
+            n.push(read::<i64>(row, 4)?);
+            Ok(())
+        })?;
         df!("start" => start, "zone" => zone, "sum" => sum, "var" => var, "n" => n).map_err(frame_error)
     }
 
     /// Crossings per bucket and line, both directions: columns `start`, `line`, `entries`,
     /// `entries_var`, `exits`, `exits_var`.
     pub fn line_crossings(&self, venue: &Id, from: i64, to: i64, bucket: i64) -> Result<DataFrame, AnalyticsError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT (start // ?) * ? AS b, line_or_zone,
-                        CAST(COALESCE(SUM(value) FILTER (WHERE dir_or_to = 'in'), 0) AS BIGINT),
-                        COALESCE(SUM(std * std) FILTER (WHERE dir_or_to = 'in'), 0),
-                        CAST(COALESCE(SUM(value) FILTER (WHERE dir_or_to = 'out'), 0) AS BIGINT),
-                        COALESCE(SUM(std * std) FILTER (WHERE dir_or_to = 'out'), 0)
-                 FROM count_items
-                 WHERE venue = ? AND metric = 'crossings' AND start >= ? AND start < ?
-                 GROUP BY b, line_or_zone ORDER BY b, line_or_zone",
-            )
-            .map_err(AnalyticsError::db("prepare the crossings query"))?;
+        let sql = format!(
+            "SELECT a.b, l.name, a.e, a.ev, a.x, a.xv
+             FROM (SELECT (start // $9) * $9 AS b, subject,
+                          CAST(COALESCE(SUM(value) FILTER (WHERE other = {DIR_IN}), 0) AS BIGINT) AS e,
+                          COALESCE(SUM(var) FILTER (WHERE other = {DIR_IN}), 0) AS ev,
+                          CAST(COALESCE(SUM(value) FILTER (WHERE other = {DIR_OUT}), 0) AS BIGINT) AS x,
+                          COALESCE(SUM(var) FILTER (WHERE other = {DIR_OUT}), 0) AS xv
+                   FROM {CELLS} GROUP BY b, subject) a
+             JOIN names l ON l.code = a.subject
+             ORDER BY a.b, l.name"
+        );
+        let params = self.cell_params(venue, metric_code::CROSSINGS, Span::new(from, to, Some(bucket)), &[bucket])?;
         let mut columns = (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut rows = statement
-            .query(params![bucket, bucket, venue.as_str(), from, to])
-            .map_err(AnalyticsError::db("run the crossings query"))?;
-        let read = AnalyticsError::db;
-        while let Some(row) = rows.next().map_err(read("read a crossings row"))? {
-            columns.0.push(row.get::<_, i64>(0).map_err(read("read a crossings row"))?);
-            columns.1.push(row.get::<_, String>(1).map_err(read("read a crossings row"))?);
-            columns.2.push(row.get::<_, i64>(2).map_err(read("read a crossings row"))?);
-            columns.3.push(row.get::<_, f64>(3).map_err(read("read a crossings row"))?);
-            columns.4.push(row.get::<_, i64>(4).map_err(read("read a crossings row"))?);
-            columns.5.push(row.get::<_, f64>(5).map_err(read("read a crossings row"))?);
-        }
+        self.each_row(&sql, params, "run the crossings query", |row| {
+            columns.0.push(read::<i64>(row, 0)?);
+            columns.1.push(read::<String>(row, 1)?);
+            columns.2.push(read::<i64>(row, 2)?);
+            columns.3.push(read::<f64>(row, 3)?);
+            columns.4.push(read::<i64>(row, 4)?);
+            columns.5.push(read::<f64>(row, 5)?);
+            Ok(())
+        })?;
         df!(
             "start" => columns.0,
             "line" => columns.1,
@@ -168,111 +228,179 @@ impl Store {
 
     /// Zone-to-zone transitions summed over the range: columns `from`, `to`, `value`, `var`.
     pub fn transitions(&self, venue: &Id, from: i64, to: i64) -> Result<DataFrame, AnalyticsError> {
-        self.pairs(
-            "SELECT line_or_zone, dir_or_to, CAST(SUM(value) AS BIGINT), SUM(std * std)
-             FROM count_items
-             WHERE venue = ? AND metric = 'transition' AND start >= ? AND start < ?
-             GROUP BY line_or_zone, dir_or_to ORDER BY line_or_zone, dir_or_to",
-            venue,
-            from,
-            to,
-        )
-        .and_then(|(a, b, value, var)| df!("from" => a, "to" => b, "value" => value, "var" => var).map_err(frame_error))
+        let sql = format!(
+            "SELECT f.name, t.name, a.v, a.var
+             FROM (SELECT subject, other, CAST(SUM(value) AS BIGINT) AS v, SUM(var) AS var
+                   FROM {CELLS} GROUP BY subject, other) a
+             JOIN names f ON f.code = a.subject
+             JOIN names t ON t.code = a.other
+             ORDER BY f.name, t.name"
+        );
+        let params = self.cell_params(venue, metric_code::TRANSITION, Span::new(from, to, None), &[])?;
+        let (mut a, mut b, mut value, mut var) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        self.each_row(&sql, params, "run the transition query", |row| {
+            a.push(read::<String>(row, 0)?);
+            b.push(read::<String>(row, 1)?);
+            value.push(read::<i64>(row, 2)?);
+            var.push(read::<f64>(row, 3)?);
+            Ok(())
+        })?;
+        df!("from" => a, "to" => b, "value" => value, "var" => var).map_err(frame_error)
     }
 
     /// Dwell-time buckets per zone summed over the range: columns `zone`, `at_least_secs`,
     /// `value`, `var`.
     pub fn dwell(&self, venue: &Id, from: i64, to: i64) -> Result<DataFrame, AnalyticsError> {
-        let (zone, label, value, var) = self.pairs(
-            "SELECT line_or_zone, dir_or_to, CAST(SUM(value) AS BIGINT), SUM(std * std)
-             FROM count_items
-             WHERE venue = ? AND metric = 'dwell' AND start >= ? AND start < ?
-             GROUP BY line_or_zone, dir_or_to ORDER BY line_or_zone, dir_or_to",
-            venue,
-            from,
-            to,
-        )?;
-        let at_least: Vec<i64> = label
-            .iter()
-            .map(|l| l.parse::<i64>().map_err(|_| AnalyticsError::Corrupt { what: "dwell bucket" }))
-            .collect::<Result<_, _>>()?;
+        let sql = format!(
+            "SELECT z.name, CAST(a.other AS BIGINT), a.v, a.var
+             FROM (SELECT subject, other, CAST(SUM(value) AS BIGINT) AS v, SUM(var) AS var
+                   FROM {CELLS} GROUP BY subject, other) a
+             JOIN names z ON z.code = a.subject
+             ORDER BY z.name, a.other"
+        );
+        let params = self.cell_params(venue, metric_code::DWELL, Span::new(from, to, None), &[])?;
+        let (mut zone, mut at_least, mut value, mut var) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        self.each_row(&sql, params, "run the dwell query", |row| {
+            zone.push(read::<String>(row, 0)?);
+            at_least.push(read::<i64>(row, 1)?);
+            value.push(read::<i64>(row, 2)?);
+            var.push(read::<f64>(row, 3)?);
+            Ok(())
+        })?;
         df!("zone" => zone, "at_least_secs" => at_least, "value" => value, "var" => var).map_err(frame_error)
-    }
-
-    fn pairs(&self, sql: &str, venue: &Id, from: i64, to: i64) -> Result<PairColumns, AnalyticsError> {
-        let mut statement = self.conn.prepare_cached(sql).map_err(AnalyticsError::db("prepare a pair query"))?;
-        let mut out = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let mut rows =
-            statement.query(params![venue.as_str(), from, to]).map_err(AnalyticsError::db("run a pair query"))?;
-        let read = AnalyticsError::db;
-        while let Some(row) = rows.next().map_err(read("read a pair row"))? {
-            out.0.push(row.get::<_, String>(0).map_err(read("read a pair row"))?);
-            out.1.push(row.get::<_, Option<String>>(1).map_err(read("read a pair row"))?.unwrap_or_default());
-            out.2.push(row.get::<_, i64>(2).map_err(read("read a pair row"))?);
-            out.3.push(row.get::<_, f64>(3).map_err(read("read a pair row"))?);
-        }
-        Ok(out)
     }
 
     /// Entries (crossings in, all lines) per hour: columns `start`, `entries`, `var`.
     pub fn hourly_entries(&self, venue: &Id, from: i64, to: i64) -> Result<DataFrame, AnalyticsError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT (start // 3600) * 3600 AS b, CAST(SUM(value) AS BIGINT), SUM(std * std)
-                 FROM count_items
-                 WHERE venue = ? AND metric = 'crossings' AND dir_or_to = 'in' AND start >= ? AND start < ?
-                 GROUP BY b ORDER BY b",
-            )
-            .map_err(AnalyticsError::db("prepare the hourly entries query"))?;
+        let sql = format!(
+            "SELECT (start // 3600) * 3600 AS b, CAST(SUM(value) AS BIGINT), SUM(var)
+             FROM {CELLS} WHERE other = {DIR_IN} GROUP BY b ORDER BY b"
+        );
+        let params = self.cell_params(venue, metric_code::CROSSINGS, Span::new(from, to, Some(HOUR)), &[])?;
         let (mut start, mut entries, mut var) = (Vec::new(), Vec::new(), Vec::new());
-        let mut rows = statement
-            .query(params![venue.as_str(), from, to])
-            .map_err(AnalyticsError::db("run the hourly entries query"))?;
-        let read = AnalyticsError::db;
-        while let Some(row) = rows.next().map_err(read("read an hourly entries row"))? {
-            start.push(row.get::<_, i64>(0).map_err(read("read an hourly entries row"))?);
-            entries.push(row.get::<_, i64>(1).map_err(read("read an hourly entries row"))?);
-            var.push(row.get::<_, f64>(2).map_err(read("read an hourly entries row"))?);
-        }
+        self.each_row(&sql, params, "run the hourly entries query", |row| {
+            start.push(read::<i64>(row, 0)?);
+            entries.push(read::<i64>(row, 1)?);
+            var.push(read::<f64>(row, 2)?);
+            Ok(())
+        })?;
         df!("start" => start, "entries" => entries, "var" => var).map_err(frame_error)
     }
 
     /// Entries and exits over all lines in `[from, to)`: `(entries, entries_var, exits,
     /// exits_var)`.
     pub fn period_totals(&self, venue: &Id, from: i64, to: i64) -> Result<(i64, f64, i64, f64), AnalyticsError> {
-        self.conn
-            .query_row(
-                "SELECT CAST(COALESCE(SUM(value) FILTER (WHERE dir_or_to = 'in'), 0) AS BIGINT),
-                        COALESCE(SUM(std * std) FILTER (WHERE dir_or_to = 'in'), 0),
-                        CAST(COALESCE(SUM(value) FILTER (WHERE dir_or_to = 'out'), 0) AS BIGINT),
-                        COALESCE(SUM(std * std) FILTER (WHERE dir_or_to = 'out'), 0)
-                 FROM count_items
-                 WHERE venue = ? AND metric = 'crossings' AND start >= ? AND start < ?",
-                params![venue.as_str(), from, to],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
-            .map_err(AnalyticsError::db("run the period totals query"))
+        let sql = format!(
+            "SELECT CAST(COALESCE(SUM(value) FILTER (WHERE other = {DIR_IN}), 0) AS BIGINT),
+                    COALESCE(SUM(var) FILTER (WHERE other = {DIR_IN}), 0),
+                    CAST(COALESCE(SUM(value) FILTER (WHERE other = {DIR_OUT}), 0) AS BIGINT),
+                    COALESCE(SUM(var) FILTER (WHERE other = {DIR_OUT}), 0)
+             FROM {CELLS}"
+        );
+        let params = self.cell_params(venue, metric_code::CROSSINGS, Span::new(from, to, None), &[])?;
+        let mut totals = (0, 0.0, 0, 0.0);
+        self.each_row(&sql, params, "run the period totals query", |row| {
+            totals = (read(row, 0)?, read(row, 1)?, read(row, 2)?, read(row, 3)?);
+            Ok(())
+        })?;
+        Ok(totals)
+    }
+
+    /// Crossings of every line of `venue` per direction, summed over the intervals that start
+    /// in `[from, to)`, ordered by line then direction. Lines without data are absent.
+    pub fn totals(&self, venue: &Id, from: i64, to: i64) -> Result<Vec<LineTotal>, AnalyticsError> {
+        let sql = format!(
+            "SELECT l.name, a.other, a.v, SQRT(a.var), a.k
+             FROM (SELECT subject, other, CAST(SUM(value) AS BIGINT) AS v, SUM(var) AS var, CAST(SUM(n) AS BIGINT) AS k
+                   FROM {CELLS} GROUP BY subject, other) a
+             JOIN names l ON l.code = a.subject
+             ORDER BY l.name, a.other"
+        );
+        let params = self.cell_params(venue, metric_code::CROSSINGS, Span::new(from, to, None), &[])?;
+        let mut totals = Vec::new();
+        self.each_row(&sql, params, "run the totals query", |row| {
+            totals.push(LineTotal {
+                line: stored_id(&read::<String>(row, 0)?)?,
+                dir: stored_direction(read::<i32>(row, 1)?)?,
+                value: read(row, 2)?,
+                std: read(row, 3)?,
+                items: u64::try_from(read::<i64>(row, 4)?).unwrap_or(0),
+            });
+            Ok(())
+        })?;
+        Ok(totals)
+    }
+
+    /// Crossings of `line` of `venue` per interval starting in `[from, to)`, in time order.
+    /// Intervals with no record are absent (no data is not zero).
+    pub fn series(&self, venue: &Id, line: &Id, from: i64, to: i64) -> Result<Vec<Point>, AnalyticsError> {
+        let (Some(venue), Some(line)) = (self.code_of(venue.as_str())?, self.code_of(line.as_str())?) else {
+            return Ok(Vec::new());
+        };
+        let sql = format!(
+            "SELECT start, MAX(secs),
+                    CAST(SUM(value) FILTER (WHERE other = {DIR_IN}) AS BIGINT),
+                    SQRT(SUM(std * std) FILTER (WHERE other = {DIR_IN})),
+                    CAST(SUM(value) FILTER (WHERE other = {DIR_OUT}) AS BIGINT),
+                    SQRT(SUM(std * std) FILTER (WHERE other = {DIR_OUT}))
+             FROM count_items
+             WHERE venue = $1 AND metric = $2 AND subject = $3 AND start >= $4 AND start < $5
+             GROUP BY start
+             ORDER BY start"
+        );
+        use duckdb::types::Value;
+        let params = vec![
+            Value::Int(venue),
+            Value::UTinyInt(metric_code::CROSSINGS),
+            Value::Int(line),
+            Value::BigInt(from),
+            Value::BigInt(to),
+        ];
+        let mut points = Vec::new();
+        self.each_row(&sql, params, "run the series query", |row| {
+            points.push(Point {
+                start: read(row, 0)?,
+                secs: read(row, 1)?,
+                in_value: read(row, 2)?,
+                in_std: read(row, 3)?,
+                out_value: read(row, 4)?,
+                out_std: read(row, 5)?,
+            });
+            Ok(())
+        })?;
+        Ok(points)
     }
 
     /// The latest released occupancy of every zone of `venue` whose interval started at or
     /// after `since`, in zone order.
     pub fn latest_zone_levels(&self, venue: &Id, since: i64) -> Result<Vec<ZoneLevel>, AnalyticsError> {
-        let mut statement = self
-            .conn
-            .prepare_cached(
-                "SELECT line_or_zone, MAX(start), CAST(arg_max(value, start) AS BIGINT), arg_max(std, start)
-                 FROM count_items
-                 WHERE venue = ? AND metric = 'occupancy' AND start >= ?
-                 GROUP BY line_or_zone ORDER BY line_or_zone",
-            )
-            .map_err(AnalyticsError::db("prepare the latest level query"))?;
-        let rows = statement
-            .query_map(params![venue.as_str(), since], |row| {
-                Ok(ZoneLevel { zone: row.get(0)?, start: row.get(1)?, value: row.get(2)?, std: row.get(3)? })
-            })
-            .map_err(AnalyticsError::db("run the latest level query"))?;
-        rows.collect::<Result<_, _>>().map_err(AnalyticsError::db("read a latest level row"))
+        let Some(venue) = self.code_of(venue.as_str())? else {
+            return Ok(Vec::new());
+        };
+        use duckdb::types::Value;
+        let params = vec![Value::Int(venue), Value::UTinyInt(metric_code::OCCUPANCY), Value::BigInt(since)];
+        let mut levels = Vec::new();
+        self.each_row(
+            "SELECT z.name, a.s, a.v, a.d
+             FROM (SELECT subject, MAX(start) AS s, CAST(arg_max(value, start) AS BIGINT) AS v,
+                          arg_max(std, start) AS d
+                   FROM count_items WHERE venue = $1 AND metric = $2 AND start >= $3
+                   GROUP BY subject) a
+             JOIN names z ON z.code = a.subject
+             ORDER BY z.name",
+            params,
+            "run the latest level query",
+            |row| {
+                levels.push(ZoneLevel {
+                    zone: read(row, 0)?,
+                    start: read(row, 1)?,
+                    value: read(row, 2)?,
+                    std: read(row, 3)?,
+                });
+                Ok(())
+            },
+        )?;
+        Ok(levels)
     }
 
     /// Writes the noised count items of `venue` in `[from, to)` to the Parquet file `path`.
@@ -281,7 +409,7 @@ impl Store {
         // are integers, so they are inlined safely; the path is quoted.
         let sql = format!(
             "COPY (SELECT venue, camera, start, secs, metric, line_or_zone, dir_or_to, value, std
-                   FROM count_items WHERE venue = '{venue}' AND start >= {from} AND start < {to}
+                   FROM count_items_named WHERE venue = '{venue}' AND start >= {from} AND start < {to}
                    ORDER BY start, camera, metric, line_or_zone, dir_or_to)
              TO {} (FORMAT PARQUET)",
             sql_string(&path.to_string_lossy())
@@ -304,7 +432,7 @@ impl Store {
         let sql = format!(
             "COPY (SELECT venue, strftime(to_timestamp(start), '%Y-%m-%d') AS day, record_id, camera, start, secs,
                           metric, line_or_zone, dir_or_to, value, std
-                   FROM count_items {filter})
+                   FROM count_items_named {filter})
              TO {} (FORMAT PARQUET, PARTITION_BY (venue, day), OVERWRITE_OR_IGNORE, FILENAME_PATTERN 'part_{{uuid}}')",
             sql_string(&dir.to_string_lossy())
         );
@@ -315,14 +443,31 @@ impl Store {
     /// Deletes what the retention rules say has expired: the count records and items of
     /// `venue` whose interval ended before `cutoff`, in one transaction, and writes what it
     /// did to the sweep log. Returns the log entry.
+    ///
+    /// The hourly rollup follows: its hours up to the cutoff are deleted and rebuilt from the
+    /// items that remain there (intervals that started before the cutoff and end after it).
     pub fn sweep_counts(&mut self, venue: &Id, cutoff: i64) -> Result<SweepEntry, AnalyticsError> {
+        let code = self.code_of(venue.as_str())?.unwrap_or(-1);
+        let hour = cutoff.div_euclid(HOUR) * HOUR + if cutoff.rem_euclid(HOUR) == 0 { 0 } else { HOUR };
         let transaction = self.conn.transaction().map_err(AnalyticsError::db("begin a retention sweep"))?;
         let items = transaction
-            .execute("DELETE FROM count_items WHERE venue = ? AND start + secs <= ?", params![venue.as_str(), cutoff])
+            .execute("DELETE FROM count_items WHERE venue = ? AND start + secs <= ?", params![code, cutoff])
             .map_err(AnalyticsError::db("delete expired count items"))?;
         let records = transaction
-            .execute("DELETE FROM count_records WHERE venue = ? AND start + secs <= ?", params![venue.as_str(), cutoff])
+            .execute("DELETE FROM count_records WHERE venue = ? AND start + secs <= ?", params![code, cutoff])
             .map_err(AnalyticsError::db("delete expired count records"))?;
+        transaction
+            .execute("DELETE FROM count_hourly WHERE venue = ? AND hour < ?", params![code, hour])
+            .map_err(AnalyticsError::db("delete expired rollup hours"))?;
+        transaction
+            .execute(
+                "INSERT INTO count_hourly
+                 SELECT venue, metric, subject, other, (start // 3600) * 3600, CAST(SUM(value) AS BIGINT),
+                        SUM(std * std), COUNT(*)
+                 FROM count_items WHERE venue = ? AND start < ? GROUP BY ALL",
+                params![code, hour],
+            )
+            .map_err(AnalyticsError::db("rebuild the rollup hours at the cutoff"))?;
         let entry = SweepEntry {
             at: now_unix(),
             venue: venue.to_string(),
@@ -333,6 +478,43 @@ impl Store {
         log_sweep(&transaction, &entry)?;
         transaction.commit().map_err(AnalyticsError::db("commit a retention sweep"))?;
         Ok(entry)
+    }
+
+    /// Merges the partial rows that inserts append to the hourly rollup into one row per cell,
+    /// in one transaction; returns the rows it removed. Readers sum the rows of a cell either
+    /// way, so this only keeps the rollup small. Inserts running meanwhile append rows this
+    /// transaction does not see, and does not delete.
+    pub fn compact_rollup(&mut self) -> Result<u64, AnalyticsError> {
+        let (rows, cells): (i64, i64) = self
+            .conn
+            .query_row(
+                "SELECT COUNT(*), (SELECT COUNT(*) FROM (SELECT DISTINCT venue, metric, subject, other, hour
+                                                         FROM count_hourly))
+                 FROM count_hourly",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .map_err(AnalyticsError::db("count the rollup rows"))?;
+        if rows == cells {
+            return Ok(0);
+        }
+        let transaction = self.conn.transaction().map_err(AnalyticsError::db("begin a rollup compaction"))?;
+        transaction
+            .execute_batch(
+                "CREATE OR REPLACE TEMP TABLE compacted AS
+                     SELECT venue, metric, subject, other, hour, CAST(SUM(value) AS BIGINT) AS value,
+                            SUM(var) AS var, CAST(SUM(n) AS BIGINT) AS n
+                     FROM count_hourly GROUP BY ALL;
+                 DELETE FROM count_hourly;
+                 INSERT INTO count_hourly SELECT * FROM temp.compacted ORDER BY hour, venue, metric, subject, other;
+                 DROP TABLE temp.compacted;",
+            )
+            .map_err(AnalyticsError::db("compact the hourly rollup"))?;
+        let after: i64 = transaction
+            .query_row("SELECT COUNT(*) FROM count_hourly", [], |row| row.get(0))
+            .map_err(AnalyticsError::db("count the rollup rows"))?;
+        transaction.commit().map_err(AnalyticsError::db("commit a rollup compaction"))?;
+        Ok(u64::try_from(rows - after).unwrap_or(0))
     }
 
     /// Deletes quarantine entries and alert history older than `cutoff`, logging both.
@@ -474,6 +656,19 @@ mod tests {
     }
 
     #[test]
+    fn a_span_uses_the_rollup_only_for_whole_hours_and_hourly_buckets() {
+        assert_eq!(
+            Span::new(1_000, 10_000, Some(3600)),
+            Span { head: (1_000, 3600), tail: (7200, 10_000), hours: (3600, 7200) }
+        );
+        assert_eq!(Span::new(0, 7200, None), Span { head: (0, 0), tail: (7200, 7200), hours: (0, 7200) });
+        // Buckets shorter than an hour, or no whole hour inside: raw items only.
+        assert_eq!(Span::new(0, 7200, Some(900)), Span { head: (0, 7200), tail: (7200, 7200), hours: (7200, 7200) });
+        assert_eq!(Span::new(100, 3700, None), Span { head: (100, 3700), tail: (3700, 3700), hours: (3700, 3700) });
+        assert_eq!(Span::new(-5_000, 0, None), Span { head: (-5_000, -3600), tail: (0, 0), hours: (-3600, 0) });
+    }
+
+    #[test]
     fn the_retention_sweep_deletes_what_expired_and_logs_it() {
         let (_dir, mut store) = temp_store();
         store
@@ -482,10 +677,21 @@ mod tests {
                 record("new", "arena", "cam-north", 100_000, vec![crossing("north-gate", Direction::In, 7, 1.0)]),
             ])
             .expect("insert");
+        // Started in the cutoff's hour, before it, but ends after it: kept, in the rollup too.
+        let mut long =
+            record("long", "arena", "cam-north", 49_000, vec![crossing("north-gate", Direction::In, 3, 1.0)]);
+        long.secs = 3000;
+        store.insert_batch(&[long]).expect("insert");
         let entry = store.sweep_counts(&id("arena"), 50_000).expect("sweep");
         assert_eq!(entry.rows, 2, "one record and its item");
+        let totals = store.totals(&id("arena"), 0, 200_000).expect("totals");
+        assert_eq!(
+            totals.iter().map(|t| t.value).collect::<Vec<_>>(),
+            vec![10],
+            "the rollup forgot the old item or the long one"
+        );
         let summary = store.summary().expect("summary");
-        assert_eq!((summary.records, summary.items), (1, 1));
+        assert_eq!((summary.records, summary.items), (2, 2));
         let log = store.sweep_log(10).expect("log");
         assert_eq!(log.len(), 1);
         assert_eq!((log[0].category.as_str(), log[0].cutoff, log[0].rows), ("counts", 50_000, 2));
