@@ -5,9 +5,10 @@
 //! payload is decoded with [`CountRecord::decode`] and checked against the deployment's
 //! configuration; a refused message goes to the quarantine table with a reason code (never
 //! its bytes). Valid records are batched, up to [`MAX_BATCH`] or [`MAX_BATCH_DELAY`], and
-//! each batch is committed in one transaction on a blocking thread. Redelivered messages
-//! (QoS 1 is at-least-once) are absorbed by the store's idempotency on the record id and
-//! interval start.
+//! each batch is prepared (coded into Arrow columns) and committed in one transaction on a
+//! blocking thread; the next batch is received and prepared while one commits. Redelivered
+//! messages (QoS 1 is at-least-once) are absorbed by the store's idempotency on the record id
+//! and interval start.
 //!
 //! Once a batch has committed, every record id in it (stored now, or already stored: a
 //! redelivery) is acknowledged to its camera with a [`CountAck`] on
@@ -24,7 +25,7 @@ use std::time::Duration;
 
 use passage_config::Config;
 use passage_transport::{Bus, Message, QoS};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use passage_wire::{topics, CountAck, CountRecord, DecodeError, Id, Metric, MAX_ACK_IDS, PROTOCOL_VERSION};
 use serde::Serialize;
@@ -34,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::store::{truncate, QuarantineEntry, MAX_QUARANTINE_TOPIC};
-use crate::{now_unix, AnalyticsError, Store};
+use crate::{now_unix, AnalyticsError, CodeBook, InsertOutcome, PreparedBatch, Store};
 
 /// Most records committed in one transaction: one DuckDB row group. Large batches are what
 /// make ingest fast: DuckDB writes an append of a full row group straight into the data file,
@@ -231,6 +232,8 @@ struct AckTarget {
 #[derive(Default)]
 struct Pending {
     records: Vec<CountRecord>,
+    /// Payload size of each of `records`.
+    sizes: Vec<usize>,
     quarantined: Vec<QuarantineEntry>,
     /// Valid records refused for good, acknowledged as refused after the commit.
     refused: Vec<AckTarget>,
@@ -261,13 +264,18 @@ pub(crate) async fn run(
     cancel: CancellationToken,
 ) {
     let mut pending = Pending::default();
+    let book = store.lock().unwrap_or_else(PoisonError::into_inner).code_book();
+    let mut commits = Commits { store, book, stats: stats.clone(), acks, in_flight: VecDeque::new() };
     loop {
         let deadline = pending.deadline;
         tokio::select! {
             biased;
             () = cancel.cancelled() => break,
+            result = commits.oldest_done(), if !commits.in_flight.is_empty() => {
+                commits.finish_oldest(result);
+            }
             () = sleep_until(deadline) => {
-                flush(&store, &stats, acks.as_ref(), &mut pending).await;
+                commits.flush(&mut pending).await;
             }
             message = messages.recv() => {
                 let Some(message) = message else {
@@ -276,7 +284,7 @@ pub(crate) async fn run(
                 };
                 accept(&message, &config, &stats, &mut pending);
                 if pending.len() >= MAX_BATCH {
-                    flush(&store, &stats, acks.as_ref(), &mut pending).await;
+                    commits.flush(&mut pending).await;
                 }
             }
         }
@@ -285,10 +293,14 @@ pub(crate) async fn run(
     while let Ok(message) = messages.try_recv() {
         accept(&message, &config, &stats, &mut pending);
         if pending.len() >= MAX_BATCH {
-            flush(&store, &stats, acks.as_ref(), &mut pending).await;
+            commits.flush(&mut pending).await;
         }
     }
-    flush(&store, &stats, acks.as_ref(), &mut pending).await;
+    commits.flush(&mut pending).await;
+    while !commits.in_flight.is_empty() {
+        let result = commits.oldest_done().await;
+        commits.finish_oldest(result);
+    }
     tracing::info!(counts = ?stats.snapshot(), "analytics ingest stopped");
 }
 
@@ -307,7 +319,10 @@ async fn sleep_until(deadline: Option<Instant>) {
 fn accept(message: &Message, config: &Config, stats: &IngestStats, pending: &mut Pending) {
     stats.received.fetch_add(1, Ordering::Relaxed);
     match validate(&message.topic, &message.payload, config, now_unix()) {
-        Ok(record) => pending.records.push(record),
+        Ok(record) => {
+            pending.records.push(record);
+            pending.sizes.push(message.payload.len());
+        }
         Err(rejection) => {
             stats.quarantined.fetch_add(1, Ordering::Relaxed);
             if let Some(target) = refused_for_good(&message.topic, &message.payload, rejection) {
@@ -345,10 +360,12 @@ fn refused_for_good(topic: &str, payload: &[u8], rejection: Rejection) -> Option
     Some(AckTarget { venue, camera, id: record.id })
 }
 
-/// Publishes acknowledgements of `stored` and `refused` record ids, grouped per camera and at
-/// most [`MAX_ACK_IDS`] ids a message. Best effort: the bus's queue may be full (broker away);
-/// the edge then publishes the records again and they are acknowledged next time.
-fn acknowledge(bus: &Bus, stored: Vec<AckTarget>, refused: Vec<AckTarget>) {
+/// Longest the acknowledgements of one batch wait for room in the MQTT client's queue.
+const ACK_WAIT: Duration = Duration::from_secs(5);
+
+/// The acknowledgements of `stored` and `refused` record ids, grouped per camera and at most
+/// [`MAX_ACK_IDS`] ids a message: `(topic, payload, ids in it)`.
+fn acknowledgements(stored: Vec<AckTarget>, refused: Vec<AckTarget>) -> Vec<(String, Vec<u8>, usize)> {
     let mut per_camera: BTreeMap<(Id, Id), (Vec<String>, Vec<String>)> = BTreeMap::new();
     for target in stored {
         per_camera.entry((target.venue, target.camera)).or_default().0.push(target.id);
@@ -356,6 +373,7 @@ fn acknowledge(bus: &Bus, stored: Vec<AckTarget>, refused: Vec<AckTarget>) {
     for target in refused {
         per_camera.entry((target.venue, target.camera)).or_default().1.push(target.id);
     }
+    let mut messages = Vec::new();
     for ((venue, camera), (mut ids, mut refused)) in per_camera {
         // A redelivery in the same batch is acknowledged once.
         ids.sort_unstable();
@@ -376,64 +394,151 @@ fn acknowledge(bus: &Bus, stored: Vec<AckTarget>, refused: Vec<AckTarget>) {
                 ids: ack_ids,
                 refused: ack_refused,
             };
-            if let Err(error) = bus.try_publish(&topic, QoS::AtLeastOnce, ack.encode()) {
-                tracing::warn!(%venue, %camera, records = n_ids, %error, "acknowledgement not sent; the camera will send again");
-            }
+            messages.push((topic.clone(), ack.encode(), n_ids));
         }
     }
+    messages
 }
 
-/// Commits the pending batch and quarantine entries on a blocking thread, then acknowledges
-/// them on `acks`.
-async fn flush(store: &Arc<Mutex<Store>>, stats: &IngestStats, acks: Option<&Bus>, pending: &mut Pending) {
-    pending.deadline = None;
-    if pending.len() == 0 {
-        return;
-    }
-    let records = std::mem::take(&mut pending.records);
-    let quarantined = std::mem::take(&mut pending.quarantined);
-    let refused = std::mem::take(&mut pending.refused);
-    let committed_ids: Vec<AckTarget> = records
-        .iter()
-        .map(|record| AckTarget { venue: record.venue.clone(), camera: record.camera.clone(), id: record.id.clone() })
-        .collect();
-    let n_records = records.len() as u64;
-    let n_quarantined = quarantined.len();
-    let store = store.clone();
-    let committed = tokio::task::spawn_blocking(move || {
-        let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Err(error) = store.quarantine_all(&quarantined) {
-            tracing::error!(%error, entries = n_quarantined, "could not record quarantined messages");
+/// Publishes the acknowledgements of one batch, waiting at most [`ACK_WAIT`] in all for room
+/// in the client's queue (a large batch acknowledges hundreds of cameras at once). Best
+/// effort: while the broker is away the queue stays full; the edge then publishes the records
+/// again and they are acknowledged next time.
+async fn acknowledge(bus: Bus, stored: Vec<AckTarget>, refused: Vec<AckTarget>) {
+    let messages = acknowledgements(stored, refused);
+    let total: usize = messages.iter().map(|(_, _, n)| n).sum();
+    let mut sent = 0;
+    let published = tokio::time::timeout(ACK_WAIT, async {
+        for (topic, payload, n) in messages {
+            bus.publish(&topic, QoS::AtLeastOnce, payload).await?;
+            sent += n;
         }
-        store.insert_batch(&records)
+        Ok::<(), passage_transport::BusError>(())
     })
     .await;
-    let stored = match committed {
-        Ok(Ok(outcome)) => {
-            stats.inserted.fetch_add(outcome.inserted, Ordering::Relaxed);
-            stats.duplicates.fetch_add(outcome.duplicates, Ordering::Relaxed);
-            tracing::debug!(
-                inserted = outcome.inserted,
-                duplicates = outcome.duplicates,
-                quarantined = n_quarantined,
-                "count batch committed"
-            );
-            // Committed: now, and only now, the cameras may forget these records.
-            committed_ids
-        }
-        Ok(Err(error)) => {
-            stats.failed.fetch_add(n_records, Ordering::Relaxed);
-            tracing::error!(%error, records = n_records, "could not store a count batch; cameras will send it again");
-            Vec::new()
-        }
-        Err(error) => {
-            stats.failed.fetch_add(n_records, Ordering::Relaxed);
-            tracing::error!(%error, records = n_records, "the database worker failed; cameras will send the batch again");
-            Vec::new()
-        }
+    let problem = match published {
+        Ok(Ok(())) => return,
+        Ok(Err(error)) => error.to_string(),
+        Err(_) => format!("no room in the MQTT client's queue within {} s", ACK_WAIT.as_secs()),
     };
-    if let Some(bus) = acks {
-        acknowledge(bus, stored, refused);
+    tracing::warn!(records = total - sent, reason = %problem, "acknowledgements not sent; the cameras will send again");
+}
+
+/// Most batches on their way into the store at once: one committing, the next one being
+/// prepared (coded into Arrow columns on another core) and waiting for the store.
+const MAX_IN_FLIGHT: usize = 2;
+
+/// A batch handed to a blocking thread, with what its acknowledgement needs.
+struct InFlight {
+    handle: tokio::task::JoinHandle<Result<InsertOutcome, AnalyticsError>>,
+    committed_ids: Vec<AckTarget>,
+    refused: Vec<AckTarget>,
+    n_records: u64,
+    n_quarantined: usize,
+}
+
+/// The batches being committed, oldest first, and what committing and acknowledging needs.
+struct Commits {
+    store: Arc<Mutex<Store>>,
+    book: CodeBook,
+    stats: Arc<IngestStats>,
+    acks: Option<Bus>,
+    in_flight: VecDeque<InFlight>,
+}
+
+impl Commits {
+    /// Hands the pending batch and quarantine entries to a blocking thread, which prepares the
+    /// batch and then commits it; the ingest loop goes on receiving meanwhile. With
+    /// [`MAX_IN_FLIGHT`] batches already on their way, waits for the oldest first
+    /// (back-pressure: the bus holds what arrives meanwhile).
+    async fn flush(&mut self, pending: &mut Pending) {
+        pending.deadline = None;
+        if pending.len() == 0 {
+            return;
+        }
+        while self.in_flight.len() >= MAX_IN_FLIGHT {
+            let result = self.oldest_done().await;
+            self.finish_oldest(result);
+        }
+        let records = std::mem::take(&mut pending.records);
+        let sizes = std::mem::take(&mut pending.sizes);
+        let quarantined = std::mem::take(&mut pending.quarantined);
+        let refused = std::mem::take(&mut pending.refused);
+        let committed_ids: Vec<AckTarget> = records
+            .iter()
+            .map(|record| AckTarget {
+                venue: record.venue.clone(),
+                camera: record.camera.clone(),
+                id: record.id.clone(),
+            })
+            .collect();
+        let n_records = records.len() as u64;
+        let n_quarantined = quarantined.len();
+        let (store, book) = (self.store.clone(), self.book.clone());
+        let handle = tokio::task::spawn_blocking(move || {
+            let prepared = PreparedBatch::new(&records, &sizes, &book, now_unix());
+            drop(records);
+            let mut store = store.lock().unwrap_or_else(PoisonError::into_inner);
+            if let Err(error) = store.quarantine_all(&quarantined) {
+                tracing::error!(%error, entries = n_quarantined, "could not record quarantined messages");
+            }
+            store.insert_prepared(prepared?)
+        });
+        self.in_flight.push_back(InFlight { handle, committed_ids, refused, n_records, n_quarantined });
+    }
+
+    /// Waits for the oldest batch's commit (forever when none is on its way).
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the commit goes on, and the next call waits for it again.
+    async fn oldest_done(&mut self) -> Result<Result<InsertOutcome, AnalyticsError>, tokio::task::JoinError> {
+        match self.in_flight.front_mut() {
+            Some(flight) => (&mut flight.handle).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Counts the oldest batch's outcome and acknowledges it: the stored (and already
+    /// stored) records once committed, none if the commit failed; the refused ones always.
+    fn finish_oldest(&mut self, committed: Result<Result<InsertOutcome, AnalyticsError>, tokio::task::JoinError>) {
+        let Some(InFlight { committed_ids, refused, n_records, n_quarantined, .. }) = self.in_flight.pop_front() else {
+            return;
+        };
+        let stats = &self.stats;
+        let stored = match committed {
+            Ok(Ok(outcome)) => {
+                stats.inserted.fetch_add(outcome.inserted, Ordering::Relaxed);
+                stats.duplicates.fetch_add(outcome.duplicates, Ordering::Relaxed);
+                tracing::debug!(
+                    inserted = outcome.inserted,
+                    duplicates = outcome.duplicates,
+                    quarantined = n_quarantined,
+                    "count batch committed"
+                );
+                if outcome.duplicates > 0 {
+                    tracing::info!(
+                        records = outcome.duplicates,
+                        reason = "duplicate",
+                        "redelivered count records quarantined (already stored; acknowledged again)"
+                    );
+                }
+                // Committed: now, and only now, the cameras may forget these records.
+                committed_ids
+            }
+            Ok(Err(error)) => {
+                stats.failed.fetch_add(n_records, Ordering::Relaxed);
+                tracing::error!(%error, records = n_records, "could not store a count batch; cameras will send it again");
+                Vec::new()
+            }
+            Err(error) => {
+                stats.failed.fetch_add(n_records, Ordering::Relaxed);
+                tracing::error!(%error, records = n_records, "the database worker failed; cameras will send the batch again");
+                Vec::new()
+            }
+        };
+        if let Some(bus) = &self.acks {
+            tokio::spawn(acknowledge(bus.clone(), stored, refused));
+        }
     }
 }
 
@@ -553,8 +658,13 @@ mod tests {
         let counts = stats.snapshot();
         assert_eq!(counts, IngestCounts { received: 4, inserted: 2, duplicates: 1, quarantined: 1, failed: 0 });
         let summary = reader.summary().expect("summary");
-        assert_eq!((summary.records, summary.items, summary.quarantined), (2, 2, 1));
-        assert_eq!(summary.quarantine_reasons[0].reason, "topic-mismatch");
+        assert_eq!(
+            (summary.records, summary.items, summary.quarantined),
+            (2, 2, 2),
+            "the redelivery is quarantined too"
+        );
+        let reasons: Vec<&str> = summary.quarantine_reasons.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(reasons, ["duplicate", "topic-mismatch"]);
         let totals = reader.totals(&id("arena"), now - 3600, now).expect("totals");
         assert_eq!(totals.len(), 1);
         assert_eq!(totals[0].value, 24);
@@ -706,7 +816,8 @@ mod tests {
             IngestCounts { received: 3, inserted: 1, duplicates: 1, quarantined: 1, failed: 0 }
         );
         let summary = reader.summary().expect("summary");
-        assert_eq!((summary.records, summary.quarantined), (1, 1));
-        assert_eq!(summary.quarantine_reasons[0].reason, "malformed");
+        assert_eq!((summary.records, summary.quarantined), (1, 2));
+        let reasons: Vec<&str> = summary.quarantine_reasons.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(reasons, ["duplicate", "malformed"]);
     }
 }

@@ -41,8 +41,8 @@ use tokio_util::task::TaskTracker;
 pub use http::{app, serve, ApiError, AppState};
 pub use ingest::{spawn_ingest, IngestCounts, IngestStats, MAX_BATCH};
 pub use store::{
-    AlertEntry, InsertOutcome, LineTotal, Point, QuarantineCount, Store, StoredRecord, Summary, SweepEntry,
-    VenueSummary, ZoneLevel, SCHEMA_VERSION,
+    AlertEntry, CodeBook, InsertOutcome, LineTotal, Point, PreparedBatch, QuarantineCount, Store, StoredRecord,
+    Summary, SweepEntry, VenueSummary, ZoneLevel, SCHEMA_VERSION,
 };
 
 /// Why the analytics service or one of its parts failed.

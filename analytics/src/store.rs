@@ -19,6 +19,8 @@ use crate::{now_unix, AnalyticsError};
 mod columns;
 mod queries;
 
+pub use columns::{CodeBook, PreparedBatch};
+
 pub use queries::{AlertEntry, SweepEntry, ZoneLevel};
 
 /// Newest schema version this build writes and reads.
@@ -307,33 +309,14 @@ pub(crate) struct QuarantineEntry {
 /// One DuckDB connection to the analytics database.
 pub struct Store {
     conn: Connection,
-    /// Codes of the identifiers this connection has written or read (`names` table); only
-    /// changed after a commit, so a rolled-back batch leaves no code behind.
-    codes: foldhash::HashMap<String, i32>,
+    /// Codes of the identifiers stored (`names` table), shared with the connections cloned
+    /// from this one.
+    codes: CodeBook,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Store").field("path", &self.conn.path()).finish_non_exhaustive()
-    }
-}
-
-/// The identifiers a batch needs codes for, and the ones it adds to `names`.
-struct BatchCodes<'a> {
-    known: &'a foldhash::HashMap<String, i32>,
-    added: foldhash::HashMap<String, i32>,
-    next: i32,
-}
-
-impl BatchCodes<'_> {
-    fn code(&mut self, name: &str) -> i32 {
-        if let Some(code) = self.known.get(name).or_else(|| self.added.get(name)) {
-            return *code;
-        }
-        let code = self.next;
-        self.next += 1;
-        self.added.insert(name.to_owned(), code);
-        code
     }
 }
 
@@ -343,22 +326,18 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, AnalyticsError> {
         let mut conn = Connection::open(path).map_err(AnalyticsError::db("open the database file"))?;
         migrate(&mut conn)?;
-        Store::with_connection(conn)
+        let store = Store { conn, codes: CodeBook::default() };
+        store.load_codes()?;
+        Ok(store)
     }
 
     /// Another connection to the same database, for a second thread.
     pub fn try_clone(&self) -> Result<Store, AnalyticsError> {
         let conn = self.conn.try_clone().map_err(AnalyticsError::db("open a second connection"))?;
-        Store::with_connection(conn)
+        Ok(Store { conn, codes: self.codes.clone() })
     }
 
-    fn with_connection(conn: Connection) -> Result<Store, AnalyticsError> {
-        let mut store = Store { conn, codes: foldhash::HashMap::default() };
-        store.load_codes()?;
-        Ok(store)
-    }
-
-    fn load_codes(&mut self) -> Result<(), AnalyticsError> {
+    fn load_codes(&self) -> Result<(), AnalyticsError> {
         let mut statement = self
             .conn
             .prepare_cached("SELECT name, code FROM names")
@@ -366,16 +345,21 @@ impl Store {
         let rows = statement
             .query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, i32>(1)?)))
             .map_err(AnalyticsError::db("read the names"))?;
-        self.codes = rows.collect::<Result<_, _>>().map_err(AnalyticsError::db("read a name"))?;
+        self.codes.replace(rows.collect::<Result<_, _>>().map_err(AnalyticsError::db("read a name"))?);
         Ok(())
+    }
+
+    /// The codes of the stored identifiers, for [`PreparedBatch::new`] on another thread.
+    pub fn code_book(&self) -> CodeBook {
+        self.codes.clone()
     }
 
     /// The code of `name`, when anything with that identifier is stored.
     pub(crate) fn code_of(&self, name: &str) -> Result<Option<i32>, AnalyticsError> {
         if let Some(code) = self.codes.get(name) {
-            return Ok(Some(*code));
+            return Ok(Some(code));
         }
-        // Written by another connection since this one loaded the names.
+        // Written through another database handle since the names were loaded.
         let mut statement = self
             .conn
             .prepare_cached("SELECT code FROM names WHERE name = ?")
@@ -392,48 +376,67 @@ impl Store {
         schema_version(&self.conn)
     }
 
-    /// Stores `records` in one transaction. A record already stored (same id and interval
-    /// start: a redelivery carries both), or appearing earlier in `records`, is skipped and
-    /// counted as a duplicate, so redelivered messages never count twice. Either the whole
+    /// Stores `records` in one transaction: [`PreparedBatch::new`] then
+    /// [`insert_prepared`](Self::insert_prepared). Duplicates are quarantined with a payload
+    /// size of 0 (these records did not arrive as messages).
+    pub fn insert_batch(&mut self, records: &[CountRecord]) -> Result<InsertOutcome, AnalyticsError> {
+        let batch = PreparedBatch::new(records, &[], &self.codes, now_unix())?;
+        self.insert_prepared(batch)
+    }
+
+    /// Stores a prepared batch in one transaction. A record already stored (same id and
+    /// interval start: a redelivery carries both), or appearing earlier in the batch, is
+    /// skipped, counted as a duplicate and quarantined (reason `duplicate`, its topic and
+    /// size, never its bytes), so redelivered messages never count twice. Either the whole
     /// batch is stored or, on error, none of it.
     ///
-    /// The batch travels as Arrow columns of fixed-width codes. Its records are appended,
-    /// then those already stored are deleted again: they are looked up only among the records
-    /// whose interval starts inside the batch's own time window (DuckDB skips the other row
-    /// groups by their min/max statistics), so the check costs the same after a year as on
-    /// the first day. The items of the new records are appended, and so are the batch's own
-    /// sums per hourly rollup cell (readers
-    /// sum the partial rows of a cell; [`Store::compact_rollup`] merges them). The
-    /// commit is durable (DuckDB's WAL, or the data file itself for large appends).
-    pub fn insert_batch(&mut self, records: &[CountRecord]) -> Result<InsertOutcome, AnalyticsError> {
-        let received_at = now_unix();
-        let mut outcome = InsertOutcome::default();
-        let mut seen: foldhash::HashSet<(&str, i64)> =
-            foldhash::HashSet::with_capacity_and_hasher(records.len(), foldhash::fast::RandomState::default());
-        let unique: Vec<&CountRecord> =
-            records.iter().filter(|record| seen.insert((record.id.as_str(), record.start))).collect();
-        outcome.duplicates = (records.len() - unique.len()) as u64;
-        let (Some(low), Some(high)) = (unique.iter().map(|r| r.start).min(), unique.iter().map(|r| r.start).max())
-        else {
+    /// Names the batch's code book did not know get their codes here (or the ones another
+    /// batch gave them meanwhile). The records are appended, then those already stored are
+    /// deleted again: they are looked up only among the records whose interval starts inside
+    /// the batch's own time window (DuckDB skips the other row groups by their min/max
+    /// statistics), so the check costs the same after a year as on the first day. The items
+    /// of the new records are appended, and so are the batch's own sums per hourly rollup cell
+    /// (readers sum the partial rows of a cell; [`Store::compact_rollup`] merges them). The
+    /// commit is durable (DuckDB's WAL, or the data file itself for a full row group).
+    pub fn insert_prepared(&mut self, batch: PreparedBatch) -> Result<InsertOutcome, AnalyticsError> {
+        let mut outcome = InsertOutcome { inserted: 0, duplicates: (batch.given - batch.rows()) as u64 };
+        let Some((low, high)) = batch.window else {
             return Ok(outcome);
         };
+        let PreparedBatch { mut records, mut items, mut hourly, unknown, sizes, mut repeats, .. } = batch;
         let transaction = self.conn.transaction().map_err(AnalyticsError::db("begin an insert transaction"))?;
-        let next_code: i32 = transaction
-            .query_row("SELECT CAST(COALESCE(MAX(code), 0) + 1 AS INTEGER) FROM names", [], |row| row.get(0))
-            .map_err(AnalyticsError::db("read the next name code"))?;
-        let mut codes = BatchCodes { known: &self.codes, added: foldhash::HashMap::default(), next: next_code };
-        let coded = columns::Coded::new(&unique, &mut codes);
-        if !codes.added.is_empty() {
+        let mut added = Vec::new();
+        if !unknown.is_empty() {
+            let mut next: i32 = transaction
+                .query_row("SELECT CAST(COALESCE(MAX(code), 0) + 1 AS INTEGER) FROM names", [], |row| row.get(0))
+                .map_err(AnalyticsError::db("read the next name code"))?;
             let mut insert = transaction
                 .prepare_cached("INSERT INTO names (code, name) VALUES (?, ?)")
                 .map_err(AnalyticsError::db("prepare the name insert"))?;
-            for (name, code) in &codes.added {
-                insert.execute(params![code, name]).map_err(AnalyticsError::db("insert a name"))?;
+            let mut table = Vec::with_capacity(unknown.len());
+            for name in unknown {
+                let code = match self.codes.get(&name) {
+                    Some(code) => code,
+                    None => {
+                        insert.execute(params![next, name]).map_err(AnalyticsError::db("insert a name"))?;
+                        next += 1;
+                        added.push((name, next - 1));
+                        next - 1
+                    }
+                };
+                table.push(code);
             }
+            let map = |code: i32| match code.checked_sub(columns::PROVISIONAL) {
+                Some(index) if code < 0 && (index as usize) < table.len() => table[index as usize],
+                _ => code,
+            };
+            records = columns::remap(&records, columns::RECORD_CODE_COLUMNS, &map)?;
+            items = columns::remap(&items, columns::ITEM_CODE_COLUMNS, &map)?;
+            hourly = columns::remap(&hourly, columns::HOURLY_CODE_COLUMNS, &map)?;
         }
         // DuckDB cannot prepare an UPDATE or DELETE .. RETURNING with parameters: the values
         // inlined below are integers this function computed.
-        let count = i64::try_from(unique.len()).unwrap_or(i64::MAX);
+        let count = records.num_rows() as i64;
         let first_seq: i64 = transaction
             .query_row(
                 &format!(
@@ -447,7 +450,7 @@ impl Store {
             let mut appender =
                 transaction.appender("count_records").map_err(AnalyticsError::db("open the record appender"))?;
             appender
-                .append_record_batch(coded.records(first_seq, received_at)?)
+                .append_record_batch(columns::with_seq(&records, first_seq)?)
                 .map_err(AnalyticsError::db("append the count records"))?;
             appender.flush().map_err(AnalyticsError::db("flush the count records"))?;
         }
@@ -469,24 +472,61 @@ impl Store {
                 .map_err(AnalyticsError::db("remove already stored records"))?;
             seqs.collect::<Result<_, _>>().map_err(AnalyticsError::db("read a duplicate record"))?
         };
-        let keep: Vec<bool> = (0..unique.len()).map(|i| !duplicate_seqs.contains(&(first_seq + i as i64))).collect();
         outcome.duplicates += duplicate_seqs.len() as u64;
-        if coded.has_items(&keep) {
+        if !duplicate_seqs.is_empty() {
+            // Quarantined with their topic and size, beside the records repeated in the batch.
+            let mut statement = transaction
+                .prepare_cached("SELECT code, name FROM names")
+                .map_err(AnalyticsError::db("prepare the name query"))?;
+            let names: foldhash::HashMap<i32, String> = statement
+                .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+                .map_err(AnalyticsError::db("read the names"))?
+                .collect::<Result<_, _>>()
+                .map_err(AnalyticsError::db("read a name"))?;
+            let name = |code: i32| names.get(&code).map(String::as_str).unwrap_or("?");
+            let mut seqs: Vec<i64> = duplicate_seqs.iter().copied().collect();
+            seqs.sort_unstable();
+            for seq in seqs {
+                let row = usize::try_from(seq - first_seq)
+                    .map_err(|_| AnalyticsError::Corrupt { what: "sequence number" })?;
+                let (venue, camera) = columns::venue_camera(&records, row)?;
+                let topic = match (Id::new(name(venue)), Id::new(name(camera))) {
+                    (Ok(venue), Ok(camera)) => passage_wire::topics::counts(&venue, &camera),
+                    _ => "?".to_owned(),
+                };
+                repeats.push(QuarantineEntry {
+                    topic,
+                    reason: columns::DUPLICATE.to_owned(),
+                    payload_len: sizes.get(row).copied().unwrap_or(0),
+                });
+            }
+        }
+        if !repeats.is_empty() {
+            let mut appender =
+                transaction.appender("quarantine").map_err(AnalyticsError::db("open the quarantine appender"))?;
+            appender
+                .append_record_batch(columns::quarantine(&repeats, now_unix())?)
+                .map_err(AnalyticsError::db("quarantine the duplicates"))?;
+            appender.flush().map_err(AnalyticsError::db("flush the quarantined duplicates"))?;
+        }
+        let mut items = columns::with_seq(&items, first_seq)?;
+        if !duplicate_seqs.is_empty() {
+            items = columns::without(&items, &duplicate_seqs)?;
+            hourly = columns::hourly(&items)?;
+        }
+        if items.num_rows() > 0 {
             let mut appender =
                 transaction.appender("count_items").map_err(AnalyticsError::db("open the count item appender"))?;
-            appender
-                .append_record_batch(coded.items(first_seq, &keep)?)
-                .map_err(AnalyticsError::db("append the count items"))?;
+            appender.append_record_batch(items).map_err(AnalyticsError::db("append the count items"))?;
             appender.flush().map_err(AnalyticsError::db("flush the count items"))?;
             let mut appender =
                 transaction.appender("count_hourly").map_err(AnalyticsError::db("open the rollup appender"))?;
-            appender.append_record_batch(coded.hourly(&keep)?).map_err(AnalyticsError::db("append the hourly sums"))?;
+            appender.append_record_batch(hourly).map_err(AnalyticsError::db("append the hourly sums"))?;
             appender.flush().map_err(AnalyticsError::db("flush the hourly sums"))?;
         }
-        let added = std::mem::take(&mut codes.added);
         transaction.commit().map_err(AnalyticsError::db("commit an insert transaction"))?;
         self.codes.extend(added);
-        outcome.inserted = (unique.len() - duplicate_seqs.len()) as u64;
+        outcome.inserted = count as u64 - duplicate_seqs.len() as u64;
         Ok(outcome)
     }
 
@@ -891,6 +931,55 @@ pub(crate) mod tests {
         assert!(seqs[2] > 2, "the new record's number follows them");
     }
 
+    /// Batches prepared before the one ahead of them commits (the ingest pipeline) code the
+    /// names that one introduces provisionally; the commit gives them the codes already
+    /// stored, and its own new names fresh codes.
+    #[test]
+    fn batches_prepared_with_a_stale_code_book_get_the_right_codes() {
+        let (_dir, mut store) = temp_store();
+        let book = store.code_book();
+        let first = PreparedBatch::new(
+            &[record("a", "arena", "cam-north", 0, vec![crossing("north-gate", Direction::In, 1, 1.0)])],
+            &[],
+            &book,
+            0,
+        )
+        .expect("prepare");
+        let second = PreparedBatch::new(
+            &[
+                record("b", "arena", "cam-north", 60, vec![crossing("north-gate", Direction::Out, 2, 1.0)]),
+                record("c", "mall", "cam-1", 60, vec![crossing("door", Direction::In, 3, 1.0)]),
+            ],
+            &[],
+            &book,
+            0,
+        )
+        .expect("prepare");
+        assert_eq!(second.unknown, vec!["arena", "cam-north", "north-gate", "mall", "cam-1", "door"]);
+        store.insert_prepared(first).expect("first");
+        store.insert_prepared(second).expect("second");
+        let names: i64 = row_count(&store, "names");
+        assert_eq!(names, 6, "every name once");
+        let rows: Vec<(String, String, String, Option<String>, i64)> = store
+            .conn
+            .prepare(
+                "SELECT record_id, venue, line_or_zone, dir_or_to, value FROM count_items_named ORDER BY record_id",
+            )
+            .expect("prepare")
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        let expected: Vec<(String, String, String, Option<String>, i64)> = vec![
+            ("a".into(), "arena".into(), "north-gate".into(), Some("in".into()), 1),
+            ("b".into(), "arena".into(), "north-gate".into(), Some("out".into()), 2),
+            ("c".into(), "mall".into(), "door".into(), Some("in".into()), 3),
+        ];
+        assert_eq!(rows, expected);
+        let totals = store.totals(&id("mall"), 0, 7200).expect("totals");
+        assert_eq!(totals.iter().map(|t| (t.line.to_string(), t.value)).collect::<Vec<_>>(), vec![("door".into(), 3)]);
+    }
+
     /// Reports read the hourly rollup for whole hours and the raw items for the partial
     /// hours at the ends; over any range and bucket the sums equal the raw items' own.
     #[test]
@@ -983,6 +1072,24 @@ pub(crate) mod tests {
 
         let second = store.insert_batch(&batch).expect("second insert");
         assert_eq!(second, InsertOutcome { inserted: 0, duplicates: 3 });
+        let summary = store.summary().expect("summary");
+        assert_eq!(summary.quarantine_reasons, vec![QuarantineCount { reason: "duplicate".into(), count: 3 }]);
+        let topics: Vec<String> = store
+            .conn
+            .prepare("SELECT topic FROM quarantine ORDER BY topic")
+            .expect("prepare")
+            .query_map([], |row| row.get(0))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows");
+        assert_eq!(
+            topics,
+            [
+                "passage/v1/arena/counts/cam-east",
+                "passage/v1/arena/counts/cam-north",
+                "passage/v1/arena/counts/cam-north"
+            ]
+        );
         assert_eq!(row_count(&store, "count_records"), records);
         assert_eq!(row_count(&store, "count_items"), items);
     }
@@ -995,6 +1102,7 @@ pub(crate) mod tests {
         let mixed = vec![batch[0].clone(), batch[1].clone(), batch[1].clone(), batch[2].clone()];
         let outcome = store.insert_batch(&mixed).expect("mixed insert");
         assert_eq!(outcome, InsertOutcome { inserted: 2, duplicates: 2 });
+        assert_eq!(store.summary().expect("summary").quarantined, 2, "both duplicates quarantined");
         assert_eq!(row_count(&store, "count_records"), 3);
         assert_eq!(row_count(&store, "count_items"), 5);
     }
