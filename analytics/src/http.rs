@@ -300,6 +300,9 @@ fn resolve_range(from: Option<i64>, to: Option<i64>, now: i64) -> Result<(i64, i
     if i128::from(to) - i128::from(from) > i128::from(MAX_RANGE_SECS) {
         return Err(ApiError::BadRequest("the range is longer than 31 days".into()));
     }
+    if from < 0 || to > now.saturating_add(366 * 86_400) {
+        return Err(ApiError::BadRequest("the range must lie between 1970 and a year from now".into()));
+    }
     Ok((from, to))
 }
 
@@ -673,7 +676,10 @@ mod tests {
         assert_eq!(resolve_range(Some(0), Some(MAX_RANGE_SECS), 0), Ok((0, MAX_RANGE_SECS)));
         assert!(resolve_range(Some(0), Some(MAX_RANGE_SECS + 1), 0).is_err());
         assert!(resolve_range(Some(10), None, 5).is_err());
-        assert_eq!(resolve_range(None, Some(i64::MIN), 0), Ok((i64::MIN, i64::MIN)));
+        // Outside 1970 .. a year from now: refused (the rollup's hour arithmetic and the
+        // stored data start at 1970).
+        assert!(resolve_range(None, Some(i64::MIN), 0).is_err());
+        assert!(resolve_range(Some(i64::MAX - 10), Some(i64::MAX), 0).is_err());
     }
 
     /// The real listener, over HTTPS with the self-signed certificate, on loopback; and it

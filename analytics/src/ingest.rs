@@ -42,6 +42,9 @@ use crate::{now_unix, AnalyticsError, CodeBook, InsertOutcome, PreparedBatch, St
 /// compressed, instead of through its WAL; under light load the delay below ends a batch long
 /// before it is full.
 pub const MAX_BATCH: usize = 122_880;
+/// Most count items in one batch: a record may carry up to 512 (a camera watching many
+/// zones), and a batch, with two more on their way, is held in memory.
+pub const MAX_BATCH_ITEMS: usize = 2 * MAX_BATCH;
 /// Longest a valid record waits before its batch is committed.
 pub(crate) const MAX_BATCH_DELAY: Duration = Duration::from_millis(200);
 /// Shared-subscription group of the analytics workers.
@@ -116,6 +119,9 @@ pub(crate) enum Rejection {
     UnconfiguredMetric,
     /// The interval starts more than five minutes in the future.
     FutureStart,
+    /// The interval starts before 1970 (no camera's clock says that; the hour arithmetic of
+    /// the rollup assumes it does not happen).
+    BeforeEpoch,
     /// A value's magnitude exceeds [`MAX_ABS_VALUE`].
     AbsurdValue,
 }
@@ -133,6 +139,7 @@ impl fmt::Display for Rejection {
             Rejection::UnknownCamera => f.write_str("unknown-camera"),
             Rejection::UnconfiguredMetric => f.write_str("unconfigured-metric"),
             Rejection::FutureStart => f.write_str("future-start"),
+            Rejection::BeforeEpoch => f.write_str("before-epoch"),
             Rejection::AbsurdValue => f.write_str("absurd-value"),
         }
     }
@@ -194,6 +201,9 @@ pub(crate) fn validate(topic: &str, payload: &[u8], config: &Config, now: i64) -
     if record.start > now.saturating_add(MAX_FUTURE_SECS) {
         return Err(Rejection::FutureStart);
     }
+    if record.start < 0 {
+        return Err(Rejection::BeforeEpoch);
+    }
     if record.items.iter().any(|item| item.value.unsigned_abs() > MAX_ABS_VALUE) {
         return Err(Rejection::AbsurdValue);
     }
@@ -234,6 +244,8 @@ struct Pending {
     records: Vec<CountRecord>,
     /// Payload size of each of `records`.
     sizes: Vec<usize>,
+    /// Count items in `records`.
+    items: usize,
     quarantined: Vec<QuarantineEntry>,
     /// Valid records refused for good, acknowledged as refused after the commit.
     refused: Vec<AckTarget>,
@@ -244,6 +256,11 @@ struct Pending {
 impl Pending {
     fn len(&self) -> usize {
         self.records.len() + self.quarantined.len()
+    }
+
+    /// Whether the batch should be committed now, before its delay is up.
+    fn full(&self) -> bool {
+        self.len() >= MAX_BATCH || self.items >= MAX_BATCH_ITEMS
     }
 
     fn touch(&mut self) {
@@ -265,7 +282,8 @@ pub(crate) async fn run(
 ) {
     let mut pending = Pending::default();
     let book = store.lock().unwrap_or_else(PoisonError::into_inner).code_book();
-    let mut commits = Commits { store, book, stats: stats.clone(), acks, in_flight: VecDeque::new() };
+    let mut commits =
+        Commits { store, book, stats: stats.clone(), acks, in_flight: VecDeque::new(), acknowledging: Vec::new() };
     loop {
         let deadline = pending.deadline;
         tokio::select! {
@@ -283,7 +301,7 @@ pub(crate) async fn run(
                     break;
                 };
                 accept(&message, &config, &stats, &mut pending);
-                if pending.len() >= MAX_BATCH {
+                if pending.full() {
                     commits.flush(&mut pending).await;
                 }
             }
@@ -292,7 +310,7 @@ pub(crate) async fn run(
     // The bus has acknowledged what it delivered: take it before leaving.
     while let Ok(message) = messages.try_recv() {
         accept(&message, &config, &stats, &mut pending);
-        if pending.len() >= MAX_BATCH {
+        if pending.full() {
             commits.flush(&mut pending).await;
         }
     }
@@ -300,6 +318,10 @@ pub(crate) async fn run(
     while !commits.in_flight.is_empty() {
         let result = commits.oldest_done().await;
         commits.finish_oldest(result);
+    }
+    // The last acknowledgements go out before the loop ends (each waits at most ACK_WAIT).
+    for handle in commits.acknowledging.drain(..) {
+        let _ = handle.await;
     }
     tracing::info!(counts = ?stats.snapshot(), "analytics ingest stopped");
 }
@@ -320,6 +342,7 @@ fn accept(message: &Message, config: &Config, stats: &IngestStats, pending: &mut
     stats.received.fetch_add(1, Ordering::Relaxed);
     match validate(&message.topic, &message.payload, config, now_unix()) {
         Ok(record) => {
+            pending.items += record.items.len();
             pending.records.push(record);
             pending.sizes.push(message.payload.len());
         }
@@ -444,6 +467,8 @@ struct Commits {
     stats: Arc<IngestStats>,
     acks: Option<Bus>,
     in_flight: VecDeque<InFlight>,
+    /// Acknowledgements being published (awaited before the loop ends).
+    acknowledging: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Commits {
@@ -462,6 +487,7 @@ impl Commits {
         }
         let records = std::mem::take(&mut pending.records);
         let sizes = std::mem::take(&mut pending.sizes);
+        pending.items = 0;
         let quarantined = std::mem::take(&mut pending.quarantined);
         let refused = std::mem::take(&mut pending.refused);
         let committed_ids: Vec<AckTarget> = records
@@ -537,7 +563,8 @@ impl Commits {
             }
         };
         if let Some(bus) = &self.acks {
-            tokio::spawn(acknowledge(bus.clone(), stored, refused));
+            self.acknowledging.retain(|handle| !handle.is_finished());
+            self.acknowledging.push(tokio::spawn(acknowledge(bus.clone(), stored, refused)));
         }
     }
 }
@@ -588,6 +615,8 @@ mod tests {
         extreme.items[0].value = i64::MIN;
         let mut bad_secs = good();
         bad_secs.secs = 0;
+        let mut ancient = good();
+        ancient.start = i64::MIN;
 
         let cases: Vec<(&str, String, CountRecord, &str)> = vec![
             ("venue in body differs from topic", topic("arena", "cam-north"), other_venue.clone(), "topic-mismatch"),
@@ -597,6 +626,7 @@ mod tests {
             ("line the camera does not count", topic("arena", "cam-north"), wrong_line, "unconfigured-metric"),
             ("zone the camera does not watch", topic("arena", "cam-north"), wrong_zone, "unconfigured-metric"),
             ("start too far ahead", topic("arena", "cam-north"), future, "future-start"),
+            ("start before 1970", topic("arena", "cam-north"), ancient, "before-epoch"),
             ("absurd value", topic("arena", "cam-north"), absurd, "absurd-value"),
             ("most negative value", topic("arena", "cam-north"), extreme, "absurd-value"),
             ("zero-length interval", topic("arena", "cam-north"), bad_secs, "invalid-field:secs"),

@@ -206,8 +206,8 @@ pub(crate) const MAX_QUARANTINE_TOPIC: usize = 200;
 pub struct InsertOutcome {
     /// Records stored by this call.
     pub inserted: u64,
-    /// Records skipped because a record with the same id was already stored (or appeared
-    /// earlier in the same batch).
+    /// Records skipped because a record with the same id and interval start was already
+    /// stored (or appeared earlier in the same batch); they are quarantined as `duplicate`.
     pub duplicates: u64,
 }
 
@@ -542,27 +542,27 @@ impl Store {
         Ok(())
     }
 
-    /// Quarantines several messages in one transaction.
+    /// Quarantines several messages in one transaction (one append, however many).
     pub(crate) fn quarantine_all(&mut self, entries: &[QuarantineEntry]) -> Result<(), AnalyticsError> {
         if entries.is_empty() {
             return Ok(());
         }
-        let received_at = now_unix();
+        let bounded: Vec<QuarantineEntry> = entries
+            .iter()
+            .map(|entry| QuarantineEntry {
+                topic: truncate(&entry.topic, MAX_QUARANTINE_TOPIC).to_owned(),
+                reason: entry.reason.clone(),
+                payload_len: entry.payload_len,
+            })
+            .collect();
         let transaction = self.conn.transaction().map_err(AnalyticsError::db("begin a quarantine transaction"))?;
         {
-            let mut insert = transaction
-                .prepare_cached("INSERT INTO quarantine (received_at, topic, reason, payload_len) VALUES (?, ?, ?, ?)")
-                .map_err(AnalyticsError::db("prepare the quarantine insert"))?;
-            for entry in entries {
-                insert
-                    .execute(params![
-                        received_at,
-                        truncate(&entry.topic, MAX_QUARANTINE_TOPIC),
-                        entry.reason,
-                        clamp_len(entry.payload_len),
-                    ])
-                    .map_err(AnalyticsError::db("insert a quarantine entry"))?;
-            }
+            let mut appender =
+                transaction.appender("quarantine").map_err(AnalyticsError::db("open the quarantine appender"))?;
+            appender
+                .append_record_batch(columns::quarantine(&bounded, now_unix())?)
+                .map_err(AnalyticsError::db("insert the quarantine entries"))?;
+            appender.flush().map_err(AnalyticsError::db("flush the quarantine entries"))?;
         }
         transaction.commit().map_err(AnalyticsError::db("commit a quarantine transaction"))
     }

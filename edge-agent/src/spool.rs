@@ -668,7 +668,7 @@ fn merge_entries(a: &Entry, b: &Entry) -> Option<Entry> {
 /// released figures is post-processing and costs no budget). Per figure:
 ///
 /// * `crossings` and `transition` (changes over the interval): the values add up, so the
-///   merged figures still add up to the day's last total; the noise standard deviation is
+///   merged figures still add up to the day's noisy total; the noise standard deviation is
 ///   `sqrt(σ₁² + σ₂²)`. That is exact (and, if anything, conservative) for independent
 ///   per-interval noise, and an approximation for the continual-release mechanisms, whose
 ///   interval noises are correlated (the figures are differences of noised running totals).

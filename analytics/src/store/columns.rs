@@ -315,7 +315,8 @@ pub(super) fn hourly(items: &RecordBatch) -> Result<RecordBatch, AnalyticsError>
     let std = column::<Float64Array>(items, 8)?.values();
     let mut cells: foldhash::HashMap<HourKey, (i64, f64, i64)> = foldhash::HashMap::default();
     for i in 0..items.num_rows() {
-        let hour = start[i].div_euclid(3600) * 3600;
+        // Ingest refuses starts before 1970; the saturation only guards the arithmetic.
+        let hour = start[i].div_euclid(3600).saturating_mul(3600);
         let cell = cells.entry((venue[i], metric[i], subject[i], other[i], hour)).or_default();
         cell.0 = cell.0.saturating_add(value[i]);
         cell.1 += std[i] * std[i];

@@ -81,8 +81,8 @@ pub(crate) struct Span {
 
 impl Span {
     pub(crate) fn new(from: i64, to: i64, bucket: Option<i64>) -> Span {
-        let first = from.div_euclid(HOUR) * HOUR + if from.rem_euclid(HOUR) == 0 { 0 } else { HOUR };
-        let last = to.div_euclid(HOUR) * HOUR;
+        let first = ceil_hour(from);
+        let last = to.div_euclid(HOUR).saturating_mul(HOUR);
         if bucket.is_none_or(|b| b % HOUR == 0) && first < last {
             Span { head: (from, first), tail: (last, to), hours: (first, last) }
         } else {
@@ -92,6 +92,16 @@ impl Span {
 }
 
 const HOUR: i64 = 3600;
+
+/// The first whole hour at or after `t` (saturating at the ends of `i64`).
+fn ceil_hour(t: i64) -> i64 {
+    let hour = t.div_euclid(HOUR).saturating_mul(HOUR);
+    if hour == t {
+        hour
+    } else {
+        hour.saturating_add(HOUR)
+    }
+}
 
 /// The cells of one metric of one venue over a [`Span`]: columns `start`, `subject`, `other`,
 /// `value`, `var` (noise variance) and `n` (items summed). Parameters: `$1` venue code, `$2`
@@ -448,7 +458,7 @@ impl Store {
     /// items that remain there (intervals that started before the cutoff and end after it).
     pub fn sweep_counts(&mut self, venue: &Id, cutoff: i64) -> Result<SweepEntry, AnalyticsError> {
         let code = self.code_of(venue.as_str())?.unwrap_or(-1);
-        let hour = cutoff.div_euclid(HOUR) * HOUR + if cutoff.rem_euclid(HOUR) == 0 { 0 } else { HOUR };
+        let hour = ceil_hour(cutoff);
         let transaction = self.conn.transaction().map_err(AnalyticsError::db("begin a retention sweep"))?;
         let items = transaction
             .execute("DELETE FROM count_items WHERE venue = ? AND start + secs <= ?", params![code, cutoff])
@@ -666,6 +676,13 @@ mod tests {
         assert_eq!(Span::new(0, 7200, Some(900)), Span { head: (0, 7200), tail: (7200, 7200), hours: (7200, 7200) });
         assert_eq!(Span::new(100, 3700, None), Span { head: (100, 3700), tail: (3700, 3700), hours: (3700, 3700) });
         assert_eq!(Span::new(-5_000, 0, None), Span { head: (-5_000, -3600), tail: (0, 0), hours: (-3600, 0) });
+        // The ends of i64 saturate instead of overflowing.
+        let edge = Span::new(i64::MIN, i64::MAX, None);
+        assert!(edge.hours.0 < edge.hours.1);
+        assert_eq!(
+            Span::new(i64::MAX - 10, i64::MAX, Some(3600)).hours.0,
+            Span::new(i64::MAX - 10, i64::MAX, Some(3600)).hours.1
+        );
     }
 
     #[test]
