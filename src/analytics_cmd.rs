@@ -109,7 +109,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         if args.plain_http { None } else { Some(ServerTls::self_signed().context("cannot create a certificate")?) };
     let scheme = if tls.is_some() { "https" } else { "http" };
     let analytics = passage_analytics::start(
-        AnalyticsOptions { db_path: args.db.clone(), listen, tls },
+        AnalyticsOptions { db_path: args.db.clone(), listen, tls, audit: None },
         config,
         bus,
         cancel.child_token(),

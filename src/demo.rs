@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use passage_analytics::AnalyticsOptions;
-use passage_edge::agents::{self, CountingStats, GateStats};
+use passage_edge::agents::{self, CountingStats, GateStats, Governance};
 use passage_edge::keyholder::KeyHolder;
 use passage_edge::sim::Scene;
 use passage_edge::spool::forward::{self, ForwardOptions};
 use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
+use passage_policy::audit::AuditLog;
 use passage_policy::ConsentRegistry;
 use passage_transport::{Bus, BusConfig, EmbeddedBroker, ServerTls};
 use tokio_util::sync::CancellationToken;
@@ -154,6 +155,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     .await
     .context("cannot serve the matcher API")?;
 
+    // The tamper-evident audit log: consents, enrolments and gate decisions from the edge,
+    // sign-offs from the DPO page.
+    let audit = Arc::new(AuditLog::open(&data.path.join("audit")).context("cannot open the audit log")?);
+
     // Analytics.
     let analytics_bus = connect("analytics").await.context("analytics cannot reach the broker")?;
     let analytics = passage_analytics::start(
@@ -161,6 +166,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             db_path: data.path.join("analytics.duckdb"),
             listen: with_port(&config.http.analytics, args.ephemeral_ports)?,
             tls: Some(tls.clone()),
+            audit: Some(audit.clone()),
         },
         config.clone(),
         analytics_bus,
@@ -173,7 +179,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Edge agents, one set per venue.
     let mut counting: Vec<Arc<CountingStats>> = Vec::new();
     let mut gates: Vec<Arc<GateStats>> = Vec::new();
-    let consent = Arc::new(std::sync::Mutex::new(ConsentRegistry::new()));
+    let governance =
+        Governance { consent: Arc::new(std::sync::Mutex::new(ConsentRegistry::new())), audit: Some(audit.clone()) };
     for (i, venue) in config.venues.iter().enumerate() {
         let edge_bus = connect(&format!("edge-{}", venue.id)).await.context("edge agent cannot reach the broker")?;
         let scene = Scene::new(venue, rand::random::<u64>() ^ i as u64, args.arrivals);
@@ -204,7 +211,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             venue,
             config.matching.mode,
             keyholder,
-            consent.clone(),
+            governance.clone(),
             args.visitors,
             Duration::from_secs_f64(args.gate_every),
             edge_bus,
@@ -222,6 +229,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  matcher API   https://{matcher_addr}/api/v1/health");
     println!("  MQTT 5 broker {broker_host}:{broker_port}");
     println!("  TLS cert      {} (self-signed; e.g. curl --cacert it)", cert_path.display());
+    println!("  DPO page      https://{}/dpo", analytics.addr);
+    println!("  audit log     {} (passage audit verify --store it)", data.path.join("audit").display());
     println!("  data          {}", data.path.display());
     match args.exit_after {
         Some(s) => println!("Stopping after {s} s."),

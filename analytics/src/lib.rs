@@ -128,6 +128,8 @@ pub struct AnalyticsOptions {
     /// TLS material: HTTPS when given, plain HTTP otherwise (tests, or behind a terminating
     /// proxy).
     pub tls: Option<ServerTls>,
+    /// The deployment's audit log: the DPO page verifies it and appends sign-offs to it.
+    pub audit: Option<Arc<passage_policy::audit::AuditLog>>,
 }
 
 /// A running analytics service.
@@ -168,7 +170,7 @@ pub async fn start(
     alerts::spawn_alerts(Some(bus.clone()), config.clone(), alert_store, board.clone(), cancel.child_token(), tracker);
     retention::spawn_sweeper(config.clone(), sweep_store, cancel.child_token(), tracker);
 
-    let state = AppState::new(config, http_store, stats.clone()).with_alerts(board);
+    let state = AppState::new(config, http_store, stats.clone()).with_alerts(board).with_audit(options.audit);
     let addr = serve(options.listen, options.tls, state, cancel.child_token(), tracker).await?;
     Ok(Analytics { addr, stats })
 }
@@ -218,6 +220,7 @@ mod tests {
             db_path: dir.path().join("analytics.duckdb"),
             listen: "127.0.0.1:0".parse().expect("addr"),
             tls: None,
+            audit: None,
         };
         let analytics = start(options, Arc::new(passage_config::Config::default()), bus, cancel.clone(), &tracker)
             .await

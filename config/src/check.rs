@@ -9,6 +9,7 @@ use toml::de::{DeTable, DeValue, ValueDeserializer};
 use toml::Spanned;
 
 use crate::model::*;
+use crate::register::Register;
 use crate::spans::{line_col, locate, render, Seg};
 
 /// One problem in a configuration file.
@@ -108,8 +109,8 @@ impl Collector<'_, '_> {
     }
 }
 
-const SECTIONS: [&str; 9] =
-    ["deployment", "broker", "http", "privacy", "matching", "spool", "analytics", "purposes", "venues"];
+const SECTIONS: [&str; 10] =
+    ["deployment", "broker", "http", "privacy", "matching", "spool", "analytics", "purposes", "venues", "register"];
 
 impl Config {
     /// Parses and checks a TOML configuration. Missing sections take their defaults.
@@ -135,7 +136,7 @@ impl Config {
                 c.at_span(value.span(), &[], message);
             }
         }
-        let config = Config {
+        let mut config = Config {
             deployment: c.section("deployment"),
             broker: c.section("broker"),
             http: c.section("http"),
@@ -145,7 +146,14 @@ impl Config {
             analytics: c.section("analytics"),
             purposes: c.list("purposes").unwrap_or_else(|| Config::default().purposes),
             venues: c.list("venues").unwrap_or_else(|| Config::default().venues),
+            register: c.section("register"),
         };
+        // The built-in activities describe the built-in purposes; a file that defines its own
+        // purposes keeps only those that still apply (the others would name unknown purposes).
+        if config.register.activities == Register::default().activities {
+            let purposes = &config.purposes;
+            config.register.activities.retain(|a| purposes.iter().any(|p| p.id == a.purpose));
+        }
         if c.errors.is_empty() {
             for (path, message) in config.problems() {
                 c.at_path(&path, message);
@@ -255,6 +263,30 @@ impl Config {
             );
         }
 
+        let reg = |key| vec![Seg::Key("register"), Seg::Key(key)];
+        if self.register.controller.trim().is_empty() {
+            say(reg("controller"), "name the controller".into());
+        }
+        if !is_iso_date(&self.register.dpia_date) {
+            say(reg("dpia_date"), format!("{:?} is not a YYYY-MM-DD date", self.register.dpia_date));
+        }
+        if self.register.dpia_version.trim().is_empty() {
+            say(reg("dpia_version"), "give the DPIA a version".into());
+        }
+        for (i, activity) in self.register.activities.iter().enumerate() {
+            if !purpose_ids.contains(&activity.purpose) {
+                say(
+                    vec![Seg::Key("register"), Seg::Key("activities"), Seg::Index(i), Seg::Key("purpose")],
+                    format!("unknown purpose `{}`", activity.purpose),
+                );
+            }
+        }
+        for purpose in &self.purposes {
+            if !self.register.activities.iter().any(|a| a.purpose == purpose.id) {
+                say(reg("activities"), format!("purpose `{}` has no processing activity in the register", purpose.id));
+            }
+        }
+
         if self.venues.is_empty() {
             say(vec![Seg::Key("venues")], "at least one venue is needed".into());
         }
@@ -344,6 +376,14 @@ impl Config {
         }
         out
     }
+}
+
+fn is_iso_date(text: &str) -> bool {
+    let parts: Vec<&str> = text.split('-').collect();
+    let number = |s: &str, len: usize, range: std::ops::RangeInclusive<u32>| {
+        s.len() == len && s.bytes().all(|b| b.is_ascii_digit()) && s.parse().is_ok_and(|n: u32| range.contains(&n))
+    };
+    parts.len() == 3 && number(parts[0], 4, 1970..=9999) && number(parts[1], 2, 1..=12) && number(parts[2], 2, 1..=31)
 }
 
 fn unique_ids<'a>(
@@ -488,6 +528,27 @@ name = 7
         );
         let config = Config::from_toml("[analytics]\nalert_webhook = \"http://127.0.0.1:9/hook\"\n").expect("valid");
         assert_eq!(config.analytics.alert_webhook.as_deref(), Some("http://127.0.0.1:9/hook"));
+    }
+
+    #[test]
+    fn the_register_is_checked_against_the_purposes() {
+        let src = "[register]\ndpia_date = \"2026-13-01\"\n\n[[register.activities]]\npurpose = \"nope\"\n\
+                   name = \"x\"\ndata_subjects = []\ndata_categories = []\nrecipients = []\n";
+        let errors = Config::from_toml(src).expect_err("invalid").0;
+        let rendered: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        assert!(
+            rendered[0].starts_with("2:13: register.dpia_date: \"2026-13-01\" is not a YYYY-MM-DD date"),
+            "{rendered:#?}"
+        );
+        assert!(
+            rendered.iter().any(|e| e.contains("register.activities[0].purpose: unknown purpose `nope`")),
+            "{rendered:#?}"
+        );
+        let orphans = rendered.iter().filter(|e| e.contains("has no processing activity")).count();
+        assert_eq!(orphans, 3, "{rendered:#?}");
+        let config = Config::from_toml("[register]\nexpected_visitors_per_day = 300\n").expect("valid");
+        assert_eq!(config.register.expected_visitors_per_day, 300);
+        assert_eq!(config.register.activities, Register::default().activities);
     }
 
     #[test]

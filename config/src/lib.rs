@@ -11,7 +11,9 @@
 
 mod check;
 mod model;
+mod register;
 mod spans;
 
 pub use check::{ConfigError, ConfigErrors};
 pub use model::*;
+pub use register::*;

@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use passage_wire::{Id, NoiseMechanism};
 use serde::{Deserialize, Serialize};
 
-fn id(s: &str) -> Id {
+use crate::register::Register;
+
+pub(crate) fn id(s: &str) -> Id {
     Id::new(s).unwrap_or_else(|error| panic!("built-in identifier {s:?} is invalid: {error}"))
 }
 
@@ -40,6 +42,9 @@ pub struct Config {
     /// The venues.
     #[serde(default = "default_venues")]
     pub venues: Vec<Venue>,
+    /// The processing register (Art. 30) and the DPIA's administrative facts.
+    #[serde(default)]
+    pub register: Register,
 }
 
 impl Default for Config {
@@ -54,6 +59,7 @@ impl Default for Config {
             analytics: Analytics::default(),
             purposes: default_purposes(),
             venues: default_venues(),
+            register: Register::default(),
         }
     }
 }

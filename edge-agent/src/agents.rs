@@ -17,6 +17,7 @@ use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use passage_policy::audit::AuditLog;
 use passage_policy::ConsentRegistry;
 
 use crate::count::detect::FrameValidator;
@@ -208,6 +209,39 @@ pub const FACE_ACCESS: &str = "face-access";
 /// Version of the privacy notice the simulated visitors accept.
 pub const DEMO_NOTICE_VERSION: u32 = 1;
 
+/// What the gates answer to: the consent registry they check before admitting anyone, and the
+/// audit log that records every consent, enrolment and access decision (by pseudonymous
+/// reference only).
+#[derive(Debug, Clone)]
+pub struct Governance {
+    /// Consent per subject, venue and purpose.
+    pub consent: Arc<std::sync::Mutex<ConsentRegistry>>,
+    /// The tamper-evident audit log (`None` records nothing; the demo always has one).
+    pub audit: Option<Arc<AuditLog>>,
+}
+
+impl Governance {
+    fn allows(&self, subject: &Id, venue: &Id, purpose: &Id) -> bool {
+        self.consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).allows(subject, venue, purpose)
+    }
+
+    /// Appends to the audit log on a blocking thread; a failure is logged, never fatal to the
+    /// gate (the decision stands; the missing entry is visible as a warning).
+    async fn audit(&self, actor: String, action: &'static str, venue: &Id, subject: Option<&Id>, outcome: String) {
+        let Some(log) = self.audit.clone() else { return };
+        let venue = venue.to_string();
+        let subject = subject.map(ToString::to_string);
+        let written =
+            tokio::task::spawn_blocking(move || log.record(&actor, action, Some(&venue), subject.as_deref(), &outcome))
+                .await;
+        match written {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(%error, action, "audit entry not written"),
+            Err(error) => tracing::warn!(%error, action, "audit task failed"),
+        }
+    }
+}
+
 /// Enrols `n_visitors` simulated visitors, then every `every` sends one simulated face (an
 /// enrolled visitor with probability 0.7, a stranger otherwise) to a random gate of `venue`.
 /// Each gate matches in its own mode (`default_mode` unless the gate sets one); when any gate
@@ -217,7 +251,7 @@ pub fn start_gates(
     venue: &Venue,
     default_mode: MatchingMode,
     keyholder: Arc<KeyHolder>,
-    consent: Arc<std::sync::Mutex<ConsentRegistry>>,
+    governance: Governance,
     n_visitors: usize,
     every: Duration,
     bus: Bus,
@@ -247,21 +281,30 @@ pub fn start_gates(
             let identity = faces.identity();
             let Ok(subject) = Id::new(&format!("subj-{i:04}")) else { continue };
             // Explicit consent for this venue is recorded before anything biometric happens.
-            {
-                let mut registry = consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let granted = {
+                let mut registry = governance.consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 registry.publish_notice(&venue_id, DEMO_NOTICE_VERSION);
-                if registry.grant(&subject, &venue_id, &purpose, DEMO_NOTICE_VERSION, now_secs()).is_err() {
-                    continue;
-                }
+                registry.grant(&subject, &venue_id, &purpose, DEMO_NOTICE_VERSION, now_secs()).is_ok()
+            };
+            if !granted {
+                continue;
             }
+            let notice = format!("{FACE_ACCESS}, notice v{DEMO_NOTICE_VERSION}");
+            governance.audit("visitor".into(), "consent.grant", &venue_id, Some(&subject), notice).await;
             let enrolment = faces.observe(&identity);
+            let keyholder_actor = format!("keyholder:{venue_id}");
             match keyholder.enrol(&bus, &subject, &enrolment).await {
                 Ok(response) if response.status == EnrolStatus::Ok => {
                     out.enrolled.fetch_add(1, Ordering::Relaxed);
+                    governance
+                        .audit(keyholder_actor, "template.enrol", &venue_id, Some(&subject), "stored".into())
+                        .await;
                     visitors.push((subject, identity));
                 }
                 Ok(response) => {
-                    tracing::warn!(status = ?response.status, detail = %response.detail, "enrolment refused")
+                    tracing::warn!(status = ?response.status, detail = %response.detail, "enrolment refused");
+                    let outcome = format!("refused: {:?}", response.status);
+                    governance.audit(keyholder_actor, "template.enrol", &venue_id, Some(&subject), outcome).await;
                 }
                 Err(error) => tracing::warn!(%error, "enrolment failed"),
             }
@@ -296,33 +339,34 @@ pub fn start_gates(
             if *mode == MatchMode::Decision {
                 out.decision_requests.fetch_add(1, Ordering::Relaxed);
             }
-            match keyholder.identify_with(&bus, gate, &face, *mode).await {
-                Ok(Identification::Match(subject))
-                    if !consent
-                        .lock()
-                        .unwrap_or_else(std::sync::PoisonError::into_inner)
-                        .allows(&subject, &venue_id, &purpose) =>
-                {
+            let actor = format!("gate:{venue_id}/{gate}");
+            let (subject, outcome) = match keyholder.identify_with(&bus, gate, &face, *mode).await {
+                Ok(Identification::Match(subject)) if !governance.allows(&subject, &venue_id, &purpose) => {
                     out.red.fetch_add(1, Ordering::Relaxed);
                     out.refused_no_consent.fetch_add(1, Ordering::Relaxed);
+                    (Some(subject), "red: no consent")
                 }
                 Ok(Identification::Match(subject)) => {
                     out.green.fetch_add(1, Ordering::Relaxed);
                     if expected.as_ref() == Some(&subject) {
                         out.correct.fetch_add(1, Ordering::Relaxed);
                     }
+                    (Some(subject), "green")
                 }
                 Ok(Identification::NoMatch | Identification::Ambiguous(_)) => {
                     out.red.fetch_add(1, Ordering::Relaxed);
                     if expected.is_none() {
                         out.correct.fetch_add(1, Ordering::Relaxed);
                     }
+                    (None, "red: not recognised")
                 }
                 Err(error) => {
                     out.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(%gate, %error, "identification failed; gate shows red (try again / use ticket)");
+                    (None, "red: matcher unavailable")
                 }
-            }
+            };
+            governance.audit(actor, "access.decision", &venue_id, subject.as_ref(), outcome.into()).await;
         }
     });
     stats

@@ -1,10 +1,11 @@
 //! Governance rules of Passage: consent, purposes, retention and audit.
 //!
-//! Foundation scope: the consent registry below (in memory). Persistence with per-subject
-//! encryption, data-subject rights, retention sweeping, roles, device identity and the
-//! tamper-evident audit log are the governance issue's work (see ARCHITECTURE.md).
+//! Here: the consent registry (in memory) and the tamper-evident audit log ([`audit`]).
+//! Persistence with per-subject encryption, data-subject rights, retention sweeping, roles and
+//! device identity are the governance issue's remaining work (see ARCHITECTURE.md).
 #![deny(missing_docs)]
 
+pub mod audit;
 mod consent;
 
 pub use consent::{ConsentError, ConsentRegistry, Grant};

@@ -5,6 +5,7 @@ mod analytics;
 mod broker;
 mod dashboard;
 mod demo;
+mod dpia;
 mod keys;
 mod spool;
 mod support;

@@ -101,7 +101,12 @@ fn store_and_forward_loses_and_duplicates_nothing_across_a_broker_outage() {
         let tracker = TaskTracker::new();
         let analytics_bus = connect(port, "spool-analytics", &cancel, &tracker).await;
         let analytics = passage_analytics::start(
-            AnalyticsOptions { db_path: db_path.clone(), listen: "127.0.0.1:0".parse().expect("addr"), tls: None },
+            AnalyticsOptions {
+                db_path: db_path.clone(),
+                listen: "127.0.0.1:0".parse().expect("addr"),
+                tls: None,
+                audit: None,
+            },
             config.clone(),
             analytics_bus,
             cancel.child_token(),

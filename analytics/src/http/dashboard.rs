@@ -171,13 +171,13 @@ path.zone{stroke-width:1.5;fill:none}path.link{fill:none;stroke:#3b6ea8;stroke-o
 
 const ZONE_COLOURS: [&str; 6] = ["#3b6ea8", "#8a4b9e", "#b35a1e", "#5a8a1e", "#1e8a8a", "#8a1e4b"];
 
-fn clock(unix: i64) -> String {
+pub(crate) fn clock(unix: i64) -> String {
     let of_day = unix.rem_euclid(86_400);
     format!("{:02}:{:02}", of_day / 3600, of_day % 3600 / 60)
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix time (civil-from-days).
-fn date(unix: i64) -> String {
+pub(crate) fn date(unix: i64) -> String {
     let days = unix.div_euclid(86_400);
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

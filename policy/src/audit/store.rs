@@ -1,0 +1,515 @@
+//! The audit log on disk: a directory holding
+//!
+//! * `audit.jsonl`: one [`Entry`] per line, appended and synced before `append` returns;
+//! * `checkpoints.jsonl`: signed [`Checkpoint`]s, one every [`CHECKPOINT_EVERY`] entries and
+//!   one when the log is closed;
+//! * `signing.key` (mode 0600, PKCS#8 Ed25519) and `signing.pub` (hex public key). Copy
+//!   `signing.pub` somewhere the log's writer cannot change it and verify against that copy
+//!   (`passage audit verify --public-key FILE`): whoever holds the signing key could re-sign a
+//!   rewritten log.
+//!
+//! Opening a log verifies it first and refuses a broken one (fail closed). A final line torn
+//! by a crash (no newline) is cut off and the cut is itself logged.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair};
+
+use super::chain::{seal, sign_checkpoint, Broken, Checkpoint, Entry, Event, EventError, Verified, Verifier};
+
+/// Entries between two automatic checkpoints.
+pub const CHECKPOINT_EVERY: u64 = 64;
+
+const LOG: &str = "audit.jsonl";
+const CHECKPOINTS: &str = "checkpoints.jsonl";
+const KEY: &str = "signing.key";
+const PUBLIC: &str = "signing.pub";
+
+/// Longest accepted line of either file (an entry is far smaller).
+const MAX_LINE: usize = 8 * 1024;
+
+/// A failure of the audit store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// A file could not be read or written.
+    #[error("audit store {path}: cannot {op}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The log failed verification.
+    #[error("audit log {path} is broken: {broken}")]
+    Broken {
+        /// The log file.
+        path: PathBuf,
+        /// The first fault.
+        broken: Broken,
+    },
+    /// The signing key or the public key file is malformed.
+    #[error("audit store {path}: malformed key")]
+    Key {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The event was refused.
+    #[error(transparent)]
+    Event(#[from] EventError),
+    /// A line is longer than any valid entry.
+    #[error("audit store {path}: line {line} is longer than {MAX_LINE} bytes")]
+    LineTooLong {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: u64,
+    },
+}
+
+impl AuditError {
+    /// The verification fault, if that is what this is.
+    pub fn broken(&self) -> Option<&Broken> {
+        match self {
+            AuditError::Broken { broken, .. } => Some(broken),
+            _ => None,
+        }
+    }
+}
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> AuditError + 'a {
+    move |source| AuditError::Io { op, path: path.to_owned(), source }
+}
+
+struct State {
+    file: File,
+    checkpoints: File,
+    prev: [u8; 32],
+    len: u64,
+    signed: u64,
+}
+
+/// An open, append-only audit log. Appends from many threads are serialised.
+pub struct AuditLog {
+    dir: PathBuf,
+    key: Ed25519KeyPair,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog").field("dir", &self.dir).finish_non_exhaustive()
+    }
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn private_options() -> OpenOptions {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options
+}
+
+fn load_or_create_key(dir: &Path) -> Result<Ed25519KeyPair, AuditError> {
+    let path = dir.join(KEY);
+    match fs::read(&path) {
+        Ok(bytes) => Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| AuditError::Key { path }),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
+                .map_err(|_| AuditError::Key { path: path.clone() })?;
+            let mut file = private_options().open(&path).map_err(io("create", &path))?;
+            file.write_all(pkcs8.as_ref()).map_err(io("write", &path))?;
+            file.sync_all().map_err(io("sync", &path))?;
+            let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| AuditError::Key { path })?;
+            let public = dir.join(PUBLIC);
+            fs::write(&public, hex::encode(key.public_key().as_ref()) + "\n").map_err(io("write", &public))?;
+            Ok(key)
+        }
+        Err(error) => Err(io("read", &path)(error)),
+    }
+}
+
+/// Reads a public key file (hex, as `signing.pub`).
+///
+/// # Errors
+/// Unreadable or malformed file.
+pub fn read_public_key(path: &Path) -> Result<Vec<u8>, AuditError> {
+    let text = fs::read_to_string(path).map_err(io("read", path))?;
+    let key = hex::decode(text.trim()).map_err(|_| AuditError::Key { path: path.to_owned() })?;
+    if key.len() != 32 {
+        return Err(AuditError::Key { path: path.to_owned() });
+    }
+    Ok(key)
+}
+
+/// Splits a file into complete lines; returns them and the length of a torn final line.
+fn read_lines(path: &Path) -> Result<(Vec<String>, usize), AuditError> {
+    let mut bytes = Vec::new();
+    match File::open(path) {
+        Ok(mut file) => {
+            file.read_to_end(&mut bytes).map_err(io("read", path))?;
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(error) => return Err(io("open", path)(error)),
+    }
+    let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let torn = bytes.len() - complete;
+    let mut lines = Vec::new();
+    if complete == 0 {
+        return Ok((lines, torn));
+    }
+    for (n, line) in bytes[..complete - 1].split(|&b| b == b'\n').enumerate() {
+        if line.len() > MAX_LINE {
+            return Err(AuditError::LineTooLong { path: path.to_owned(), line: n as u64 + 1 });
+        }
+        lines.push(String::from_utf8_lossy(line).into_owned());
+    }
+    Ok((lines, torn))
+}
+
+/// Verifies the log in `dir` against `public_key` (the store's own `signing.pub` when `None`).
+///
+/// # Errors
+/// [`AuditError::Broken`] naming the first bad entry, or an I/O or key error.
+pub fn verify(dir: &Path, public_key: Option<&[u8]>) -> Result<Verified, AuditError> {
+    let log = dir.join(LOG);
+    let public = match public_key {
+        Some(key) => key.to_vec(),
+        None => read_public_key(&dir.join(PUBLIC))?,
+    };
+    let (lines, torn) = read_lines(&log)?;
+    let mut verifier = Verifier::new();
+    for line in &lines {
+        verifier.entry_line(line).map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
+    }
+    if torn > 0 {
+        let broken = Broken::Unreadable { index: verifier.len(), why: format!("torn final line of {torn} bytes") };
+        return Err(AuditError::Broken { path: log, broken });
+    }
+    let checkpoints_path = dir.join(CHECKPOINTS);
+    let (checkpoints, _) = read_lines(&checkpoints_path)?;
+    for (index, line) in checkpoints.iter().enumerate() {
+        let index = index as u64;
+        let checkpoint: Checkpoint = serde_json::from_str(line)
+            .map_err(|_| AuditError::Broken { path: checkpoints_path.clone(), broken: Broken::Signature { index } })?;
+        verifier
+            .checkpoint(index, &checkpoint, &public)
+            .map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
+    }
+    Ok(Verified {
+        entries: verifier.len(),
+        checkpoints: checkpoints.len() as u64,
+        signed_through: verifier.signed_through(),
+        head: hex::encode(verifier.head()),
+    })
+}
+
+/// Reads the log's entries (unverified; use [`verify`] for that), keeping those `keep`
+/// accepts, at most the last `limit`.
+///
+/// # Errors
+/// I/O errors; unreadable lines are skipped.
+pub fn read(dir: &Path, limit: usize, keep: impl Fn(&Entry) -> bool) -> Result<Vec<Entry>, AuditError> {
+    let path = dir.join(LOG);
+    let file = match File::open(&path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(io("open", &path)(error)),
+    };
+    let mut kept = std::collections::VecDeque::new();
+    for line in BufReader::new(file).lines() {
+        let line = line.map_err(io("read", &path))?;
+        if let Ok(entry) = serde_json::from_str::<Entry>(&line) {
+            if keep(&entry) {
+                if kept.len() == limit {
+                    kept.pop_front();
+                }
+                kept.push_back(entry);
+            }
+        }
+    }
+    Ok(kept.into())
+}
+
+impl AuditLog {
+    /// Opens (or creates) the log in `dir`, verifying what is there.
+    ///
+    /// # Errors
+    /// A broken log, an unreadable key, or I/O errors.
+    pub fn open(dir: &Path) -> Result<AuditLog, AuditError> {
+        fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let key = load_or_create_key(dir)?;
+        let log = dir.join(LOG);
+        let (lines, torn) = read_lines(&log)?;
+        let mut verifier = Verifier::new();
+        for line in &lines {
+            verifier.entry_line(line).map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
+        }
+        let checkpoints_path = dir.join(CHECKPOINTS);
+        let (checkpoints, _) = read_lines(&checkpoints_path)?;
+        for (index, line) in checkpoints.iter().enumerate() {
+            let index = index as u64;
+            let checkpoint: Checkpoint = serde_json::from_str(line).map_err(|_| AuditError::Broken {
+                path: checkpoints_path.clone(),
+                broken: Broken::Signature { index },
+            })?;
+            verifier
+                .checkpoint(index, &checkpoint, key.public_key().as_ref())
+                .map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
+        }
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&log)
+            .map_err(io("open", &log))?;
+        if torn > 0 {
+            let keep = file.metadata().map_err(io("stat", &log))?.len() - torn as u64;
+            file.set_len(keep).map_err(io("truncate", &log))?;
+            file.sync_all().map_err(io("sync", &log))?;
+        }
+        let file = OpenOptions::new().append(true).open(&log).map_err(io("open", &log))?;
+        let checkpoints = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&checkpoints_path)
+            .map_err(io("open", &checkpoints_path))?;
+        let audit = AuditLog {
+            dir: dir.to_owned(),
+            key,
+            state: Mutex::new(State {
+                file,
+                checkpoints,
+                prev: verifier.head(),
+                len: verifier.len(),
+                signed: verifier.signed_through(),
+            }),
+        };
+        if torn > 0 {
+            audit.append(Event {
+                at: now(),
+                actor: "system".into(),
+                action: "audit.recovered".into(),
+                venue: None,
+                subject: None,
+                outcome: format!("a torn final line of {torn} bytes (crash during a write) was cut off"),
+            })?;
+        }
+        Ok(audit)
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Hex of the public key that verifies the checkpoints.
+    pub fn public_key_hex(&self) -> String {
+        hex::encode(self.key.public_key().as_ref())
+    }
+
+    /// Appends an event; returns its sequence number once it is on disk.
+    ///
+    /// # Errors
+    /// An invalid event or a failed write (nothing is appended then).
+    pub fn append(&self, event: Event) -> Result<u64, AuditError> {
+        event.validate()?;
+        let log = self.dir.join(LOG);
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let seq = state.len;
+        let (entry, hash) = seal(&state.prev, seq, event);
+        let mut line = serde_json::to_vec(&entry).unwrap_or_default();
+        line.push(b'\n');
+        state.file.write_all(&line).map_err(io("append to", &log))?;
+        state.file.sync_data().map_err(io("sync", &log))?;
+        state.prev = hash;
+        state.len += 1;
+        if state.len - state.signed >= CHECKPOINT_EVERY {
+            self.checkpoint_locked(&mut state)?;
+        }
+        Ok(seq)
+    }
+
+    /// Appends an event now, from its parts.
+    ///
+    /// # Errors
+    /// As [`AuditLog::append`].
+    pub fn record(
+        &self,
+        actor: &str,
+        action: &str,
+        venue: Option<&str>,
+        subject: Option<&str>,
+        outcome: &str,
+    ) -> Result<u64, AuditError> {
+        self.append(Event {
+            at: now(),
+            actor: actor.into(),
+            action: action.into(),
+            venue: venue.map(Into::into),
+            subject: subject.map(Into::into),
+            outcome: outcome.into(),
+        })
+    }
+
+    /// Signs a checkpoint over everything appended so far (if anything is unsigned).
+    ///
+    /// # Errors
+    /// A failed write.
+    pub fn checkpoint(&self) -> Result<(), AuditError> {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if state.len > state.signed {
+            self.checkpoint_locked(&mut state)?;
+        }
+        Ok(())
+    }
+
+    fn checkpoint_locked(&self, state: &mut State) -> Result<(), AuditError> {
+        let path = self.dir.join(CHECKPOINTS);
+        let checkpoint = sign_checkpoint(&self.key, state.len, &state.prev, now());
+        let mut line = serde_json::to_vec(&checkpoint).unwrap_or_default();
+        line.push(b'\n');
+        state.checkpoints.write_all(&line).map_err(io("append to", &path))?;
+        state.checkpoints.sync_data().map_err(io("sync", &path))?;
+        state.signed = state.len;
+        Ok(())
+    }
+
+    /// Entries appended so far.
+    pub fn len(&self) -> u64 {
+        self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len
+    }
+
+    /// Whether the log is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Drop for AuditLog {
+    fn drop(&mut self) {
+        if let Err(error) = self.checkpoint() {
+            tracing::warn!(%error, "could not sign the audit log's closing checkpoint");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(i: u64) -> Event {
+        Event {
+            at: 1_700_000_000,
+            actor: "dpo:demo".into(),
+            action: "dpia.signoff".into(),
+            venue: Some("arena".into()),
+            subject: None,
+            outcome: format!("version {i}"),
+        }
+    }
+
+    fn rewrite_line(path: &Path, index: usize, edit: impl Fn(&str) -> String) {
+        let text = fs::read_to_string(path).expect("read");
+        let lines: Vec<String> =
+            text.lines().enumerate().map(|(i, l)| if i == index { edit(l) } else { l.to_owned() }).collect();
+        fs::write(path, lines.join("\n") + "\n").expect("write");
+    }
+
+    #[test]
+    fn a_log_survives_reopening_and_a_modified_entry_is_reported_at_its_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let log = AuditLog::open(dir.path()).expect("open");
+            for i in 0..100 {
+                assert_eq!(log.append(event(i)).expect("append"), i);
+            }
+        }
+        {
+            let log = AuditLog::open(dir.path()).expect("reopen verifies");
+            assert_eq!(log.len(), 100);
+            log.append(event(100)).expect("append");
+        }
+        let verified = verify(dir.path(), None).expect("intact");
+        assert_eq!((verified.entries, verified.signed_through), (101, 101));
+        assert_eq!(verified.checkpoints, 3, "one at 64, one at close (100), one at close (101)");
+
+        rewrite_line(&dir.path().join(LOG), 37, |l| l.replace("version 37", "version 38"));
+        let error = verify(dir.path(), None).expect_err("modified");
+        assert_eq!(error.broken().map(Broken::index), Some(37), "{error}");
+        assert!(error.to_string().contains("entry 37"), "{error}");
+        assert!(AuditLog::open(dir.path()).is_err(), "a broken log is not appended to");
+    }
+
+    #[test]
+    fn truncation_is_detected_and_a_torn_last_line_is_cut_and_logged() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(AuditLog::open(dir.path()).map(|log| (0..10).try_for_each(|i| log.append(event(i)).map(drop))));
+        let path = dir.path().join(LOG);
+        let text = fs::read_to_string(&path).expect("read");
+        let kept: Vec<&str> = text.lines().take(7).collect();
+        fs::write(&path, kept.join("\n") + "\n").expect("truncate");
+        let error = verify(dir.path(), None).expect_err("truncated");
+        assert!(matches!(error.broken(), Some(Broken::Truncated { size: 7, .. })), "{error}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let log = AuditLog::open(dir.path()).expect("open");
+            (0..3).for_each(|i| drop(log.append(event(i))));
+        }
+        let mut file = OpenOptions::new().append(true).open(dir.path().join(LOG)).expect("open");
+        file.write_all(b"{\"seq\":3,\"at\":17").expect("torn write");
+        drop(file);
+        assert!(verify(dir.path(), None).is_err(), "a torn line fails verification until the log is reopened");
+        let log = AuditLog::open(dir.path()).expect("recovers");
+        assert_eq!(log.len(), 4);
+        drop(log);
+        let entries = read(dir.path(), 10, |e| e.event.action == "audit.recovered").expect("read");
+        assert_eq!(entries.len(), 1);
+        assert_eq!(verify(dir.path(), None).expect("intact").entries, 4);
+    }
+
+    #[test]
+    fn verification_against_another_public_key_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let log = AuditLog::open(dir.path()).expect("open");
+            log.append(event(0)).expect("append");
+        }
+        let other = tempfile::tempdir().expect("tempdir");
+        drop(AuditLog::open(other.path()).expect("open"));
+        let foreign = read_public_key(&other.path().join(PUBLIC)).expect("key");
+        let error = verify(dir.path(), Some(&foreign)).expect_err("wrong key");
+        assert!(matches!(error.broken(), Some(Broken::Signature { index: 0 })), "{error}");
+        assert!(log_has_mode_0600(&dir.path().join(KEY)));
+    }
+
+    #[cfg(unix)]
+    fn log_has_mode_0600(path: &Path) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        fs::metadata(path).map(|m| m.permissions().mode() & 0o777 == 0o600).unwrap_or(false)
+    }
+
+    #[cfg(not(unix))]
+    fn log_has_mode_0600(_: &Path) -> bool {
+        true
+    }
+}
