@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// MQTT client id (several workers sharing the load need different ones).
     #[arg(long, default_value = "analytics")]
     client_id: String,
+    /// The audit store the DPO page verifies and records sign-offs in (one writer process per
+    /// store). Without it the page shows the DPIA and the register, and sign-off answers 503.
+    #[arg(long, value_name = "DIR")]
+    audit_store: Option<PathBuf>,
 }
 
 /// Options of `passage analytics export`.
@@ -108,8 +112,15 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let tls =
         if args.plain_http { None } else { Some(ServerTls::self_signed().context("cannot create a certificate")?) };
     let scheme = if tls.is_some() { "https" } else { "http" };
+    let audit = match &args.audit_store {
+        Some(dir) => Some(std::sync::Arc::new(
+            passage_policy::audit::AuditLog::open(dir)
+                .with_context(|| format!("cannot open the audit store {}", dir.display()))?,
+        )),
+        None => None,
+    };
     let analytics = passage_analytics::start(
-        AnalyticsOptions { db_path: args.db.clone(), listen, tls, audit: None },
+        AnalyticsOptions { db_path: args.db.clone(), listen, tls, audit },
         config,
         bus,
         cancel.child_token(),

@@ -68,7 +68,7 @@ pub fn run(command: &AuditCommand) -> anyhow::Result<()> {
             let key = args.public_key.as_deref().map(audit::read_public_key).transpose()?;
             let verified = audit::verify(&dir, key.as_deref())?;
             println!(
-                "audit log {}: {} entries verified, {} checkpoints, signed through entry {}, head {}",
+                "audit log {}: {} entries verified, {} checkpoints covering the first {}, head {}",
                 dir.display(),
                 verified.entries,
                 verified.checkpoints,

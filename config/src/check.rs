@@ -270,8 +270,9 @@ impl Config {
         if !is_iso_date(&self.register.dpia_date) {
             say(reg("dpia_date"), format!("{:?} is not a YYYY-MM-DD date", self.register.dpia_date));
         }
-        if self.register.dpia_version.trim().is_empty() {
-            say(reg("dpia_version"), "give the DPIA a version".into());
+        let version = &self.register.dpia_version;
+        if version.trim().is_empty() || version.len() > 32 || version.chars().any(char::is_control) {
+            say(reg("dpia_version"), "give the DPIA a version of 1 to 32 characters".into());
         }
         for (i, activity) in self.register.activities.iter().enumerate() {
             if !purpose_ids.contains(&activity.purpose) {

@@ -444,7 +444,7 @@ pub fn measures(config: &Config, facts: &Facts) -> Vec<Measure> {
             code: "SWEEP",
             title: "Retention sweepers for every category",
             description: format!(
-                "Sweepers for consent evidence, denial notices and evidence images in every service ({}).",
+                "Sweepers for consent evidence, denial notices and evidence images in every service, and pruning of the audit log behind a signed base checkpoint ({}).",
                 facts.retention_statement()
             ),
             status: Planned,
@@ -512,7 +512,7 @@ pub fn risks(measures: &[Measure]) -> Vec<RiskAssessment> {
                     ]),
                     sources: strings(&["external attackers", "compromised devices", "malicious insiders"]),
                     severity: 2,
-                    severity_why: "A wrong decision is visible at the gate and the ticket alternative always exists; audit entries cannot be changed undetected.".into(),
+                    severity_why: "A wrong decision is visible at the gate and the ticket alternative always exists; audit entries cannot be changed undetected by anyone without the signing key.".into(),
                     likelihood,
                     likelihood_why,
                     residual_likelihood: residual,

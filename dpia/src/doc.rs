@@ -153,7 +153,8 @@ table{border-collapse:collapse;width:100%;margin:1rem 0;font-size:.92rem}\
 th,td{border:1px solid #ccd;padding:.35rem .5rem;text-align:left;vertical-align:top}\
 th{background:#eef1f5}img{max-width:100%}";
 
-/// Escapes text for HTML content and attribute values.
+/// Escapes text for HTML (and SVG) content and attribute values; control characters, which
+/// XML forbids, become spaces.
 pub fn esc(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
@@ -163,21 +164,28 @@ pub fn esc(text: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
+            c if c.is_control() => out.push(' '),
             c => out.push(c),
         }
     }
     out
 }
 
-/// Escapes Markdown inline syntax that would change the meaning of plain text.
+/// Escapes Markdown syntax that would change the meaning of plain text: inline markers
+/// anywhere, block markers (quote, heading, list, fence, ordered-list number) at the start,
+/// and line breaks and leading indentation (which would start new blocks).
 fn md(text: &str) -> String {
+    let text: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let text = text.trim_start();
     let mut out = String::with_capacity(text.len());
+    let digits = text.chars().take_while(char::is_ascii_digit).count();
+    let ordered = digits > 0 && text[digits..].starts_with(['.', ')']);
     for (i, c) in text.chars().enumerate() {
-        let block_marker = i == 0 && matches!(c, '>' | '#' | '-' | '+');
-        if block_marker || matches!(c, '\\' | '*' | '_' | '[' | ']' | '<' | '`' | '|') {
+        let block_marker = (i == 0 && matches!(c, '>' | '#' | '-' | '+' | '=')) || (ordered && i == digits);
+        if block_marker || matches!(c, '\\' | '*' | '_' | '[' | ']' | '<' | '`' | '|' | '~') {
             out.push('\\');
         }
-        out.push(if c == '\n' { ' ' } else { c });
+        out.push(c);
     }
     out
 }
@@ -200,5 +208,12 @@ mod tests {
         let md = doc.markdown();
         assert!(md.contains("a \\| b \\* c"));
         assert!(md.contains("| x\\|y |"));
+        let mut blocks = Doc::new("t");
+        blocks.p("~~~ fence").p("1. item").p("    code\r\nnext").p("x\u{1}y");
+        let md = blocks.markdown();
+        assert!(md.contains("\\~\\~\\~ fence"), "{md}");
+        assert!(md.contains("1\\. item"), "{md}");
+        assert!(md.contains("\ncode  next\n"), "{md}");
+        assert!(blocks.html("en").contains("x y"));
     }
 }

@@ -343,10 +343,12 @@ pub fn wp248(config: &Config) -> Doc {
 /// The action plan as CSV (RFC 4180).
 pub fn action_plan_csv(config: &Config, measures: &[Measure]) -> String {
     let field = |s: &str| {
+        // A leading =, +, - or @ would make a spreadsheet evaluate the cell as a formula.
+        let s = if s.starts_with(['=', '+', '-', '@']) { format!("'{s}") } else { s.to_owned() };
         if s.contains([',', '"', '\n', '\r']) {
             format!("\"{}\"", s.replace('"', "\"\""))
         } else {
-            s.to_owned()
+            s
         }
     };
     let mut out = String::from("measure,title,risks,action,person_in_charge,status,dpia_version\r\n");

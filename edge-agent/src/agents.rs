@@ -344,7 +344,9 @@ pub fn start_gates(
                 Ok(Identification::Match(subject)) if !governance.allows(&subject, &venue_id, &purpose) => {
                     out.red.fetch_add(1, Ordering::Relaxed);
                     out.refused_no_consent.fetch_add(1, Ordering::Relaxed);
-                    (Some(subject), "red: no consent")
+                    // Without consent, not even the refusal is tied to the subject.
+                    drop(subject);
+                    (None, "red: no consent")
                 }
                 Ok(Identification::Match(subject)) => {
                     out.green.fetch_add(1, Ordering::Relaxed);

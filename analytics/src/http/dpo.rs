@@ -47,8 +47,11 @@ fn headers(response: &mut Response) {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'"),
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
+        ),
     );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
 }
 
 /// The verification line and whether the log is intact.
@@ -71,8 +74,8 @@ pub(crate) async fn page(
     let (verification, entries, signoffs) = tokio::task::spawn_blocking(move || {
         let Some(log) = audit_log else { return (Verification::Absent, Vec::new(), Vec::new()) };
         let dir = log.dir().to_owned();
-        let public = hex_key(&log.public_key_hex());
-        let verification = match audit::verify(&dir, public.as_deref()) {
+        // Under the writer's lock: no entry or checkpoint is appended while it reads.
+        let verification = match log.verify(None) {
             Ok(verified) => Verification::Intact(verified),
             Err(error) => Verification::Broken(error.to_string()),
         };
@@ -80,8 +83,14 @@ pub(crate) async fn page(
             filter_action.as_deref().is_none_or(|a| e.event.action.starts_with(a))
                 && filter_venue.as_deref().is_none_or(|v| e.event.venue.as_deref() == Some(v))
         })
-        .unwrap_or_default();
-        let signoffs = audit::read(&dir, 20, |e: &Entry| e.event.action == "dpia.signoff").unwrap_or_default();
+        .unwrap_or_else(|error| {
+            tracing::warn!(%error, "the DPO page could not read the audit log");
+            Vec::new()
+        });
+        let signoffs = audit::read(&dir, 20, |e: &Entry| e.event.action == "dpia.signoff").unwrap_or_else(|error| {
+            tracing::warn!(%error, "the DPO page could not read the sign-offs");
+            Vec::new()
+        });
         (verification, entries, signoffs)
     })
     .await
@@ -93,10 +102,6 @@ pub(crate) async fn page(
         tracing::warn!("the DPO page found the audit log broken");
     }
     Ok(response)
-}
-
-fn hex_key(text: &str) -> Option<Vec<u8>> {
-    (0..text.len()).step_by(2).map(|i| text.get(i..i + 2).and_then(|b| u8::from_str_radix(b, 16).ok())).collect()
 }
 
 fn render(
@@ -133,9 +138,17 @@ fn render(
         Verification::Intact(v) => {
             let _ = write!(
                 p,
-                "<p class=\"ok\" data-audit=\"verified\" data-entries=\"{}\">Verified: {} entries, hash chain intact, {} signed checkpoints (signed through entry {}). Head <code>{}</code>.</p>",
-                v.entries, v.entries, v.checkpoints, v.signed_through, esc(&v.head)
+                "<p class=\"ok\" data-audit=\"verified\" data-entries=\"{}\">Verified: {} entries, hash chain intact; the first {} are covered by {} signed checkpoints. Head <code>{}</code>.</p>",
+                v.entries, v.entries, v.signed_through, v.checkpoints, esc(&v.head)
             );
+            if v.signed_through < v.entries {
+                let _ = write!(
+                    p,
+                    "<p>The last {} entries await the next checkpoint (signed every 64 entries and at shutdown).</p>",
+                    v.entries - v.signed_through
+                );
+            }
+            p.push_str("<p>Checked against the writer's own key. For an independent check, run <code>passage audit verify --public-key FILE</code> with a copy of <code>signing.pub</code> kept outside this host, and compare the entry count and head with the ones recorded at your last sign-off.</p>");
         }
         Verification::Broken(why) => {
             let _ = write!(p, "<p class=\"bad\" data-audit=\"broken\">Verification failed: {}</p>", esc(why));
@@ -293,11 +306,17 @@ pub(crate) async fn file(
     Ok(response)
 }
 
-/// Whether a request comes from this site (no Origin header, or one naming the Host).
+/// Whether a request comes from this site: a browser's `Sec-Fetch-Site`, when sent, must say
+/// `same-origin` (or `none`, typed by the user), and an `Origin`, when sent, must name the
+/// `Host` the request was sent to. Non-browser clients send neither.
 fn same_origin(headers: &HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) else { return true };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    origin.split_once("://").is_some_and(|(_, rest)| rest == host)
+    let text = |name| headers.get(name).and_then(|v: &HeaderValue| v.to_str().ok());
+    if text("sec-fetch-site").is_some_and(|site| site != "same-origin" && site != "none") {
+        return false;
+    }
+    let Some(origin) = text(header::ORIGIN.as_str()) else { return true };
+    let host = text(header::HOST.as_str()).unwrap_or("");
+    origin.split_once("://").is_some_and(|(_, rest)| rest.eq_ignore_ascii_case(host))
 }
 
 fn valid_name(name: &str) -> bool {
@@ -331,8 +350,17 @@ pub(crate) async fn sign_off(
         return Err(ApiError::Unavailable);
     };
     let actor = format!("dpo:{}", form.name.trim());
-    let outcome = format!("DPIA version {} (dpia.cnil.json sha256 {})", state.dpia.version, state.dpia_digest);
+    let version = state.dpia.version.clone();
+    let digest = state.dpia_digest.clone();
+    // The sign-off also records the log's size and head as verified just before: a later
+    // rollback of the log below this point contradicts the DPO's own record of it.
     let written = tokio::task::spawn_blocking(move || {
+        let verified = log.verify(None)?;
+        let outcome = format!(
+            "DPIA version {version} (dpia.cnil.json sha256 {digest}); audit log verified at {} entries, head {}",
+            verified.entries,
+            &verified.head[..16]
+        );
         log.record(&actor, "dpia.signoff", None, None, &outcome).and_then(|seq| log.checkpoint().map(|()| seq))
     })
     .await;
@@ -340,6 +368,10 @@ pub(crate) async fn sign_off(
         Ok(Ok(seq)) => {
             tracing::info!(seq, "DPIA sign-off recorded in the audit log");
             Ok(Redirect::to("/dpo?signed=1").into_response())
+        }
+        Ok(Err(error)) if error.broken().is_some() => {
+            Ok((StatusCode::CONFLICT, format!("sign-off refused: the audit log does not verify ({error})"))
+                .into_response())
         }
         Ok(Err(error)) => {
             tracing::error!(%error, "the sign-off could not be written to the audit log");
@@ -365,6 +397,11 @@ mod tests {
         assert!(same_origin(&h));
         h.insert(header::ORIGIN, HeaderValue::from_static("https://127.0.0.1:8443"));
         assert!(same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(same_origin(&h));
+        h.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(!same_origin(&h));
+        h.remove("sec-fetch-site");
         h.insert(header::ORIGIN, HeaderValue::from_static("https://evil.example"));
         assert!(!same_origin(&h));
     }

@@ -3,12 +3,16 @@
 //! Entry `i` carries `hash_i = SHA-256("passage-audit-v1" ‖ hash_{i-1} ‖ body_i)` where
 //! `hash_{-1}` is 32 zero bytes and `body_i` is the entry's canonical JSON without its hashes.
 //! Changing, inserting, removing or reordering any entry changes every later hash; a signed
-//! checkpoint (Ed25519 over the size and the head hash) pins the chain so that rewriting its
-//! end, or truncating it, is detected too.
+//! checkpoint (Ed25519 over the size and the head hash) pins the chain so that rewriting what
+//! it covers, or truncating below it, is detected too, by anyone who does not hold the signing
+//! key. What no file-local check can catch is a consistent rollback (log and checkpoints cut
+//! back together): for that, compare with a size and head recorded elsewhere (the DPO's
+//! sign-off record, a copy of `passage audit verify`'s output).
 //!
-//! Entries hold pseudonymous references (principal ids, venue ids, subject references), never
-//! personal data: erasing a subject's data therefore never touches the log, and verification
-//! keeps working after erasure.
+//! Entries hold pseudonymous references (principal ids, venue ids, subject references), no
+//! names, contacts, images or templates. A subject reference is still personal data in the
+//! GDPR's sense while the controller can link it; erasing a subject removes that link (their
+//! template and records) and leaves the log, and its verification, intact.
 
 use ring::digest::{Context, SHA256};
 use ring::signature::{Ed25519KeyPair, UnparsedPublicKey, ED25519};
@@ -206,6 +210,15 @@ pub enum Broken {
         /// The last entry the checkpoint covers.
         to: u64,
     },
+    /// The log's end is not covered by a checkpoint although the writer signs one every
+    /// [`super::store::CHECKPOINT_EVERY`] entries: checkpoints were removed.
+    #[error("entry {from}: entries {from} to {to} are covered by no signed checkpoint (checkpoints removed)")]
+    Unsigned {
+        /// The first unsigned entry.
+        from: u64,
+        /// The last entry.
+        to: u64,
+    },
     /// A checkpoint covers more entries than the log holds.
     #[error("entry {size}: missing, but signed checkpoint {index} covers more entries (truncated)")]
     Truncated {
@@ -225,7 +238,7 @@ impl Broken {
             | Broken::Link { index }
             | Broken::Content { index }
             | Broken::Signature { index } => index,
-            Broken::Rewritten { from, .. } => from,
+            Broken::Rewritten { from, .. } | Broken::Unsigned { from, .. } => from,
             Broken::Truncated { size, .. } => size,
         }
     }

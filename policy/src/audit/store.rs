@@ -3,14 +3,19 @@
 //! * `audit.jsonl`: one [`Entry`] per line, appended and synced before `append` returns;
 //! * `checkpoints.jsonl`: signed [`Checkpoint`]s, one every [`CHECKPOINT_EVERY`] entries and
 //!   one when the log is closed;
-//! * `signing.key` (mode 0600, PKCS#8 Ed25519) and `signing.pub` (hex public key). Copy
-//!   `signing.pub` somewhere the log's writer cannot change it and verify against that copy
-//!   (`passage audit verify --public-key FILE`): whoever holds the signing key could re-sign a
-//!   rewritten log.
+//! * `signing.key` (mode 0600, PKCS#8 Ed25519) and `signing.pub` (hex public key), created with
+//!   the log and never replaced: a store whose key went missing is refused, not re-keyed.
+//!   Copy `signing.pub` somewhere the log's writer cannot change it and verify against that
+//!   copy (`passage audit verify --public-key FILE`): whoever can read the signing key could
+//!   re-sign a rewritten log, so against the host's own administrator the checkpoints only
+//!   help when the key lives elsewhere (the governance issue's device PKI).
+//! * `audit.lock`: held (advisory lock) by the one process that appends.
 //!
 //! Opening a log verifies it first and refuses a broken one (fail closed). A final line torn
-//! by a crash (no newline) is cut off and the cut is itself logged.
+//! by a crash (no newline) is cut off, in either file, and the cut is itself logged. A failed
+//! write is rolled back to the last complete entry.
 
+use std::fs::TryLockError;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -28,6 +33,7 @@ const LOG: &str = "audit.jsonl";
 const CHECKPOINTS: &str = "checkpoints.jsonl";
 const KEY: &str = "signing.key";
 const PUBLIC: &str = "signing.pub";
+const LOCK: &str = "audit.lock";
 
 /// Longest accepted line of either file (an entry is far smaller).
 const MAX_LINE: usize = 8 * 1024;
@@ -64,6 +70,18 @@ pub enum AuditError {
     /// The event was refused.
     #[error(transparent)]
     Event(#[from] EventError),
+    /// Another process appends to this log.
+    #[error("audit store {path}: another process holds its lock")]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The store has entries or a public key but no signing key: it will not be re-keyed.
+    #[error("audit store {path}: the signing key is missing but the store is not new; restore the key (a new key would make a rewritten log verify)")]
+    KeyMissing {
+        /// The missing key file.
+        path: PathBuf,
+    },
     /// A line is longer than any valid entry.
     #[error("audit store {path}: line {line} is longer than {MAX_LINE} bytes")]
     LineTooLong {
@@ -94,13 +112,19 @@ struct State {
     prev: [u8; 32],
     len: u64,
     signed: u64,
+    /// Length of `audit.jsonl` after the last complete entry (a failed write is cut back).
+    bytes: u64,
+    /// Length of `checkpoints.jsonl` after the last complete checkpoint.
+    checkpoint_bytes: u64,
 }
 
-/// An open, append-only audit log. Appends from many threads are serialised.
+/// An open, append-only audit log. Appends from many threads are serialised; one process
+/// appends at a time (`audit.lock`).
 pub struct AuditLog {
     dir: PathBuf,
     key: Ed25519KeyPair,
     state: Mutex<State>,
+    _lock: File,
 }
 
 impl std::fmt::Debug for AuditLog {
@@ -127,11 +151,18 @@ fn private_options() -> OpenOptions {
     options
 }
 
+fn non_empty(path: &Path) -> bool {
+    fs::metadata(path).is_ok_and(|m| m.len() > 0)
+}
+
 fn load_or_create_key(dir: &Path) -> Result<Ed25519KeyPair, AuditError> {
     let path = dir.join(KEY);
     match fs::read(&path) {
         Ok(bytes) => Ed25519KeyPair::from_pkcs8(&bytes).map_err(|_| AuditError::Key { path }),
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if non_empty(&dir.join(LOG)) || non_empty(&dir.join(CHECKPOINTS)) || dir.join(PUBLIC).exists() {
+                return Err(AuditError::KeyMissing { path });
+            }
             let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new())
                 .map_err(|_| AuditError::Key { path: path.clone() })?;
             let mut file = private_options().open(&path).map_err(io("create", &path))?;
@@ -139,7 +170,9 @@ fn load_or_create_key(dir: &Path) -> Result<Ed25519KeyPair, AuditError> {
             file.sync_all().map_err(io("sync", &path))?;
             let key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).map_err(|_| AuditError::Key { path })?;
             let public = dir.join(PUBLIC);
-            fs::write(&public, hex::encode(key.public_key().as_ref()) + "\n").map_err(io("write", &public))?;
+            let mut file =
+                OpenOptions::new().write(true).create_new(true).open(&public).map_err(io("create", &public))?;
+            file.write_all((hex::encode(key.public_key().as_ref()) + "\n").as_bytes()).map_err(io("write", &public))?;
             Ok(key)
         }
         Err(error) => Err(io("read", &path)(error)),
@@ -157,6 +190,22 @@ pub fn read_public_key(path: &Path) -> Result<Vec<u8>, AuditError> {
         return Err(AuditError::Key { path: path.to_owned() });
     }
     Ok(key)
+}
+
+/// Cuts a torn final line of `torn` bytes off `path`; returns the length that remains.
+fn cut_torn_tail(path: &Path, torn: usize) -> Result<u64, AuditError> {
+    let len = match fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(error) => return Err(io("stat", path)(error)),
+    };
+    let keep = len.saturating_sub(torn as u64);
+    if torn > 0 {
+        let file = OpenOptions::new().write(true).open(path).map_err(io("open", path))?;
+        file.set_len(keep).map_err(io("truncate", path))?;
+        file.sync_all().map_err(io("sync", path))?;
+    }
+    Ok(keep)
 }
 
 /// Splits a file into complete lines; returns them and the length of a torn final line.
@@ -185,6 +234,8 @@ fn read_lines(path: &Path) -> Result<(Vec<String>, usize), AuditError> {
 }
 
 /// Verifies the log in `dir` against `public_key` (the store's own `signing.pub` when `None`).
+/// For a log that is being appended to, prefer [`AuditLog::verify`], which holds the writer's
+/// lock.
 ///
 /// # Errors
 /// [`AuditError::Broken`] naming the first bad entry, or an I/O or key error.
@@ -194,6 +245,9 @@ pub fn verify(dir: &Path, public_key: Option<&[u8]>) -> Result<Verified, AuditEr
         Some(key) => key.to_vec(),
         None => read_public_key(&dir.join(PUBLIC))?,
     };
+    // Checkpoints first: one signed after the log was read would cover entries not read.
+    let checkpoints_path = dir.join(CHECKPOINTS);
+    let (checkpoints, _) = read_lines(&checkpoints_path)?;
     let (lines, torn) = read_lines(&log)?;
     let mut verifier = Verifier::new();
     for line in &lines {
@@ -203,8 +257,6 @@ pub fn verify(dir: &Path, public_key: Option<&[u8]>) -> Result<Verified, AuditEr
         let broken = Broken::Unreadable { index: verifier.len(), why: format!("torn final line of {torn} bytes") };
         return Err(AuditError::Broken { path: log, broken });
     }
-    let checkpoints_path = dir.join(CHECKPOINTS);
-    let (checkpoints, _) = read_lines(&checkpoints_path)?;
     for (index, line) in checkpoints.iter().enumerate() {
         let index = index as u64;
         let checkpoint: Checkpoint = serde_json::from_str(line)
@@ -212,6 +264,10 @@ pub fn verify(dir: &Path, public_key: Option<&[u8]>) -> Result<Verified, AuditEr
         verifier
             .checkpoint(index, &checkpoint, &public)
             .map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
+    }
+    if verifier.len() - verifier.signed_through() >= CHECKPOINT_EVERY {
+        let broken = Broken::Unsigned { from: verifier.signed_through(), to: verifier.len() - 1 };
+        return Err(AuditError::Broken { path: log, broken });
     }
     Ok(Verified {
         entries: verifier.len(),
@@ -227,6 +283,9 @@ pub fn verify(dir: &Path, public_key: Option<&[u8]>) -> Result<Verified, AuditEr
 /// # Errors
 /// I/O errors; unreadable lines are skipped.
 pub fn read(dir: &Path, limit: usize, keep: impl Fn(&Entry) -> bool) -> Result<Vec<Entry>, AuditError> {
+    if limit == 0 {
+        return Ok(Vec::new());
+    }
     let path = dir.join(LOG);
     let file = match File::open(&path) {
         Ok(file) => file,
@@ -234,9 +293,9 @@ pub fn read(dir: &Path, limit: usize, keep: impl Fn(&Entry) -> bool) -> Result<V
         Err(error) => return Err(io("open", &path)(error)),
     };
     let mut kept = std::collections::VecDeque::new();
-    for line in BufReader::new(file).lines() {
+    for line in BufReader::new(file).split(b'\n') {
         let line = line.map_err(io("read", &path))?;
-        if let Ok(entry) = serde_json::from_str::<Entry>(&line) {
+        if let Ok(entry) = serde_json::from_slice::<Entry>(&line) {
             if keep(&entry) {
                 if kept.len() == limit {
                     kept.pop_front();
@@ -255,15 +314,27 @@ impl AuditLog {
     /// A broken log, an unreadable key, or I/O errors.
     pub fn open(dir: &Path) -> Result<AuditLog, AuditError> {
         fs::create_dir_all(dir).map_err(io("create", dir))?;
+        let lock_path = dir.join(LOCK);
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io("open", &lock_path))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(AuditError::Locked { path: lock_path }),
+            Err(TryLockError::Error(error)) => return Err(io("lock", &lock_path)(error)),
+        }
         let key = load_or_create_key(dir)?;
         let log = dir.join(LOG);
+        let checkpoints_path = dir.join(CHECKPOINTS);
         let (lines, torn) = read_lines(&log)?;
+        let (checkpoints, torn_checkpoint) = read_lines(&checkpoints_path)?;
         let mut verifier = Verifier::new();
         for line in &lines {
             verifier.entry_line(line).map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
         }
-        let checkpoints_path = dir.join(CHECKPOINTS);
-        let (checkpoints, _) = read_lines(&checkpoints_path)?;
         for (index, line) in checkpoints.iter().enumerate() {
             let index = index as u64;
             let checkpoint: Checkpoint = serde_json::from_str(line).map_err(|_| AuditError::Broken {
@@ -274,19 +345,13 @@ impl AuditLog {
                 .checkpoint(index, &checkpoint, key.public_key().as_ref())
                 .map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
         }
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&log)
-            .map_err(io("open", &log))?;
-        if torn > 0 {
-            let keep = file.metadata().map_err(io("stat", &log))?.len() - torn as u64;
-            file.set_len(keep).map_err(io("truncate", &log))?;
-            file.sync_all().map_err(io("sync", &log))?;
+        if verifier.len() - verifier.signed_through() >= CHECKPOINT_EVERY {
+            let broken = Broken::Unsigned { from: verifier.signed_through(), to: verifier.len() - 1 };
+            return Err(AuditError::Broken { path: log, broken });
         }
-        let file = OpenOptions::new().append(true).open(&log).map_err(io("open", &log))?;
+        let bytes = cut_torn_tail(&log, torn)?;
+        let checkpoint_bytes = cut_torn_tail(&checkpoints_path, torn_checkpoint)?;
+        let file = OpenOptions::new().create(true).append(true).open(&log).map_err(io("open", &log))?;
         let checkpoints = OpenOptions::new()
             .create(true)
             .append(true)
@@ -301,19 +366,37 @@ impl AuditLog {
                 prev: verifier.head(),
                 len: verifier.len(),
                 signed: verifier.signed_through(),
+                bytes,
+                checkpoint_bytes,
             }),
+            _lock: lock,
         };
-        if torn > 0 {
-            audit.append(Event {
-                at: now(),
-                actor: "system".into(),
-                action: "audit.recovered".into(),
-                venue: None,
-                subject: None,
-                outcome: format!("a torn final line of {torn} bytes (crash during a write) was cut off"),
-            })?;
+        for (what, cut) in [("audit log", torn), ("checkpoint file", torn_checkpoint)] {
+            if cut > 0 {
+                audit.append(Event {
+                    at: now(),
+                    actor: "system".into(),
+                    action: "audit.recovered".into(),
+                    venue: None,
+                    subject: None,
+                    outcome: format!(
+                        "a torn final line of {cut} bytes in the {what} (crash during a write) was cut off"
+                    ),
+                })?;
+            }
         }
         Ok(audit)
+    }
+
+    /// Verifies the whole log while holding the writer's lock (no append can interleave),
+    /// against `public_key` (a pinned copy) or this log's own key.
+    ///
+    /// # Errors
+    /// As [`verify`].
+    pub fn verify(&self, public_key: Option<&[u8]>) -> Result<Verified, AuditError> {
+        let _state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let own = self.key.public_key().as_ref().to_vec();
+        verify(&self.dir, Some(public_key.unwrap_or(&own)))
     }
 
     /// The store's directory.
@@ -329,7 +412,8 @@ impl AuditLog {
     /// Appends an event; returns its sequence number once it is on disk.
     ///
     /// # Errors
-    /// An invalid event or a failed write (nothing is appended then).
+    /// An invalid event or a failed write. A failed write is cut back to the last complete
+    /// entry, so the log stays verifiable and nothing is appended.
     pub fn append(&self, event: Event) -> Result<u64, AuditError> {
         event.validate()?;
         let log = self.dir.join(LOG);
@@ -338,12 +422,21 @@ impl AuditLog {
         let (entry, hash) = seal(&state.prev, seq, event);
         let mut line = serde_json::to_vec(&entry).unwrap_or_default();
         line.push(b'\n');
-        state.file.write_all(&line).map_err(io("append to", &log))?;
-        state.file.sync_data().map_err(io("sync", &log))?;
+        let written = state.file.write_all(&line).and_then(|()| state.file.sync_data());
+        if let Err(error) = written {
+            if let Err(cut) = state.file.set_len(state.bytes) {
+                tracing::error!(%cut, "a failed audit append could not be cut back; the log needs recovery");
+            }
+            return Err(io("append to", &log)(error));
+        }
+        state.bytes += line.len() as u64;
         state.prev = hash;
         state.len += 1;
         if state.len - state.signed >= CHECKPOINT_EVERY {
-            self.checkpoint_locked(&mut state)?;
+            // The entry is committed; a failed checkpoint is retried with the next append.
+            if let Err(error) = self.checkpoint_locked(&mut state) {
+                tracing::warn!(%error, "audit checkpoint not written; retried with the next entry");
+            }
         }
         Ok(seq)
     }
@@ -387,8 +480,12 @@ impl AuditLog {
         let checkpoint = sign_checkpoint(&self.key, state.len, &state.prev, now());
         let mut line = serde_json::to_vec(&checkpoint).unwrap_or_default();
         line.push(b'\n');
-        state.checkpoints.write_all(&line).map_err(io("append to", &path))?;
-        state.checkpoints.sync_data().map_err(io("sync", &path))?;
+        let written = state.checkpoints.write_all(&line).and_then(|()| state.checkpoints.sync_data());
+        if let Err(error) = written {
+            let _ = state.checkpoints.set_len(state.checkpoint_bytes);
+            return Err(io("append to", &path)(error));
+        }
+        state.checkpoint_bytes += line.len() as u64;
         state.signed = state.len;
         Ok(())
     }
@@ -485,6 +582,39 @@ mod tests {
         let entries = read(dir.path(), 10, |e| e.event.action == "audit.recovered").expect("read");
         assert_eq!(entries.len(), 1);
         assert_eq!(verify(dir.path(), None).expect("intact").entries, 4);
+    }
+
+    #[test]
+    fn removed_checkpoints_a_missing_key_and_a_second_writer_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let log = AuditLog::open(dir.path()).expect("open");
+            assert!(matches!(AuditLog::open(dir.path()), Err(AuditError::Locked { .. })), "one writer at a time");
+            (0..70).for_each(|i| drop(log.append(event(i))));
+        }
+        fs::write(dir.path().join(CHECKPOINTS), "").expect("remove the checkpoints");
+        let error = verify(dir.path(), None).expect_err("unsigned");
+        assert!(matches!(error.broken(), Some(Broken::Unsigned { from: 0, to: 69 })), "{error}");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(AuditLog::open(dir.path()).map(|log| log.append(event(0))));
+        fs::remove_file(dir.path().join(KEY)).expect("remove the key");
+        assert!(matches!(AuditLog::open(dir.path()), Err(AuditError::KeyMissing { .. })), "no silent re-keying");
+    }
+
+    #[test]
+    fn a_torn_checkpoint_line_is_cut_on_open() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        drop(AuditLog::open(dir.path()).map(|log| log.append(event(0))));
+        let mut file = OpenOptions::new().append(true).open(dir.path().join(CHECKPOINTS)).expect("open");
+        file.write_all(b"{\"size\":1,\"he").expect("torn write");
+        drop(file);
+        {
+            let log = AuditLog::open(dir.path()).expect("recovers");
+            log.append(event(1)).expect("append");
+        }
+        let verified = verify(dir.path(), None).expect("intact");
+        assert_eq!((verified.entries, verified.signed_through), (3, 3), "two events and the recovery note");
     }
 
     #[test]
