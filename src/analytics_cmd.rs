@@ -51,6 +51,10 @@ pub struct ServeArgs {
     /// store). Without it the page shows the DPIA and the register, and sign-off answers 503.
     #[arg(long, value_name = "DIR")]
     audit_store: Option<PathBuf>,
+    /// Staff accounts file (`passage accounts add`): every page and API then needs a login
+    /// (password and TOTP code) and is scoped to the account's venues and role.
+    #[arg(long, value_name = "FILE")]
+    accounts: Option<PathBuf>,
 }
 
 /// Options of `passage analytics export`.
@@ -120,7 +124,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     let analytics = passage_analytics::start(
-        AnalyticsOptions { db_path: args.db.clone(), listen, tls, audit },
+        AnalyticsOptions { db_path: args.db.clone(), listen, tls, audit, accounts: args.accounts.clone() },
         config,
         bus,
         cancel.child_token(),

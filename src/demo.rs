@@ -167,6 +167,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             listen: with_port(&config.http.analytics, args.ephemeral_ports)?,
             tls: Some(tls.clone()),
             audit: Some(audit.clone()),
+            accounts: None,
         },
         config.clone(),
         analytics_bus,

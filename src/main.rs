@@ -3,6 +3,7 @@
 //! Only this binary parses arguments, installs the tracing subscriber, owns the runtime and
 //! signals, and maps errors to exit codes; every service is a library it composes.
 
+mod accounts_cmd;
 mod analytics_cmd;
 mod audit_cmd;
 mod bench;
@@ -55,6 +56,9 @@ enum Command {
     /// DPIA artifacts for data protection officers, from the deployment's configuration.
     #[command(subcommand)]
     Dpia(dpia_cmd::DpiaCommand),
+    /// Staff accounts (password + TOTP) for the analytics service's pages and APIs.
+    #[command(subcommand)]
+    Accounts(accounts_cmd::AccountsCommand),
     /// The tamper-evident audit log: verify it, or show its entries.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
@@ -131,6 +135,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys::run(&command),
         Command::Models(command) => models::run(&command),
         Command::Audit(command) => audit_cmd::run(&command),
+        Command::Accounts(command) => accounts_cmd::run(&command),
         Command::Dpia(command) => dpia_cmd::run(&command),
         Command::Analytics(command) => analytics_cmd::run(&command),
         Command::Count(args) => count::run_count(&args),

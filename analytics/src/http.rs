@@ -39,6 +39,7 @@ use tokio_util::task::TaskTracker;
 use crate::alerts::AlertBoard;
 use crate::{now_unix, AnalyticsError, IngestCounts, IngestStats, LineTotal, Point, Store, Summary};
 
+pub mod auth;
 pub(crate) mod dashboard;
 pub(crate) mod dpo;
 pub(crate) mod reports;
@@ -68,6 +69,8 @@ pub struct AppState {
     dpia_digest: Arc<str>,
     /// The audit log the DPO page verifies and sign-offs are appended to.
     audit: Option<Arc<AuditLog>>,
+    /// Staff accounts; `None` leaves the service open (the demo).
+    auth: Option<Arc<auth::Auth>>,
 }
 
 impl AppState {
@@ -83,7 +86,14 @@ impl AppState {
             dpia: Arc::new(dpia),
             dpia_digest: digest.into(),
             audit: None,
+            auth: None,
         }
+    }
+
+    /// The same state, requiring a login from the accounts in `auth`.
+    pub fn with_auth(mut self, auth: Option<Arc<auth::Auth>>) -> AppState {
+        self.auth = auth;
+        self
     }
 
     /// The same state, with the audit log the DPO page verifies and appends sign-offs to.
@@ -173,6 +183,8 @@ pub(crate) struct ErrorBody {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(dashboard))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", axum::routing::post(auth::logout))
         .route("/api/v1/health", get(health))
         .route("/api/v1/summary", get(summary))
         .route("/api/v1/venues/{venue}/totals", get(totals))
@@ -195,6 +207,7 @@ pub fn app(state: AppState) -> Router {
         .route("/dpo/signoff", axum::routing::post(dpo::sign_off))
         .route("/assets/dashboard.js", get(dashboard::script))
         .fallback(|| async { ApiError::NotFound("no such endpoint".into()) })
+        .layer(middleware::from_fn_with_state(state.clone(), auth::require))
         .layer(middleware::from_fn(request_timeout))
         .with_state(state)
 }
@@ -371,10 +384,14 @@ async fn series(
 // ---------------------------------------------------------------------------------------------
 // Index page.
 
-async fn dashboard(State(state): State<AppState>) -> Result<Response, ApiError> {
+async fn dashboard(
+    State(state): State<AppState>,
+    principal: Option<axum::Extension<Arc<passage_policy::accounts::Principal>>>,
+) -> Result<Response, ApiError> {
     // The index only needs the database to answer; each venue has its own page.
     state.query(|store| store.ping()).await?;
-    let page = render_index(&state.config, state.stats.snapshot(), now_unix());
+    let principal = principal.map(|axum::Extension(p)| p);
+    let page = render_index(&state.config, state.stats.snapshot(), now_unix(), principal.as_deref());
     let mut response = Html(page).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -408,7 +425,12 @@ pub(crate) fn escape_html(text: &str) -> String {
 }
 
 /// The index: one link per venue dashboard, and the ingest counters.
-fn render_index(config: &Config, ingest: IngestCounts, now: i64) -> String {
+fn render_index(
+    config: &Config,
+    ingest: IngestCounts,
+    now: i64,
+    principal: Option<&passage_policy::accounts::Principal>,
+) -> String {
     let mut page = String::with_capacity(2048);
     let title = escape_html(&config.deployment.name);
     let _ = write!(
@@ -421,7 +443,7 @@ fn render_index(config: &Config, ingest: IngestCounts, now: i64) -> String {
          <h1>Passage analytics</h1><p>{title} · {} venues · <a href=\"/api/v1/openapi.json\">API</a></p><ul>",
         config.venues.len(),
     );
-    for venue in &config.venues {
+    for venue in config.venues.iter().filter(|v| auth::may_see(principal, &v.id)) {
         let _ = write!(
             page,
             "<li><a href=\"/venues/{}\">{}</a> ({} zones, {} lines)</li>",
@@ -620,7 +642,7 @@ mod tests {
         let mut config = Config::default();
         config.deployment.name = "<b>Deploy</b>".into();
         config.venues[0].name = "<script>alert(1)</script>".into();
-        let page = render_index(&config, IngestCounts::default(), 1_700_000_000);
+        let page = render_index(&config, IngestCounts::default(), 1_700_000_000, None);
         assert!(page.contains("<a href=\"/venues/arena\">&lt;script&gt;alert(1)&lt;/script&gt;</a>"), "{page}");
         assert!(!page.contains("<b>Deploy"), "{page}");
         assert_eq!(

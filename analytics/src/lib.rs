@@ -109,6 +109,15 @@ pub enum AnalyticsError {
         #[source]
         source: std::io::Error,
     },
+    /// The accounts file could not be read.
+    #[error("cannot read the accounts file {path}: {source}")]
+    Accounts {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl AnalyticsError {
@@ -130,6 +139,9 @@ pub struct AnalyticsOptions {
     pub tls: Option<ServerTls>,
     /// The deployment's audit log: the DPO page verifies it and appends sign-offs to it.
     pub audit: Option<Arc<passage_policy::audit::AuditLog>>,
+    /// Staff accounts file (`passage accounts`): when given, every page and API needs a login
+    /// and is scoped to the account's venues and role.
+    pub accounts: Option<PathBuf>,
 }
 
 /// A running analytics service.
@@ -170,7 +182,14 @@ pub async fn start(
     alerts::spawn_alerts(Some(bus.clone()), config.clone(), alert_store, board.clone(), cancel.child_token(), tracker);
     retention::spawn_sweeper(config.clone(), sweep_store, cancel.child_token(), tracker);
 
-    let state = AppState::new(config, http_store, stats.clone()).with_alerts(board).with_audit(options.audit);
+    let auth = match options.accounts {
+        Some(path) => Some(Arc::new(
+            http::auth::Auth::load(path.clone()).map_err(|source| AnalyticsError::Accounts { path, source })?,
+        )),
+        None => None,
+    };
+    let state =
+        AppState::new(config, http_store, stats.clone()).with_alerts(board).with_audit(options.audit).with_auth(auth);
     let addr = serve(options.listen, options.tls, state, cancel.child_token(), tracker).await?;
     Ok(Analytics { addr, stats })
 }
@@ -221,6 +240,7 @@ mod tests {
             listen: "127.0.0.1:0".parse().expect("addr"),
             tls: None,
             audit: None,
+            accounts: None,
         };
         let analytics = start(options, Arc::new(passage_config::Config::default()), bus, cancel.clone(), &tracker)
             .await

@@ -1,10 +1,12 @@
 //! Governance rules of Passage: consent, purposes, retention and audit.
 //!
-//! Here: the consent registry (in memory) and the tamper-evident audit log ([`audit`]).
+//! Here: the consent registry (in memory), the tamper-evident audit log ([`audit`]) and staff
+//! accounts with a second factor, sessions, bearer tokens and per-venue scoping ([`accounts`]).
 //! Persistence with per-subject encryption, data-subject rights, retention sweeping, roles and
 //! device identity are the governance issue's remaining work (see ARCHITECTURE.md).
 #![deny(missing_docs)]
 
+pub mod accounts;
 pub mod audit;
 mod consent;
 

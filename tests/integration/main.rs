@@ -2,6 +2,7 @@
 //! Built as one test binary (see Cargo.toml).
 
 mod analytics;
+mod auth;
 mod broker;
 mod dashboard;
 mod demo;

@@ -106,6 +106,7 @@ fn store_and_forward_loses_and_duplicates_nothing_across_a_broker_outage() {
                 listen: "127.0.0.1:0".parse().expect("addr"),
                 tls: None,
                 audit: None,
+                accounts: None,
             },
             config.clone(),
             analytics_bus,

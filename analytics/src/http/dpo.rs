@@ -329,6 +329,7 @@ fn valid_name(name: &str) -> bool {
 /// POST /dpo/signoff: records the sign-off of the current DPIA version.
 pub(crate) async fn sign_off(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<std::sync::Arc<passage_policy::accounts::Principal>>>,
     headers: HeaderMap,
     form: Result<Form<SignOff>, FormRejection>,
 ) -> Result<Response, ApiError> {
@@ -349,7 +350,12 @@ pub(crate) async fn sign_off(
     let Some(log) = state.audit.clone() else {
         return Err(ApiError::Unavailable);
     };
-    let actor = format!("dpo:{}", form.name.trim());
+    // With accounts, the logged-in principal signs (the typed name is only a label);
+    // without, the signer names themselves.
+    let actor = match &principal {
+        Some(axum::Extension(p)) => format!("{} ({})", p.actor(), form.name.trim()),
+        None => format!("dpo:{}", form.name.trim()),
+    };
     let version = state.dpia.version.clone();
     let digest = state.dpia_digest.clone();
     // The sign-off also records the log's size and head as verified just before: a later
