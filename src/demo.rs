@@ -20,6 +20,7 @@ use passage_edge::spool::forward::{self, ForwardOptions};
 use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
 use passage_policy::audit::AuditLog;
+use passage_policy::subjects::SubjectStore;
 use passage_policy::ConsentRegistry;
 use passage_transport::{Bus, BusConfig, EmbeddedBroker, ServerTls};
 use tokio_util::sync::CancellationToken;
@@ -180,8 +181,24 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Edge agents, one set per venue.
     let mut counting: Vec<Arc<CountingStats>> = Vec::new();
     let mut gates: Vec<Arc<GateStats>> = Vec::new();
-    let governance =
-        Governance { consent: Arc::new(std::sync::Mutex::new(ConsentRegistry::new())), audit: Some(audit.clone()) };
+    // Consent evidence, encrypted per subject; keys of subjects erased in the audit log are
+    // destroyed again at open (a restored backup cannot bring them back).
+    let erased: std::collections::HashSet<String> =
+        passage_policy::audit::read(audit.dir(), usize::MAX, |e| e.event.action == "subject.erased")
+            .context("cannot read the audit log's erasure tombstones")?
+            .into_iter()
+            .filter_map(|e| e.event.subject)
+            .collect();
+    let (subjects, reshredded) = SubjectStore::open(&data.path.join("subjects"), |s| erased.contains(s))
+        .context("cannot open the subject store")?;
+    if reshredded > 0 {
+        tracing::warn!(keys = reshredded, "keys of erased subjects found (a restored backup?) and destroyed again");
+    }
+    let governance = Governance {
+        consent: Arc::new(std::sync::Mutex::new(ConsentRegistry::new())),
+        audit: Some(audit.clone()),
+        subjects: Some(Arc::new(std::sync::Mutex::new(subjects))),
+    };
     for (i, venue) in config.venues.iter().enumerate() {
         let edge_bus = connect(&format!("edge-{}", venue.id)).await.context("edge agent cannot reach the broker")?;
         let scene = Scene::new(venue, rand::random::<u64>() ^ i as u64, args.arrivals);

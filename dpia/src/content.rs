@@ -417,7 +417,7 @@ pub fn measures(config: &Config, facts: &Facts) -> Vec<Measure> {
             status: Planned,
             risks: vec![Access],
             evidence: Vec::new(),
-            action: Some("Governance issue 7: accounts, roles, sessions and tokens"),
+            action: Some("Governance issue 7: login for every service and the demo (the analytics service has it with serve --accounts)"),
         },
         Measure {
             number: 15,
@@ -437,7 +437,7 @@ pub fn measures(config: &Config, facts: &Facts) -> Vec<Measure> {
             status: Planned,
             risks: vec![Access],
             evidence: Vec::new(),
-            action: Some("Governance issue 7: data-subject rights and crypto-shredding"),
+            action: Some("Governance issue 7: self-service export and erasure across every store (the per-subject encrypted store for consent evidence exists)"),
         },
         Measure {
             number: 17,

@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use passage_policy::audit::AuditLog;
+use passage_policy::subjects::{SubjectRecord, SubjectStore};
 use passage_policy::ConsentRegistry;
 
 use crate::count::detect::FrameValidator;
@@ -218,6 +219,8 @@ pub struct Governance {
     pub consent: Arc<std::sync::Mutex<ConsentRegistry>>,
     /// The tamper-evident audit log (`None` records nothing; the demo always has one).
     pub audit: Option<Arc<AuditLog>>,
+    /// Consent evidence at rest, encrypted per subject (`None` keeps it in memory only).
+    pub subjects: Option<Arc<std::sync::Mutex<SubjectStore>>>,
 }
 
 impl Governance {
@@ -288,6 +291,25 @@ pub fn start_gates(
             };
             if !granted {
                 continue;
+            }
+            if let Some(store) = governance.subjects.clone() {
+                let record = SubjectRecord::Consent {
+                    venue: venue_id.to_string(),
+                    purpose: FACE_ACCESS.into(),
+                    notice: DEMO_NOTICE_VERSION,
+                    granted: true,
+                    at: now_secs(),
+                };
+                let key = subject.to_string();
+                let kept = tokio::task::spawn_blocking(move || {
+                    store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(&key, &record)
+                })
+                .await;
+                if !matches!(kept, Ok(Ok(()))) {
+                    // No evidence, no biometric processing.
+                    tracing::warn!("consent evidence not stored; the visitor is not enrolled");
+                    continue;
+                }
             }
             let notice = format!("{FACE_ACCESS}, notice v{DEMO_NOTICE_VERSION}");
             governance.audit("visitor".into(), "consent.grant", &venue_id, Some(&subject), notice).await;
