@@ -392,14 +392,17 @@ async fn dashboard(
     state.query(|store| store.ping()).await?;
     let principal = principal.map(|axum::Extension(p)| p);
     let page = render_index(&state.config, state.stats.snapshot(), now_unix(), principal.as_deref());
-    let mut response = Html(page).into_response();
+    Ok(html_page(StatusCode::OK, page, "default-src 'none'; style-src 'unsafe-inline'"))
+}
+
+/// An HTML page that is never cached or framed, under the content security policy `csp`.
+pub(crate) fn html_page(status: StatusCode, body: String, csp: &'static str) -> Response {
+    let mut response = (status, Html(body)).into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'"),
-    );
-    Ok(response)
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

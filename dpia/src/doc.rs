@@ -86,7 +86,7 @@ impl Doc {
                 }
                 Block::Table(header, rows) => {
                     let row = |cells: &[String]| {
-                        format!("| {} |\n", cells.iter().map(|c| md_cell(c)).collect::<Vec<_>>().join(" | "))
+                        format!("| {} |\n", cells.iter().map(|c| md(c)).collect::<Vec<_>>().join(" | "))
                     };
                     out.push_str(&row(header));
                     out.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
@@ -188,10 +188,6 @@ fn md(text: &str) -> String {
         out.push(c);
     }
     out
-}
-
-fn md_cell(text: &str) -> String {
-    md(text)
 }
 
 #[cfg(test)]

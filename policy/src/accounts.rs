@@ -443,27 +443,7 @@ pub fn load(path: &std::path::Path) -> Result<Accounts, std::io::Error> {
 /// # Errors
 /// Any failed step.
 pub fn save(path: &std::path::Path, accounts: &Accounts) -> Result<(), std::io::Error> {
-    use std::io::Write;
-    let mut tmp_name = path.file_name().unwrap_or_default().to_owned();
-    tmp_name.push(".tmp");
-    let tmp = path.with_file_name(tmp_name);
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp)?;
-        file.write_all(&serde_json::to_vec(accounts).map_err(std::io::Error::other)?)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    crate::atomic_file::write_private(path, &serde_json::to_vec(accounts).map_err(std::io::Error::other)?)
 }
 
 /// 256 random bits, hex.

@@ -8,6 +8,7 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+mod atomic_file;
 pub mod audit;
 mod consent;
 pub mod subjects;

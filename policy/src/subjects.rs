@@ -101,26 +101,7 @@ impl std::fmt::Debug for SubjectStore {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), SubjectError> {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".tmp");
-    let tmp = path.with_file_name(name);
-    {
-        let mut options = OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let mut file = options.open(&tmp).map_err(io("create", &tmp))?;
-        file.write_all(bytes).map_err(io("write", &tmp))?;
-        file.sync_all().map_err(io("sync", &tmp))?;
-    }
-    fs::rename(&tmp, path).map_err(io("replace", path))?;
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io("sync", dir))?;
-    }
-    Ok(())
+    crate::atomic_file::write_private(path, bytes).map_err(io("replace", path))
 }
 
 impl SubjectStore {

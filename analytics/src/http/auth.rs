@@ -13,7 +13,7 @@ use axum::extract::rejection::FormRejection;
 use axum::extract::{Form, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use passage_policy::accounts::{self, AccountError, Accounts, Principal, Role};
 use passage_wire::Id;
 use serde::Deserialize;
@@ -143,16 +143,11 @@ fn page(state: &AppState, error: Option<&str>, status: StatusCode) -> Response {
          <button type=\"submit\">Log in</button></form></main></body></html>\n",
         name = esc(&state.config.deployment.name)
     );
-    let mut response = (status, Html(body)).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    response
+    super::html_page(
+        status,
+        body,
+        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
+    )
 }
 
 /// The login form.

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderValue};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use passage_config::Venue;
 use serde::Deserialize;
 
@@ -104,16 +104,11 @@ pub(crate) async fn venue_page(
         .await?;
     let live = live_body(&state, &venue, now).await?;
     let page = render_page(&state.config.deployment.name, &venue, picked, range, &data, &live, now);
-    let mut response = Html(page).into_response();
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; img-src 'self'",
-        ),
-    );
-    Ok(response)
+    Ok(super::html_page(
+        axum::http::StatusCode::OK,
+        page,
+        "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; img-src 'self'",
+    ))
 }
 
 /// `GET /assets/dashboard.js`: refreshes the live occupancy chart from `/api/v1/.../live`.

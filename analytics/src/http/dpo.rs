@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use axum::extract::rejection::{FormRejection, PathRejection, QueryRejection};
 use axum::extract::{Form, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Redirect, Response};
 use passage_policy::audit::{self, Entry};
 use serde::Deserialize;
 
@@ -42,17 +42,9 @@ fn when(unix: i64) -> String {
     format!("{} {} UTC", date(unix), clock(unix))
 }
 
-fn headers(response: &mut Response) {
-    let headers = response.headers_mut();
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'",
-        ),
-    );
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-}
+/// The DPO page's content security policy.
+const CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; form-action 'self'; frame-ancestors 'none'";
 
 /// The verification line and whether the log is intact.
 enum Verification {
@@ -96,8 +88,7 @@ pub(crate) async fn page(
     .await
     .map_err(|_| ApiError::Internal)?;
     let page = render(&state, &params, &verification, &entries, &signoffs, &sweeps);
-    let mut response = Html(page).into_response();
-    headers(&mut response);
+    let response = super::html_page(StatusCode::OK, page, CSP);
     if matches!(verification, Verification::Broken(_)) {
         tracing::warn!("the DPO page found the audit log broken");
     }

@@ -354,7 +354,8 @@ impl Verifier {
         }
         let expected = match checkpoint.size {
             0 => GENESIS,
-            n => self.heads[usize::try_from(n - 1).unwrap_or(usize::MAX).min(self.heads.len() - 1)],
+            // In range: size <= len was checked above.
+            n => self.heads[(n - 1) as usize],
         };
         if expected != head {
             let to = checkpoint.size.saturating_sub(1);

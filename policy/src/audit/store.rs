@@ -246,27 +246,11 @@ pub fn verify(dir: &Path, public_key: Option<&[u8]>) -> Result<Verified, AuditEr
         None => read_public_key(&dir.join(PUBLIC))?,
     };
     // Checkpoints first: one signed after the log was read would cover entries not read.
-    let checkpoints_path = dir.join(CHECKPOINTS);
-    let (checkpoints, _) = read_lines(&checkpoints_path)?;
+    let (checkpoints, _) = read_lines(&dir.join(CHECKPOINTS))?;
     let (lines, torn) = read_lines(&log)?;
-    let mut verifier = Verifier::new();
-    for line in &lines {
-        verifier.entry_line(line).map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
-    }
+    let verifier = check(dir, &lines, &checkpoints, &public)?;
     if torn > 0 {
         let broken = Broken::Unreadable { index: verifier.len(), why: format!("torn final line of {torn} bytes") };
-        return Err(AuditError::Broken { path: log, broken });
-    }
-    for (index, line) in checkpoints.iter().enumerate() {
-        let index = index as u64;
-        let checkpoint: Checkpoint = serde_json::from_str(line)
-            .map_err(|_| AuditError::Broken { path: checkpoints_path.clone(), broken: Broken::Signature { index } })?;
-        verifier
-            .checkpoint(index, &checkpoint, &public)
-            .map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
-    }
-    if verifier.len() - verifier.signed_through() >= CHECKPOINT_EVERY {
-        let broken = Broken::Unsigned { from: verifier.signed_through(), to: verifier.len() - 1 };
         return Err(AuditError::Broken { path: log, broken });
     }
     Ok(Verified {
@@ -275,6 +259,29 @@ pub fn verify(dir: &Path, public_key: Option<&[u8]>) -> Result<Verified, AuditEr
         signed_through: verifier.signed_through(),
         head: hex::encode(verifier.head()),
     })
+}
+
+/// Checks complete entry lines against the checkpoint lines: the chain, every signature, and
+/// that no more than a checkpoint interval of entries is unsigned.
+fn check(dir: &Path, lines: &[String], checkpoints: &[String], public: &[u8]) -> Result<Verifier, AuditError> {
+    let log = dir.join(LOG);
+    let mut verifier = Verifier::new();
+    for line in lines {
+        verifier.entry_line(line).map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
+    }
+    for (index, line) in checkpoints.iter().enumerate() {
+        let index = index as u64;
+        let checkpoint: Checkpoint = serde_json::from_str(line)
+            .map_err(|_| AuditError::Broken { path: dir.join(CHECKPOINTS), broken: Broken::Signature { index } })?;
+        verifier
+            .checkpoint(index, &checkpoint, public)
+            .map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
+    }
+    if verifier.len() - verifier.signed_through() >= CHECKPOINT_EVERY {
+        let broken = Broken::Unsigned { from: verifier.signed_through(), to: verifier.len() - 1 };
+        return Err(AuditError::Broken { path: log, broken });
+    }
+    Ok(verifier)
 }
 
 /// Reads the log's entries (unverified; use [`verify`] for that), keeping those `keep`
@@ -331,24 +338,7 @@ impl AuditLog {
         let checkpoints_path = dir.join(CHECKPOINTS);
         let (lines, torn) = read_lines(&log)?;
         let (checkpoints, torn_checkpoint) = read_lines(&checkpoints_path)?;
-        let mut verifier = Verifier::new();
-        for line in &lines {
-            verifier.entry_line(line).map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
-        }
-        for (index, line) in checkpoints.iter().enumerate() {
-            let index = index as u64;
-            let checkpoint: Checkpoint = serde_json::from_str(line).map_err(|_| AuditError::Broken {
-                path: checkpoints_path.clone(),
-                broken: Broken::Signature { index },
-            })?;
-            verifier
-                .checkpoint(index, &checkpoint, key.public_key().as_ref())
-                .map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
-        }
-        if verifier.len() - verifier.signed_through() >= CHECKPOINT_EVERY {
-            let broken = Broken::Unsigned { from: verifier.signed_through(), to: verifier.len() - 1 };
-            return Err(AuditError::Broken { path: log, broken });
-        }
+        let verifier = check(dir, &lines, &checkpoints, key.public_key().as_ref())?;
         let bytes = cut_torn_tail(&log, torn)?;
         let checkpoint_bytes = cut_torn_tail(&checkpoints_path, torn_checkpoint)?;
         let file = OpenOptions::new().create(true).append(true).open(&log).map_err(io("open", &log))?;
