@@ -20,9 +20,12 @@ use passage_edge::spool::forward::{self, ForwardOptions};
 use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
 use passage_policy::audit::AuditLog;
+use passage_policy::pki::{PkiDir, Subject};
 use passage_policy::subjects::SubjectStore;
 use passage_policy::ConsentRegistry;
-use passage_transport::{Bus, BusConfig, EmbeddedBroker, ServerTls};
+use passage_transport::{
+    client_config, Bus, BusConfig, ClientAuth, EmbeddedBroker, Gateway, GatewayEvent, GatewayOptions, PkiPem, ServerTls,
+};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -107,31 +110,61 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
 
-    // Broker.
-    let (broker_host, broker_port) = if config.broker.embedded {
-        let port = if args.ephemeral_ports { 0 } else { config.broker.port };
-        let broker = tokio::task::spawn_blocking(move || EmbeddedBroker::start(port))
+    // Device identity: a CA in the data directory (kept across runs of the same directory)
+    // with one client certificate per service and edge agent, and server certificates for the
+    // device gateway and the HTTPS listeners.
+    let pki = DemoPki::ensure(&data.path.join("pki"), &config)?;
+
+    // Broker: the embedded broker listens on a loopback port that only the device gateway
+    // uses; every party connects through the gateway with its client certificate, and the
+    // gateway enforces each certificate's topic rules. An external broker is used as
+    // configured (Mosquitto: `passage pki acl` writes its ACL file).
+    let mut gateway_events = None;
+    let (broker_host, broker_port, tls_bus) = if config.broker.embedded {
+        let broker = tokio::task::spawn_blocking(move || EmbeddedBroker::start(0))
             .await
             .context("broker start task failed")?
             .context("cannot start the embedded MQTT broker")?;
-        ("127.0.0.1".to_owned(), broker.addr().port())
+        let port = if args.ephemeral_ports { 0 } else { config.broker.port };
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        gateway_events = Some(events_rx);
+        let (server_cert, server_key) = pki.paths("server:broker")?;
+        let options = GatewayOptions {
+            listen: SocketAddr::from(([127, 0, 0, 1], port)),
+            upstream: broker.addr(),
+            pki: pki.dir.dir().to_owned(),
+            server_cert,
+            server_key,
+        };
+        let gateway = Gateway::start(options, Some(events_tx), cancel.child_token(), &tracker)
+            .await
+            .context("cannot start the device gateway")?;
+        ("127.0.0.1".to_owned(), gateway.local_addr().port(), true)
     } else {
-        (config.broker.host.clone(), config.broker.port)
+        (config.broker.host.clone(), config.broker.port, false)
     };
-    let connect = |name: &str| {
+    let connect = |name: String, principal: String| {
         let config = BusConfig {
             host: broker_host.clone(),
             port: broker_port,
             client_id: format!("{name}-{}", std::process::id()),
         };
-        Bus::connect(config, cancel.child_token(), &tracker)
+        let tls = if tls_bus { Some(pki.client(&principal)) } else { None };
+        let (cancel, tracker) = (cancel.child_token(), tracker.clone());
+        async move {
+            match tls {
+                Some(tls) => Ok(Bus::connect_tls(config, tls?, cancel, &tracker).await?),
+                None => Ok::<_, anyhow::Error>(Bus::connect(config, cancel, &tracker).await?),
+            }
+        }
     };
 
-    // TLS for the HTTPS listeners: a fresh self-signed certificate, written out so clients can
-    // trust it (the private key stays in RAM).
-    let tls = ServerTls::self_signed().context("cannot create the TLS certificate")?;
-    let cert_path = data.path.join("passage-demo-cert.pem");
-    std::fs::write(&cert_path, &tls.cert_pem).with_context(|| format!("cannot write {}", cert_path.display()))?;
+    // TLS for the HTTPS listeners, with a server certificate of the CA: the matcher API
+    // requires a client certificate (gates and edge agents), analytics accepts one but
+    // serves browsers without.
+    let matcher_tls = pki.server_tls("server:services", ClientAuth::Required)?;
+    let tls = pki.server_tls("server:services", ClientAuth::Optional)?;
+    let cert_path = pki.dir.ca_cert_path();
 
     // Matcher.
     let params = Params::DEFAULT;
@@ -144,11 +177,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     };
     let matcher = Matcher::start(&matcher_options, &venues, cancel.child_token(), &tracker)
         .context("cannot start the matcher")?;
-    let matcher_bus = connect("matcher").await.context("matcher cannot reach the broker")?;
+    let matcher_bus =
+        connect("matcher".into(), "service:matcher".into()).await.context("matcher cannot reach the broker")?;
     matcher.serve_mqtt(&matcher_bus, cancel.child_token(), &tracker).await.context("matcher cannot subscribe")?;
     let matcher_addr = passage_matcher::serve(
         with_port(&config.http.matcher, args.ephemeral_ports)?,
-        tls.clone(),
+        matcher_tls,
         matcher.clone(),
         cancel.child_token(),
         &tracker,
@@ -159,9 +193,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // The tamper-evident audit log: consents, enrolments and gate decisions from the edge,
     // sign-offs from the DPO page.
     let audit = Arc::new(AuditLog::open(&data.path.join("audit")).context("cannot open the audit log")?);
+    if let Some(events) = gateway_events {
+        tracker.spawn(audit_gateway(events, audit.clone()));
+    }
 
     // Analytics.
-    let analytics_bus = connect("analytics").await.context("analytics cannot reach the broker")?;
+    let analytics_bus =
+        connect("analytics".into(), "service:analytics".into()).await.context("analytics cannot reach the broker")?;
     let analytics = passage_analytics::start(
         AnalyticsOptions {
             db_path: data.path.join("analytics.duckdb"),
@@ -200,7 +238,9 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         subjects: Some(Arc::new(std::sync::Mutex::new(subjects))),
     };
     for (i, venue) in config.venues.iter().enumerate() {
-        let edge_bus = connect(&format!("edge-{}", venue.id)).await.context("edge agent cannot reach the broker")?;
+        let edge_bus = connect(format!("edge-{}", venue.id), format!("edge:{}", venue.id))
+            .await
+            .context("edge agent cannot reach the broker")?;
         let scene = Scene::new(venue, rand::random::<u64>() ^ i as u64, args.arrivals);
         // Noised records are spooled on disk and forwarded until analytics acknowledges them.
         let spool_dir = data.path.join("edge").join("spool").join(venue.id.as_str());
@@ -244,9 +284,16 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         None => println!("  dashboard:    https://{}/", analytics.addr),
     }
     println!("  analytics API https://{}/api/v1/summary", analytics.addr);
-    println!("  matcher API   https://{matcher_addr}/api/v1/health");
-    println!("  MQTT 5 broker {broker_host}:{broker_port}");
-    println!("  TLS cert      {} (self-signed; e.g. curl --cacert it)", cert_path.display());
+    println!("  matcher API   https://{matcher_addr}/api/v1/health (client certificate required)");
+    if tls_bus {
+        println!(
+            "  MQTT 5 (mTLS) {broker_host}:{broker_port} (device gateway; certificates in {})",
+            pki.dir.dir().display()
+        );
+    } else {
+        println!("  MQTT 5 broker {broker_host}:{broker_port}");
+    }
+    println!("  TLS CA        {} (the demo's device CA; e.g. curl --cacert it)", cert_path.display());
     println!("  DPO page      https://{}/dpo", analytics.addr);
     println!("  audit log     {} (passage audit verify --store it)", data.path.join("audit").display());
     println!("  data          {}", data.path.display());
@@ -279,6 +326,89 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("{}", summary().json());
     Ok(())
+}
+
+/// The demo's PKI: created on first use of a data directory, reused after.
+struct DemoPki {
+    dir: PkiDir,
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
+}
+
+impl DemoPki {
+    fn ensure(dir: &std::path::Path, config: &passage_config::Config) -> anyhow::Result<DemoPki> {
+        let pki = PkiDir::new(dir);
+        let now = now_secs();
+        if !pki.ca_cert_path().exists() {
+            pki.init("Passage demo device CA", now)
+                .with_context(|| format!("cannot create the CA in {}", dir.display()))?;
+        }
+        let hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let mut subjects = vec![
+            Subject::Server { name: "broker".into(), hosts: hosts.clone() },
+            Subject::Server { name: "services".into(), hosts },
+        ];
+        for name in ["service:matcher", "service:analytics"] {
+            subjects.push(Subject::Device(passage_policy::devices::Principal::parse(name)?));
+        }
+        for venue in &config.venues {
+            subjects.push(Subject::Device(passage_policy::devices::Principal::Edge { venue: venue.id.clone() }));
+        }
+        for subject in subjects {
+            if pki.current(&subject.name(), now)?.is_none() {
+                pki.issue(&subject, now, 90, rand::random())
+                    .with_context(|| format!("cannot issue a certificate for {}", subject.name()))?;
+            }
+        }
+        Ok(DemoPki { dir: pki })
+    }
+
+    fn paths(&self, subject: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
+        self.dir.current(subject, now_secs())?.with_context(|| format!("no valid certificate for {subject}"))
+    }
+
+    fn pem(&self, subject: &str) -> anyhow::Result<PkiPem> {
+        let (cert, key) = self.paths(subject)?;
+        let read = |path: &std::path::Path| {
+            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
+        };
+        Ok(PkiPem {
+            ca: read(&self.dir.ca_cert_path())?,
+            crl: read(&self.dir.crl_path())?,
+            cert: read(&cert)?,
+            key: zeroize::Zeroizing::new(read(&key)?),
+        })
+    }
+
+    fn client(&self, principal: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+        let pem = self.pem(principal)?;
+        Ok(client_config(&pem.ca, Some((&pem.cert, &pem.key)))?)
+    }
+
+    fn server_tls(&self, subject: &str, auth: ClientAuth) -> anyhow::Result<ServerTls> {
+        Ok(ServerTls::from_pki(&self.pem(subject)?, auth)?)
+    }
+}
+
+/// Appends the device gateway's connections and refusals to the audit log (principals and
+/// topics only).
+async fn audit_gateway(mut events: tokio::sync::mpsc::UnboundedReceiver<GatewayEvent>, audit: Arc<AuditLog>) {
+    while let Some(event) = events.recv().await {
+        let (actor, action, outcome) = match event {
+            GatewayEvent::Connected { principal } => (principal, "device.connect", "accepted".to_owned()),
+            GatewayEvent::Refused { principal, reason } => {
+                (principal.unwrap_or_else(|| "unknown".into()), "device.refused", reason)
+            }
+            GatewayEvent::Revoked { principal } => (principal, "device.revoked", "connection closed".to_owned()),
+        };
+        let log = audit.clone();
+        let written = tokio::task::spawn_blocking(move || log.record(&actor, action, None, None, &outcome)).await;
+        if !matches!(written, Ok(Ok(_))) {
+            tracing::warn!(action, "audit entry not written");
+        }
+    }
 }
 
 struct Summary {

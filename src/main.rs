@@ -14,6 +14,7 @@ mod demo;
 mod dpia_cmd;
 mod keys;
 mod models;
+mod pki_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,6 +63,10 @@ enum Command {
     /// The tamper-evident audit log: verify it, or show its entries.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Device certificates (CA, issue, revoke, CRL), the Mosquitto ACL, and the embedded
+    /// broker behind the mTLS device gateway.
+    #[command(subcommand)]
+    Pki(pki_cmd::PkiCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,6 +140,7 @@ fn main() -> ExitCode {
         Command::Keys(command) => keys::run(&command),
         Command::Models(command) => models::run(&command),
         Command::Audit(command) => audit_cmd::run(&command),
+        Command::Pki(command) => pki_cmd::run(&command),
         Command::Accounts(command) => accounts_cmd::run(&command),
         Command::Dpia(command) => dpia_cmd::run(&command),
         Command::Analytics(command) => analytics_cmd::run(&command),

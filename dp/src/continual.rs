@@ -123,6 +123,9 @@ enum State {
         sigma_total: f64,
         /// The day's counts so far (RAM only, zeroized on drop).
         counts: Vec<u64>,
+        /// Index of the first non-zero count: the convolution C' x skips the zeros before it
+        /// (an agent starting late in the day fast-forwards through thousands of them).
+        first_count: Option<usize>,
         /// The noised integer vector w so far.
         noised: Vec<f64>,
     },
@@ -158,8 +161,9 @@ impl Drop for ContinualCounter {
                 alpha.zeroize();
                 noisy.zeroize();
             }
-            State::Factorization { counts, noised, .. } => {
+            State::Factorization { counts, first_count, noised, .. } => {
                 counts.zeroize();
+                *first_count = None;
                 noised.zeroize();
             }
         }
@@ -218,6 +222,7 @@ impl ContinualCounter {
                     variance,
                     sigma_total,
                     counts: Vec::with_capacity(horizon),
+                    first_count: None,
                     noised: Vec::with_capacity(horizon),
                 };
                 (state, budget)
@@ -242,6 +247,7 @@ impl ContinualCounter {
                 variance: *variance,
                 sigma_total: *sigma_total,
                 counts: Vec::with_capacity(self.horizon),
+                first_count: None,
                 noised: Vec::with_capacity(self.horizon),
             },
         };
@@ -325,22 +331,51 @@ impl ContinualCounter {
     /// # Errors
     /// [`DpError::HorizonExhausted`] after `horizon` steps: the budget is spent.
     pub fn push<R: RngCore>(&mut self, count: u64, rng: &mut R) -> Result<Release, DpError> {
+        self.advance(count, rng)?;
+        let t = self.t;
+        let total = self.current_total();
+        let interval = total - self.last_total;
+        self.last_total = total;
+        Ok(Release { interval, total, total_std: self.total_std_at(t), interval_std: self.interval_std_at(t) })
+    }
+
+    /// Advances through `n` intervals in which nothing was counted (the agent was not running)
+    /// without releasing them: the noise is drawn exactly as `n` pushes of zero would draw it,
+    /// so later releases have the same distribution, but no intermediate total is computed.
+    /// For the factorisation mechanism this turns a late start, thousands of intervals into
+    /// the day, from quadratic into linear work.
+    ///
+    /// # Errors
+    /// [`DpError::HorizonExhausted`] when fewer than `n` intervals are left; nothing is
+    /// skipped then.
+    pub fn skip<R: RngCore>(&mut self, n: usize, rng: &mut R) -> Result<(), DpError> {
+        if n > self.horizon - self.t {
+            return Err(DpError::HorizonExhausted(self.horizon));
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        for _ in 0..n {
+            self.advance(0, rng)?;
+        }
+        self.last_total = self.current_total();
+        Ok(())
+    }
+
+    /// One interval in: updates the state (and draws its noise), computes no release.
+    fn advance<R: RngCore>(&mut self, count: u64, rng: &mut R) -> Result<(), DpError> {
         if self.t >= self.horizon {
             return Err(DpError::HorizonExhausted(self.horizon));
         }
         self.t += 1;
         let t = self.t;
         let count_i = i64::try_from(count).unwrap_or(i64::MAX);
-        let (interval, total) = match &mut self.state {
+        match &mut self.state {
             State::PerInterval { noise, total } => {
-                let released = noise.release(count_i, rng);
-                *total = total.saturating_add(released);
-                (released as f64, *total as f64)
+                *total = total.saturating_add(noise.release(count_i, rng));
             }
             State::PerIntervalGaussian { noise, total } => {
-                let released = noise.release(count_i, rng);
-                *total = total.saturating_add(released);
-                (released as f64, *total as f64)
+                *total = total.saturating_add(noise.release(count_i, rng));
             }
             State::Tree { noise, alpha, noisy } => {
                 // The node closing at t is at level i = trailing zeros of t; it absorbs the
@@ -354,29 +389,44 @@ impl ContinualCounter {
                 }
                 alpha[i] = sum;
                 noisy[i] = sum.saturating_add(noise.sample(rng));
-                let total: i64 = (0..alpha.len()).filter(|&j| t >> j & 1 == 1).map(|j| noisy[j]).sum();
-                let total = total as f64;
-                (total - self.last_total, total)
             }
-            State::Factorization { coeffs_fixed, coeffs, variance, counts, noised, .. } => {
+            State::Factorization { coeffs_fixed, variance, counts, first_count, noised, .. } => {
+                if count > 0 && first_count.is_none() {
+                    *first_count = Some(counts.len());
+                }
                 counts.push(count);
-                // (C' x)_t in fixed point, exactly: sum_j c'_{t-j} x_j.
-                let exact: u128 = counts
-                    .iter()
-                    .rev()
-                    .zip(coeffs_fixed.iter())
-                    .fold(0u128, |acc, (&x, &c)| acc.saturating_add(c.saturating_mul(u128::from(x))));
+                // (C' x)_t in fixed point, exactly: sum_j c'_{t-j} x_j (the zeros before the
+                // first count contribute nothing).
+                let exact: u128 = match *first_count {
+                    None => 0,
+                    Some(first) => counts[first..]
+                        .iter()
+                        .rev()
+                        .zip(coeffs_fixed.iter())
+                        .fold(0u128, |acc, (&x, &c)| acc.saturating_add(c.saturating_mul(u128::from(x)))),
+                };
                 let query = exact.saturating_mul(1 << SCALE_BITS) >> COEFF_BITS;
                 let query = i128::try_from(query).unwrap_or(i128::MAX);
                 let w = query.saturating_add(i128::from(discrete_gaussian(rng, variance.0, variance.1)));
                 noised.push(w as f64 / (1u64 << SCALE_BITS) as f64);
-                // Post-processing: total_t = (C w)_t.
-                let total: f64 = noised.iter().rev().zip(coeffs.iter()).map(|(w, c)| w * c).sum();
-                (total - self.last_total, total)
             }
-        };
-        self.last_total = total;
-        Ok(Release { interval, total, total_std: self.total_std_at(t), interval_std: self.interval_std_at(t) })
+        }
+        Ok(())
+    }
+
+    /// The noisy running total after the intervals fed so far (post-processing only).
+    fn current_total(&self) -> f64 {
+        let t = self.t;
+        match &self.state {
+            State::PerInterval { total, .. } | State::PerIntervalGaussian { total, .. } => *total as f64,
+            State::Tree { noisy, .. } => {
+                (0..noisy.len()).filter(|&j| t >> j & 1 == 1).map(|j| noisy[j]).sum::<i64>() as f64
+            }
+            // total_t = (C w)_t.
+            State::Factorization { noised, coeffs, .. } => {
+                noised.iter().rev().zip(coeffs.iter()).map(|(w, c)| w * c).sum()
+            }
+        }
     }
 }
 
@@ -576,6 +626,36 @@ mod tests {
         assert_eq!(calls, 800);
         assert!((report.empirical_std / report.theoretical_std - 1.0).abs() < 0.1, "{report:?}");
         assert!((report.final_empirical_std / report.final_theoretical_std - 1.0).abs() < 0.1, "{report:?}");
+    }
+
+    #[test]
+    fn skipping_draws_the_same_noise_as_pushing_zeros() {
+        for mechanism in Mechanism::ALL {
+            let template = ContinualCounter::new(mechanism, day_budget(), 1440).expect("counter");
+            for (before, gap) in [(0, 700), (3, 250), (0, 1)] {
+                let mut pushed = template.fresh();
+                let mut skipped = template.fresh();
+                let mut rng_a = Csprng::seed_from_u64(7);
+                let mut rng_b = Csprng::seed_from_u64(7);
+                for count in 0..before {
+                    pushed.push(count + 2, &mut rng_a).expect("push");
+                    skipped.push(count + 2, &mut rng_b).expect("push");
+                }
+                for _ in 0..gap {
+                    pushed.push(0, &mut rng_a).expect("push");
+                }
+                skipped.skip(gap, &mut rng_b).expect("skip");
+                assert_eq!(skipped.released(), pushed.released());
+                for count in [5, 0, 9] {
+                    let a = pushed.push(count, &mut rng_a).expect("push");
+                    let b = skipped.push(count, &mut rng_b).expect("push");
+                    assert_eq!(a, b, "{mechanism:?} after {before} counts and a gap of {gap}");
+                }
+            }
+            let mut counter = template.fresh();
+            assert!(counter.skip(1441, &mut Csprng::seed_from_u64(8)).is_err(), "{mechanism:?}");
+            assert_eq!(counter.released(), 0, "a refused skip skips nothing");
+        }
     }
 
     #[test]

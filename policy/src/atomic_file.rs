@@ -7,6 +7,19 @@ use std::path::Path;
 
 /// Replaces `path` with `bytes` atomically; the file is created with mode 0600 (on Unix).
 pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, 0o600)
+}
+
+/// Replaces `path` with `bytes` atomically, readable by everyone (mode 0644 on Unix): for
+/// public material such as certificates and revocation lists, which a broker running as
+/// another user must read.
+pub(crate) fn write_public(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_with_mode(path, bytes, 0o644)
+}
+
+fn write_with_mode(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    #[cfg(not(unix))]
+    let _ = mode;
     let mut name = path.file_name().unwrap_or_default().to_owned();
     name.push(".tmp");
     let tmp = path.with_file_name(name);
@@ -16,7 +29,7 @@ pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         #[cfg(unix)]
         {
             use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
+            options.mode(mode);
         }
         let mut file = options.open(&tmp)?;
         file.write_all(bytes)?;

@@ -11,6 +11,8 @@ pub mod accounts;
 mod atomic_file;
 pub mod audit;
 mod consent;
+pub mod devices;
+pub mod pki;
 pub mod subjects;
 
 pub use consent::{ConsentError, ConsentRegistry, Grant};

@@ -32,6 +32,8 @@ fn the_demo_runs_the_whole_flow_and_exits_cleanly() {
     let n = |path: &str| {
         summary.pointer(path).and_then(serde_json::Value::as_u64).unwrap_or_else(|| panic!("{path} in {summary}"))
     };
+    // On a failure, the summary and the warnings that explain it.
+    let summary = format!("{summary}\nstdout:\n{stdout}\nstderr:\n{stderr}");
     assert!(n("/counts_published") >= 6, "{summary}");
     assert!(n("/counts_ingested") >= 3, "{summary}");
     assert_eq!(n("/counts_quarantined"), 0, "{summary}");

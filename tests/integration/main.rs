@@ -8,6 +8,7 @@ mod dashboard;
 mod demo;
 mod dpia;
 mod keys;
+mod pki;
 mod spool;
 mod support;
 mod video;

@@ -26,6 +26,12 @@ impl Mosquitto {
     /// Starts `mosquitto` on `port` of 127.0.0.1 (to restart a stopped broker on its port). It
     /// keeps nothing on disk (`persistence false`): a restart forgets every session.
     pub fn start_on(port: u16) -> Mosquitto {
+        Mosquitto::start_with(port, "allow_anonymous true\n")
+    }
+
+    /// Starts `mosquitto` on `port` of 127.0.0.1 with `settings` added to its listener (TLS,
+    /// ACL file, …).
+    pub fn start_with(port: u16, settings: &str) -> Mosquitto {
         let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
             .into_iter()
             .find(|p| std::path::Path::new(p).exists())
@@ -33,7 +39,7 @@ impl Mosquitto {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("mosquitto.conf");
         let mut f = std::fs::File::create(&conf).expect("config file");
-        writeln!(f, "listener {port} 127.0.0.1\nallow_anonymous true\nmessage_size_limit 0\npersistence false")
+        writeln!(f, "listener {port} 127.0.0.1\nmessage_size_limit 0\npersistence false\n{settings}")
             .expect("write config");
         let child = Command::new(binary)
             .arg("-c")

@@ -79,6 +79,9 @@ struct Route {
     tx: mpsc::Sender<Message>,
 }
 
+/// How long [`Bus::subscribe`] waits for the broker to confirm a subscription.
+const SUBSCRIBE_CONFIRMATION: Duration = Duration::from_secs(10);
+
 type Pending = Arc<Mutex<HashMap<Bytes, oneshot::Sender<Message>>>>;
 
 /// A connected MQTT 5 client. Cheap to clone.
@@ -107,7 +110,30 @@ impl Bus {
     /// starts the event-loop task on `tracker`. The task ends when `cancel` fires; every
     /// subscription channel then closes and every waiting request fails with `Closed`.
     pub async fn connect(config: BusConfig, cancel: CancellationToken, tracker: &TaskTracker) -> Result<Bus, BusError> {
+        Bus::connect_with(config, None, cancel, tracker).await
+    }
+
+    /// [`Bus::connect`] over TLS with `tls` (which trusts the deployment's CA and carries
+    /// this party's client certificate, for the device gateway).
+    pub async fn connect_tls(
+        config: BusConfig,
+        tls: Arc<rustls::ClientConfig>,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Bus, BusError> {
+        Bus::connect_with(config, Some(tls), cancel, tracker).await
+    }
+
+    async fn connect_with(
+        config: BusConfig,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<Bus, BusError> {
         let mut options = MqttOptions::new(config.client_id.clone(), config.host.clone(), config.port);
+        if let Some(tls) = tls {
+            options.set_transport(rumqttc::Transport::tls_with_config(rumqttc::TlsConfiguration::Rustls(tls)));
+        }
         options.set_keep_alive(Duration::from_secs(15));
         options.set_max_packet_size(Some(MAX_PACKET_BYTES as u32));
         options.set_clean_start(true);
@@ -142,6 +168,10 @@ impl Bus {
         bus.client.subscribe(bus.reply_topic.clone(), QoS::AtLeastOnce).await.map_err(|_| BusError::Closed)?;
         let driver = bus.clone();
         tracker.spawn(async move { driver.drive(eventloop, cancel, addr).await });
+        // Replies can arrive from now on.
+        if let Err(error) = bus.barrier(SUBSCRIBE_CONFIRMATION).await {
+            tracing::warn!(%error, "reply subscription not confirmed by the broker yet");
+        }
         Ok(bus)
     }
 
@@ -240,7 +270,44 @@ impl Bus {
         lock(&self.routes).push(Route { filter: filter.to_owned(), tx });
         lock(&self.subscriptions).push((filter.to_owned(), qos));
         self.client.subscribe(filter.to_owned(), qos).await.map_err(|_| BusError::Closed)?;
+        // Return once the subscription is in effect, so that a request published right after
+        // (by this or another client) is not lost to a SUBSCRIBE still in flight.
+        if let Err(error) = self.barrier(SUBSCRIBE_CONFIRMATION).await {
+            // The broker is unreachable; the subscription is made again on reconnect.
+            tracing::warn!(%filter, %error, "subscription not confirmed by the broker yet");
+        }
         Ok(rx)
+    }
+
+    /// Waits until the broker has handled every packet this client sent before: publishes an
+    /// empty message on this client's own reply topic and waits for it to come back. A broker
+    /// handles one connection's packets in order, so a SUBSCRIBE sent earlier is in effect
+    /// when this returns.
+    async fn barrier(&self, timeout: Duration) -> Result<(), BusError> {
+        let n = self.next_correlation.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let correlation = Bytes::from(n.to_be_bytes().to_vec());
+        let (tx, rx) = oneshot::channel();
+        lock(&self.pending).insert(correlation.clone(), tx);
+        let properties =
+            PublishProperties { correlation_data: Some(correlation.clone()), ..PublishProperties::default() };
+        let topic = self.reply_topic.clone();
+        if self
+            .client
+            .publish_with_properties(topic.clone(), QoS::AtLeastOnce, false, Bytes::new(), properties)
+            .await
+            .is_err()
+        {
+            lock(&self.pending).remove(&correlation);
+            return Err(BusError::Closed);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(_)) => Err(BusError::Closed),
+            Err(_) => {
+                lock(&self.pending).remove(&correlation);
+                Err(BusError::Timeout { topic, timeout })
+            }
+        }
     }
 
     /// Publishes `payload` on `topic`.

@@ -9,12 +9,14 @@
 mod broker;
 mod bus;
 mod filter;
+pub mod gateway;
 mod tls;
 
 pub use broker::{BrokerError, EmbeddedBroker};
 pub use bus::{Bus, BusConfig, BusError, Message, QoS};
 pub use filter::topic_matches;
-pub use tls::{ServerTls, TlsError};
+pub use gateway::{Gateway, GatewayError, GatewayEvent, GatewayOptions};
+pub use tls::{client_config, first_cert_der, server_config, ClientAuth, PkiPem, ServerTls, TlsError};
 
 /// Largest MQTT packet any Passage client or the embedded broker accepts (match results for
 /// large galleries are tens of megabytes).

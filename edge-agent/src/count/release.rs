@@ -239,10 +239,9 @@ impl VenueReleaser {
                 // Zeros for the intervals nobody reported (agent started late or skipped);
                 // the interval figure below is the change since the last *released* noisy
                 // total, so released interval figures always add up to the noisy total.
-                while cell.counter.released() < index {
-                    let r = cell.counter.push(0, rng)?;
-                    cell.monotone.next(r.total);
-                }
+                // Their noise is drawn (later totals depend on it) but nothing is computed
+                // for them: an agent starting in the afternoon skips thousands at once.
+                cell.counter.skip(index.saturating_sub(cell.counter.released()), rng)?;
                 let r = cell.counter.push(u64::from(count), rng)?;
                 let noisy_total = r.total.round() as i64;
                 let interval = noisy_total - cell.last_released;
