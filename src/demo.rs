@@ -371,15 +371,7 @@ impl DemoPki {
 
     fn pem(&self, subject: &str) -> anyhow::Result<PkiPem> {
         let (cert, key) = self.paths(subject)?;
-        let read = |path: &std::path::Path| {
-            std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))
-        };
-        Ok(PkiPem {
-            ca: read(&self.dir.ca_cert_path())?,
-            crl: read(&self.dir.crl_path())?,
-            cert: read(&cert)?,
-            key: zeroize::Zeroizing::new(read(&key)?),
-        })
+        Ok(PkiPem::load(&self.dir, &cert, &key)?)
     }
 
     fn client(&self, principal: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {

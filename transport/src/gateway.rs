@@ -46,15 +46,7 @@ pub enum GatewayError {
     /// The PKI directory could not be read.
     #[error(transparent)]
     Pki(#[from] passage_policy::pki::PkiError),
-    /// The server certificate or key could not be read.
-    #[error("{path}: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// What failed.
-        source: std::io::Error,
-    },
-    /// The TLS configuration could not be built.
+    /// The certificates could not be read, or the TLS configuration could not be built.
     #[error(transparent)]
     Tls(#[from] TlsError),
     /// The listening socket could not be bound.
@@ -141,15 +133,7 @@ fn load(options: &GatewayOptions) -> Result<Material, GatewayError> {
     let stamp = stamp(options);
     let pki = PkiDir::new(&options.pki);
     let index = pki.index()?;
-    let read = |path: &PathBuf| {
-        std::fs::read_to_string(path).map_err(|source| GatewayError::Io { path: path.clone(), source })
-    };
-    let material = PkiPem {
-        ca: read(&pki.ca_cert_path())?,
-        crl: read(&pki.crl_path())?,
-        cert: read(&options.server_cert)?,
-        key: zeroize::Zeroizing::new(read(&options.server_key)?),
-    };
+    let material = PkiPem::load(&pki, &options.server_cert, &options.server_key)?;
     let config = server_config(&material, ClientAuth::Required)?;
     let now = now_secs();
     let principals = index

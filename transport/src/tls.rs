@@ -43,6 +43,27 @@ pub struct PkiPem {
     pub key: zeroize::Zeroizing<String>,
 }
 
+impl PkiPem {
+    /// Reads the CA certificate and the CRL from `pki` and this party's certificate and key
+    /// from `cert` and `key`.
+    pub fn load(
+        pki: &passage_policy::pki::PkiDir,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Result<PkiPem, TlsError> {
+        let read = |what: &'static str, path: &std::path::Path| {
+            std::fs::read_to_string(path)
+                .map_err(|error| TlsError::Pem { what, reason: format!("{}: {error}", path.display()) })
+        };
+        Ok(PkiPem {
+            ca: read("CA certificate", &pki.ca_cert_path())?,
+            crl: read("CRL", &pki.crl_path())?,
+            cert: read("certificate", cert)?,
+            key: zeroize::Zeroizing::new(read("key", key)?),
+        })
+    }
+}
+
 impl std::fmt::Debug for PkiPem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PkiPem").finish_non_exhaustive()
