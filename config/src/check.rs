@@ -109,8 +109,19 @@ impl Collector<'_, '_> {
     }
 }
 
-const SECTIONS: [&str; 10] =
-    ["deployment", "broker", "http", "privacy", "matching", "spool", "analytics", "purposes", "venues", "register"];
+const SECTIONS: [&str; 11] = [
+    "deployment",
+    "broker",
+    "http",
+    "privacy",
+    "matching",
+    "faces",
+    "spool",
+    "analytics",
+    "purposes",
+    "venues",
+    "register",
+];
 
 impl Config {
     /// Parses and checks a TOML configuration. Missing sections take their defaults.
@@ -142,6 +153,7 @@ impl Config {
             http: c.section("http"),
             privacy: c.section("privacy"),
             matching: c.section("matching"),
+            faces: c.section("faces"),
             spool: c.section("spool"),
             analytics: c.section("analytics"),
             purposes: c.list("purposes").unwrap_or_else(|| Config::default().purposes),
@@ -211,6 +223,24 @@ impl Config {
         }
         if m.queue == 0 {
             say(vec![Seg::Key("matching"), Seg::Key("queue")], "must be at least 1".into());
+        }
+
+        let f = &self.faces;
+        let face = |key: &'static str| vec![Seg::Key("faces"), Seg::Key(key)];
+        if !(f.min_detection_score.is_finite() && f.min_detection_score > 0.0 && f.min_detection_score < 1.0) {
+            say(face("min_detection_score"), "must lie in (0, 1)".into());
+        }
+        if !(32..=4096).contains(&f.detect_max_side) {
+            say(face("detect_max_side"), "must be between 32 and 4096 pixels".into());
+        }
+        if f.min_liveness.is_some_and(|l| !(l.is_finite() && (0.0..1.0).contains(&l))) {
+            say(face("min_liveness"), "must lie in [0, 1)".into());
+        }
+        if f.approach_window_secs == 0 || f.approach_window_secs > 300 {
+            say(face("approach_window_secs"), "must be between 1 and 300 seconds".into());
+        }
+        if !(f.same_person_cosine.is_finite() && f.same_person_cosine > 0.0 && f.same_person_cosine < 1.0) {
+            say(face("same_person_cosine"), "must lie in (0, 1)".into());
         }
 
         let spool = &self.spool;
@@ -550,6 +580,24 @@ name = 7
         let config = Config::from_toml("[register]\nexpected_visitors_per_day = 300\n").expect("valid");
         assert_eq!(config.register.expected_visitors_per_day, 300);
         assert_eq!(config.register.activities, Register::default().activities);
+    }
+
+    #[test]
+    fn the_face_settings_are_checked() {
+        let src =
+            "[faces]\nmin_detection_score = 1.5\nmin_liveness = -0.2\napproach_window_secs = 0\nevidence = true\n";
+        let rendered: Vec<String> =
+            Config::from_toml(src).expect_err("invalid").0.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            rendered,
+            vec![
+                "2:23: faces.min_detection_score: must lie in (0, 1)".to_owned(),
+                "3:16: faces.min_liveness: must lie in [0, 1)".to_owned(),
+                "4:24: faces.approach_window_secs: must be between 1 and 300 seconds".to_owned(),
+            ]
+        );
+        let config = Config::from_toml("[faces]\nmin_liveness = 0.6\nevidence = true\n").expect("valid");
+        assert_eq!(config.faces, Faces { min_liveness: Some(0.6), evidence: true, ..Faces::default() });
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Config {
     /// Encrypted face matching.
     #[serde(default)]
     pub matching: Matching,
+    /// The edge's face path at the gates: detection, liveness, de-duplication, evidence mode.
+    #[serde(default)]
+    pub faces: Faces,
     /// The edge's store-and-forward spool of noised count records.
     #[serde(default)]
     pub spool: Spool,
@@ -55,6 +58,7 @@ impl Default for Config {
             http: Http::default(),
             privacy: Privacy::default(),
             matching: Matching::default(),
+            faces: Faces::default(),
             spool: Spool::default(),
             analytics: Analytics::default(),
             purposes: default_purposes(),
@@ -183,6 +187,43 @@ pub struct Matching {
 impl Default for Matching {
     fn default() -> Matching {
         Matching { mode: MatchingMode::Score, threshold: 0.5, queue: 32, threads: 0 }
+    }
+}
+
+/// The edge's face path at the gates (see docs/faces.md).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Faces {
+    /// Minimum detector score (CenterFace heatmap) to keep a face.
+    pub min_detection_score: f64,
+    /// Longest side of the detector's input; larger frames are scaled down.
+    pub detect_max_side: u32,
+    /// Faces smaller than this (shorter box side, pixels) are not embedded.
+    pub min_face_px: u32,
+    /// Liveness score a face needs to be probed; absent: liveness not required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_liveness: Option<f64>,
+    /// A face within this many seconds of a probed one, and as similar as
+    /// `same_person_cosine`, is the same person still approaching: not probed again.
+    pub approach_window_secs: u32,
+    /// Cosine above which two faces in the window are the same person.
+    pub same_person_cosine: f64,
+    /// Evidence mode: anonymised frames of gate decisions kept on the edge for the venue's
+    /// `retention.evidence_image_hours`, then deleted by the agent. Off by default.
+    pub evidence: bool,
+}
+
+impl Default for Faces {
+    fn default() -> Faces {
+        Faces {
+            min_detection_score: 0.5,
+            detect_max_side: 640,
+            min_face_px: 40,
+            min_liveness: None,
+            approach_window_secs: 10,
+            same_person_cosine: 0.5,
+            evidence: false,
+        }
     }
 }
 

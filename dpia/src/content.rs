@@ -467,6 +467,24 @@ pub fn measures(config: &Config, facts: &Facts) -> Vec<Measure> {
             evidence: Vec::new(),
             action: Some("Gate issue 9: tests/privacy_scan"),
         },
+        Measure {
+            number: 19,
+            code: "ANON",
+            title: "Images leave the edge only anonymised; evidence images expire",
+            description: format!(
+                "The only image type the edge can write or send is an anonymised frame: every face found by two detectors (at eager thresholds, repeated until a pass finds none) is replaced by a coarse mosaic over its box enlarged by 30%. Evidence mode is {}; evidence images are kept at most {} hour(s) and deleted by the agent itself, stray files included.",
+                if config.faces.evidence { "on" } else { "off (the default)" },
+                config.venues.iter().map(|v| v.retention.evidence_image_hours).max().unwrap_or(0)
+            ),
+            status: Existing,
+            risks: vec![Access],
+            evidence: vec![
+                "tests/integration/faces.rs::anonymised_images_show_no_face_to_any_detector",
+                "tests/integration/faces.rs::anonymised_video_shows_no_face_to_any_detector",
+                "edge-agent/src/evidence.rs::frames_are_kept_until_their_expiry_and_strays_are_removed",
+            ],
+            action: None,
+        },
     ];
     out.sort_by_key(|m| m.number);
     out

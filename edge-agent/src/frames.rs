@@ -1,5 +1,14 @@
-//! Frame sources: where pixels come from. A video file or an RTSP/HTTP stream is decoded by
-//! an `ffmpeg` child process into raw RGB frames on its stdout.
+//! Frame sources: where pixels come from.
+//!
+//! * [`ImageSource`]: a still image, or a directory of images (JPEG/PNG, sorted by name),
+//!   decoded in this process with bounds ([`passage_vision::decode`]).
+//! * [`FfmpegSource`]: a video file or an RTSP/HTTP stream (MJPEG over HTTP included, through
+//!   ffmpeg's `mpjpeg` demuxer) decoded by an `ffmpeg` child process into raw RGB frames on
+//!   its stdout.
+//! * [`open`] picks one from a path or URL.
+//!
+//! A bad frame (a corrupt or oversize image) is an error for that frame only: the next call
+//! goes on with the next one.
 //!
 //! Frames exist in this process's RAM only: [`RgbFrame`] holds its pixels in a
 //! [`Zeroizing`] buffer, wiped when the frame is dropped, and nothing here writes or logs them
@@ -78,6 +87,79 @@ pub trait FrameSource {
     /// # Errors
     /// [`SourceError`] when the source fails mid-stream.
     fn next_frame(&mut self) -> Result<Option<RgbFrame>, SourceError>;
+}
+
+/// A still image or a directory of images.
+pub struct ImageSource {
+    files: Vec<std::path::PathBuf>,
+    next: usize,
+}
+
+impl std::fmt::Debug for ImageSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImageSource").field("files", &self.files.len()).field("next", &self.next).finish()
+    }
+}
+
+/// Whether a path names a still image by its extension.
+pub fn is_image_path(path: &std::path::Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+}
+
+impl ImageSource {
+    /// One image file, or every JPEG/PNG file of a directory in name order.
+    ///
+    /// # Errors
+    /// [`SourceError::Read`] when the path cannot be listed or holds no image.
+    pub fn open(path: &std::path::Path) -> Result<ImageSource, SourceError> {
+        let files = if path.is_dir() {
+            let mut files: Vec<_> = std::fs::read_dir(path)
+                .map_err(|e| SourceError::Read(format!("cannot list {}: {e}", path.display())))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| is_image_path(p))
+                .collect();
+            files.sort();
+            files
+        } else {
+            vec![path.to_path_buf()]
+        };
+        if files.is_empty() {
+            return Err(SourceError::Read(format!("no JPEG or PNG image in {}", path.display())));
+        }
+        Ok(ImageSource { files, next: 0 })
+    }
+}
+
+impl FrameSource for ImageSource {
+    fn next_frame(&mut self) -> Result<Option<RgbFrame>, SourceError> {
+        let Some(path) = self.files.get(self.next) else {
+            return Ok(None);
+        };
+        let index = self.next as u64;
+        self.next += 1;
+        let bytes = Zeroizing::new(
+            std::fs::read(path).map_err(|e| SourceError::Read(format!("cannot read {}: {e}", path.display())))?,
+        );
+        let image = passage_vision::decode::decode(&bytes)
+            .map_err(|e| SourceError::Read(format!("{}: {e}", path.display())))?;
+        Ok(Some(RgbFrame { w: image.w, h: image.h, index, t: index as f64, rgb: image.rgb }))
+    }
+}
+
+/// Opens a source: a directory or a `.jpg`/`.jpeg`/`.png` file as an [`ImageSource`], anything
+/// else (a video file, `rtsp://`, `http://` including MJPEG streams) through ffmpeg.
+///
+/// # Errors
+/// As [`ImageSource::open`] or [`FfmpegSource::open`].
+pub fn open(input: &str) -> Result<Box<dyn FrameSource + Send>, SourceError> {
+    let path = std::path::Path::new(input);
+    if path.is_dir() || (is_image_path(path) && !input.contains("://")) {
+        Ok(Box::new(ImageSource::open(path)?))
+    } else {
+        Ok(Box::new(FfmpegSource::open(input)?))
+    }
 }
 
 /// What ffprobe says about the first video stream.
@@ -240,6 +322,29 @@ mod tests {
         assert!(parse_probe(br#"{"streams":[]}"#).is_err());
         assert!(parse_probe(br#"{"streams":[{"width":-1,"height":3}]}"#).is_err());
         assert!(parse_probe(b"not json").is_err());
+    }
+
+    #[test]
+    fn a_directory_of_images_yields_each_and_survives_a_corrupt_one() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let png = |v: u8| {
+            passage_vision::decode::encode(&[v; 4 * 3 * 3], 4, 3, passage_vision::decode::OutputFormat::Png)
+                .expect("png")
+        };
+        std::fs::write(dir.path().join("a.png"), png(10)).expect("write");
+        std::fs::write(dir.path().join("b.jpg"), b"\xff\xd8\xff not really a jpeg").expect("write");
+        std::fs::write(dir.path().join("c.png"), png(200)).expect("write");
+        std::fs::write(dir.path().join("notes.txt"), b"ignored").expect("write");
+        let mut source = open(dir.path().to_str().expect("utf-8")).expect("opens");
+        let first = source.next_frame().expect("decodes").expect("a frame");
+        assert_eq!((first.w, first.h, first.rgb[0]), (4, 3, 10));
+        assert!(matches!(source.next_frame(), Err(SourceError::Read(reason)) if reason.contains("b.jpg")));
+        let third = source.next_frame().expect("goes on").expect("a frame");
+        assert_eq!((third.index, third.rgb[0]), (2, 200));
+        assert!(source.next_frame().expect("ends").is_none());
+        assert!(ImageSource::open(&dir.path().join("missing")).is_ok_and(|mut s| s.next_frame().is_err()));
+        let empty = tempfile::tempdir().expect("tempdir");
+        assert!(ImageSource::open(empty.path()).is_err());
     }
 
     #[test]

@@ -263,11 +263,8 @@ impl KeyStore {
         .map_err(|_| KeyStoreError::Crypto("encryption failed".into()))?;
         let mut file_bytes = header;
         file_bytes.extend_from_slice(&sealed);
-        crate::atomic_file::write(path, &file_bytes, true).map_err(|e| KeyStoreError::Io {
-            op: e.op,
-            path: e.path,
-            source: e.source,
-        })?;
+        passage_policy::atomic_file::write(path, &file_bytes, passage_policy::atomic_file::Access::Private)
+            .map_err(|e| KeyStoreError::Io { op: e.op, path: e.path, source: e.source })?;
         Ok(())
     }
 }

@@ -4,9 +4,14 @@
 //! * Count path ([`count`]): tracked positions → line crossings and zone transitions →
 //!   exact discrete Laplace noise → [`passage_wire::CountRecord`]. Raw tallies and track ids
 //!   never leave the process.
-//! * Face path ([`keyholder`]): the venue's FHE key holder encrypts templates and probes,
-//!   decrypts the matcher's encrypted scores and decides.
-//! * [`frames`]: frame sources (video files and streams through an `ffmpeg` pipe), RAM only.
+//! * Face path: [`face`] turns frames into at most one embedding per person per approach
+//!   (detection, liveness, alignment, embedding through [`passage_vision::face`]); the venue's
+//!   FHE key holder ([`keyholder`]) quantises and encrypts them as probes, decrypts the
+//!   matcher's encrypted scores and decides.
+//! * [`evidence`]: evidence mode (off by default): anonymised frames kept for hours, then
+//!   deleted by the agent.
+//! * [`frames`]: frame sources (still images, image directories, video files and streams
+//!   through an `ffmpeg` pipe), RAM only.
 //! * [`spool`]: store-and-forward of the noised records: spooled on disk before they are
 //!   published, deleted once analytics acknowledges them.
 //! * [`sim`]: a scene and face simulator with ground truth; [`agents`]: the tasks that run
@@ -14,8 +19,9 @@
 #![deny(missing_docs)]
 
 pub mod agents;
-mod atomic_file;
 pub mod count;
+pub mod evidence;
+pub mod face;
 pub mod frames;
 pub mod keyholder;
 pub mod keystore;

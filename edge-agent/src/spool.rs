@@ -24,7 +24,7 @@
 //! Every line ends with `\n`; a last line without one is the torn tail of an append a crash
 //! interrupted, and is dropped on load with a warning (the records before it are kept). A
 //! line that does not parse is skipped with an error log. The file is rewritten atomically
-//! (temporary file, fsync, rename; [`crate::atomic_file`]) without its dead lines when they
+//! (temporary file, fsync, rename; [`passage_policy::atomic_file`]) without its dead lines when they
 //! outweigh the live ones, and after a load that found damage.
 //!
 //! # Size bound
@@ -531,11 +531,8 @@ impl Spool {
         }
         let published: Vec<&str> = self.entries.values().filter(|e| e.published).map(|e| e.id.as_str()).collect();
         id_lines(b'S', &published, &mut out);
-        crate::atomic_file::write(&self.path, &out, false).map_err(|error| SpoolError::Io {
-            action: error.op,
-            path: error.path,
-            source: error.source,
-        })?;
+        passage_policy::atomic_file::write(&self.path, &out, passage_policy::atomic_file::Access::Private)
+            .map_err(|error| SpoolError::Io { action: error.op, path: error.path, source: error.source })?;
         self.file = open_append(&self.path)?;
         self.file_bytes = out.len() as u64;
         Ok(())

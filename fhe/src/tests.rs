@@ -160,6 +160,7 @@ proptest! {
         let _ = EncryptedProbe::from_bytes(params, &bytes);
         let _ = ScoreResult::from_bytes(params, &bytes);
         let _ = SecretKey::from_bytes(params, &bytes);
+        let _ = DecisionResult::from_bytes(params, &bytes);
     }
 }
 

@@ -7,6 +7,7 @@ mod broker;
 mod dashboard;
 mod demo;
 mod dpia;
+mod faces;
 mod keys;
 mod pki;
 mod spool;

@@ -1,17 +1,28 @@
-//! Image models for the edge agent, run in this process through tract.
+//! Image models for the edge agent (people for counting, faces for the gate), run in this
+//! process through tract.
 //!
 //! * [`image`]: resizing packed RGB frames into model input tensors (pure).
 //! * [`ssd`]: SSD anchor generation, box decoding and non-maximum suppression (pure).
 //! * [`person`]: the pedestrian SSDLite person detector (reads its model file once).
 //! * [`inventory`]: the models Passage uses, where they come from and their sha256 pins.
+//! * [`onnx`]: loading ONNX files into tract (pin check, weight folding, fixed input shapes).
+//! * [`warp`]: affine sampling into model inputs and 5-point face alignment (pure).
+//! * [`face`]: face detection, liveness, alignment and embedding.
+//! * [`anonymize`]: irreversible mosaics over faces, the only way an image leaves the edge.
+//! * [`decode`]: bounded JPEG/PNG decoding of untrusted bytes, and encoding.
 //!
 //! Frames and the tensors made from them live in RAM only and are zeroized after use
 //! (privacy invariant 1); nothing here logs or writes anything.
 
+pub mod anonymize;
+pub mod decode;
+pub mod face;
 pub mod image;
 pub mod inventory;
+pub mod onnx;
 pub mod person;
 pub mod ssd;
+pub mod warp;
 
 pub use person::{PersonBox, PersonDetector};
 
@@ -61,4 +72,17 @@ impl VisionError {
 /// The sha256 of `bytes`, lower-case hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(ring::digest::digest(&ring::digest::SHA256, bytes).as_ref())
+}
+
+/// Reads a model file and checks it against its pin.
+///
+/// # Errors
+/// [`VisionError::Read`] or [`VisionError::Checksum`].
+pub fn read_pinned(path: &std::path::Path, spec: &inventory::ModelSpec) -> Result<Vec<u8>, VisionError> {
+    let bytes = std::fs::read(path).map_err(|source| VisionError::Read { path: path.display().to_string(), source })?;
+    let got = sha256_hex(&bytes);
+    if got != spec.sha256 {
+        return Err(VisionError::Checksum { path: path.display().to_string(), got, expected: spec.sha256.to_owned() });
+    }
+    Ok(bytes)
 }

@@ -14,10 +14,10 @@ use std::sync::Arc;
 
 use tract_tensorflow::prelude::*;
 use tract_tensorflow::tfpb::tensorflow::GraphDef;
-use zeroize::Zeroize;
 
 use crate::image::{check_rgb, resize_into};
 use crate::inventory;
+use crate::onnx::Plan;
 use crate::ssd::{anchors, decode_box, nms, sigmoid, Anchor, AnchorConfig};
 use crate::VisionError;
 
@@ -64,7 +64,7 @@ impl std::fmt::Debug for PersonBox {
 /// serve several threads.
 #[derive(Clone)]
 pub struct PersonDetector {
-    plan: Arc<TypedRunnableModel>,
+    plan: Plan,
     anchors: Arc<Vec<Anchor>>,
     config: PersonConfig,
 }
@@ -81,17 +81,7 @@ impl PersonDetector {
     /// # Errors
     /// [`VisionError::Read`], [`VisionError::Checksum`] or [`VisionError::Runtime`].
     pub fn load(path: &Path, config: PersonConfig) -> Result<PersonDetector, VisionError> {
-        let bytes =
-            std::fs::read(path).map_err(|source| VisionError::Read { path: path.display().to_string(), source })?;
-        let spec = inventory::PEDESTRIAN_SSDLITE;
-        let got = crate::sha256_hex(&bytes);
-        if got != spec.sha256 {
-            return Err(VisionError::Checksum {
-                path: path.display().to_string(),
-                got,
-                expected: spec.sha256.to_owned(),
-            });
-        }
+        let bytes = crate::read_pinned(path, &inventory::PEDESTRIAN_SSDLITE)?;
         PersonDetector::from_bytes(&bytes, config)
     }
 
@@ -113,6 +103,7 @@ impl PersonDetector {
         let side = INPUT_SIDE as usize;
         model.set_input_fact(0, f32::fact([1, side, side, 3]).into()).map_err(VisionError::runtime)?;
         let plan = model.into_optimized().and_then(|m| m.into_runnable()).map_err(VisionError::runtime)?;
+        let plan = Plan::from_runnable(plan, &[1, side, side, 3]);
         let anchors = anchors(&AnchorConfig::ssdlite_300());
         Ok(PersonDetector { plan, anchors: Arc::new(anchors), config })
     }
@@ -130,31 +121,15 @@ impl PersonDetector {
     /// the model fails.
     pub fn detect(&self, rgb: &[u8], w: u32, h: u32) -> Result<Vec<PersonBox>, VisionError> {
         check_rgb(rgb, w, h)?;
-        let side = INPUT_SIDE as usize;
-        // Resize straight into the input tensor's buffer (no second copy of the frame).
-        let mut tensor = Tensor::zero::<f32>(&[1, side, side, 3]).map_err(VisionError::runtime)?;
-        {
-            let mut view = tensor.try_as_plain_ram_mut().map_err(VisionError::runtime)?;
-            let input = view.as_slice_mut::<f32>().map_err(VisionError::runtime)?;
-            resize_into(rgb, w, h, INPUT_SIDE, INPUT_SIDE, input, |x| x * (2.0 / 255.0) - 1.0)?;
-        }
-        let mut tensor = Arc::new(tensor);
-        let outputs = self.plan.run(tvec!(TValue::from_const(tensor.clone())));
-        // The run has dropped its handle: wipe the frame's pixels from the input tensor.
-        if let Some(tensor) = Arc::get_mut(&mut tensor) {
-            if let Ok(mut view) = tensor.try_as_plain_ram_mut() {
-                if let Ok(pixels) = view.as_slice_mut::<f32>() {
-                    pixels.zeroize();
-                }
-            }
-        }
-        let outputs = outputs.map_err(VisionError::runtime)?;
+        // Resize straight into the input tensor's buffer (no second copy of the frame); the
+        // plan wipes it after the run.
+        let outputs = self
+            .plan
+            .run(|input| resize_into(rgb, w, h, INPUT_SIDE, INPUT_SIDE, input, |x| x * (2.0 / 255.0) - 1.0))?;
         let (codes, logits) = match (outputs.first(), outputs.get(1)) {
-            (Some(c), Some(l)) => (c, l),
+            (Some(c), Some(l)) => (&c.data, &l.data),
             _ => return Err(VisionError::Runtime("the model returned fewer than two outputs".into())),
         };
-        let codes = codes.try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).map_err(VisionError::runtime)?;
-        let logits = logits.try_as_plain_ram().and_then(|v| v.as_slice::<f32>()).map_err(VisionError::runtime)?;
         let n = self.anchors.len();
         if codes.len() != n * 4 || logits.len() != n * 2 {
             return Err(VisionError::Runtime(format!(

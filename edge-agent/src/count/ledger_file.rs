@@ -63,11 +63,8 @@ pub fn save(path: &Path, ledger: &BudgetLedger) -> Result<(), LedgerFileError> {
             source,
         })?;
     }
-    crate::atomic_file::write(path, ledger.to_json().as_bytes(), false).map_err(|e| LedgerFileError::Io {
-        action: e.op,
-        path: e.path,
-        source: e.source,
-    })
+    passage_policy::atomic_file::write(path, ledger.to_json().as_bytes(), passage_policy::atomic_file::Access::Private)
+        .map_err(|e| LedgerFileError::Io { action: e.op, path: e.path, source: e.source })
 }
 
 #[cfg(test)]

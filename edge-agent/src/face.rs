@@ -1,0 +1,175 @@
+//! The gate's face stage: frames in, at most one probe per person per approach out.
+//!
+//! A person walking up to a gate is in many consecutive frames. [`ApproachFilter`] keeps the
+//! embeddings of the faces it let through in the last `window` (RAM only, wiped on drop) and
+//! drops a new face whose embedding is that close to one of them: the same person, still
+//! approaching. [`FaceStage`] runs the face pipeline, applies the liveness threshold and the
+//! filter, and hands out embeddings for the key holder to quantise and encrypt.
+
+use std::time::{Duration, Instant};
+
+use passage_vision::face::{CenterFaceConfig, Embedding, FacePipeline, PipelineConfig, StageTimes};
+
+use crate::frames::RgbFrame;
+
+/// De-duplicates faces within a time window, in RAM.
+#[derive(Debug)]
+pub struct ApproachFilter {
+    window: Duration,
+    same_person: f32,
+    recent: Vec<(Instant, Embedding)>,
+}
+
+impl ApproachFilter {
+    /// Faces within `window` of a let-through face with cosine ≥ `same_person` are dropped.
+    pub fn new(window: Duration, same_person: f32) -> ApproachFilter {
+        ApproachFilter { window, same_person, recent: Vec::new() }
+    }
+
+    /// Whether `embedding`, seen at `now`, starts a new approach (and remembers it if so).
+    pub fn admit(&mut self, now: Instant, embedding: &Embedding) -> bool {
+        self.recent.retain(|(t, _)| now.saturating_duration_since(*t) < self.window);
+        if let Some(entry) = self.recent.iter_mut().find(|(_, e)| e.cosine(embedding) >= self.same_person) {
+            // Still approaching: the window runs from the last sighting.
+            entry.0 = now;
+            return false;
+        }
+        self.recent.push((now, embedding.clone()));
+        true
+    }
+
+    /// Faces remembered now.
+    pub fn len(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// Whether nothing is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.recent.is_empty()
+    }
+}
+
+/// Face stage settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FaceStageConfig {
+    /// Faces with a liveness score below this are not probed (`None`: liveness not required).
+    pub min_liveness: Option<f32>,
+    /// De-duplication window.
+    pub window: Duration,
+    /// Cosine above which two faces in the window are the same person.
+    pub same_person: f32,
+}
+
+impl Default for FaceStageConfig {
+    fn default() -> FaceStageConfig {
+        FaceStageConfig { min_liveness: None, window: Duration::from_secs(10), same_person: 0.5 }
+    }
+}
+
+impl FaceStageConfig {
+    /// The stage settings of a deployment's `[faces]` section.
+    pub fn from_config(faces: &passage_config::Faces) -> FaceStageConfig {
+        FaceStageConfig {
+            min_liveness: faces.min_liveness.map(|l| l as f32),
+            window: Duration::from_secs(u64::from(faces.approach_window_secs)),
+            same_person: faces.same_person_cosine as f32,
+        }
+    }
+}
+
+/// The face pipeline settings of a deployment's `[faces]` section.
+pub fn pipeline_config(faces: &passage_config::Faces) -> PipelineConfig {
+    PipelineConfig {
+        detector: CenterFaceConfig {
+            min_score: faces.min_detection_score as f32,
+            max_side: faces.detect_max_side,
+            ..CenterFaceConfig::default()
+        },
+        min_face_px: faces.min_face_px as f32,
+        liveness: faces.min_liveness.is_some(),
+        ..PipelineConfig::default()
+    }
+}
+
+/// What became of one face in a frame.
+#[derive(Debug)]
+pub enum FaceOutcome {
+    /// A new approach: probe the matcher with this embedding.
+    Probe(Embedding),
+    /// The same person as a recent probe.
+    Duplicate,
+    /// Liveness below the threshold.
+    NotLive,
+    /// Too small or beyond the per-frame limit: detected, not embedded.
+    NotEmbedded,
+}
+
+/// The face stage of one gate.
+#[derive(Debug)]
+pub struct FaceStage {
+    pipeline: FacePipeline,
+    filter: ApproachFilter,
+    config: FaceStageConfig,
+}
+
+impl FaceStage {
+    /// A stage over a loaded pipeline.
+    pub fn new(pipeline: FacePipeline, config: FaceStageConfig) -> FaceStage {
+        let filter = ApproachFilter::new(config.window, config.same_person);
+        FaceStage { pipeline, filter, config }
+    }
+
+    /// Processes one frame seen at `now`: one outcome per detected face, largest first.
+    ///
+    /// # Errors
+    /// The pipeline's error for a bad frame; the stage stays usable for the next one.
+    pub fn observe(
+        &mut self,
+        frame: &RgbFrame,
+        now: Instant,
+    ) -> Result<(Vec<FaceOutcome>, StageTimes), passage_vision::VisionError> {
+        let (faces, times) = self.pipeline.process(&frame.rgb, frame.w, frame.h)?;
+        let outcomes = faces
+            .into_iter()
+            .map(|face| match (face.embedding, face.liveness, self.config.min_liveness) {
+                (None, _, _) => FaceOutcome::NotEmbedded,
+                (Some(_), Some(live), Some(min)) if live < min => FaceOutcome::NotLive,
+                (Some(embedding), _, _) => {
+                    if self.filter.admit(now, &embedding) {
+                        FaceOutcome::Probe(embedding)
+                    } else {
+                        FaceOutcome::Duplicate
+                    }
+                }
+            })
+            .collect();
+        Ok((outcomes, times))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn unit(v: &[f32]) -> Embedding {
+        Embedding::normalised(v.to_vec()).expect("non-zero")
+    }
+
+    #[test]
+    fn one_probe_per_person_per_approach() {
+        let mut filter = ApproachFilter::new(Duration::from_secs(10), 0.5);
+        let t0 = Instant::now();
+        let alice = unit(&[1.0, 0.0, 0.0]);
+        let alice_again = unit(&[0.9, 0.1, 0.0]);
+        let bob = unit(&[0.0, 1.0, 0.0]);
+        assert!(filter.admit(t0, &alice));
+        assert!(!filter.admit(t0 + Duration::from_secs(1), &alice_again));
+        assert!(filter.admit(t0 + Duration::from_secs(1), &bob));
+        // Alice keeps walking up: each sighting extends her window.
+        assert!(!filter.admit(t0 + Duration::from_secs(9), &alice));
+        assert!(!filter.admit(t0 + Duration::from_secs(18), &alice));
+        // She leaves; after a full window without her she is a new approach.
+        assert!(filter.admit(t0 + Duration::from_secs(29), &alice));
+        assert_eq!(filter.len(), 1, "bob's entry expired");
+    }
+}
