@@ -12,13 +12,12 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use clap::Args;
-use passage_edge::frames::{FfmpegSource, FrameSource};
+use passage_edge::frames::{is_image_path, FfmpegSource, FrameSource};
 use passage_fhe::{FheRng, Params, Quantizer, SecretKey};
-use passage_vision::anonymize::{anonymize, AnonymizeConfig};
+use passage_policy::atomic_file::{self, Access};
+use passage_vision::anonymize::{anonymize_detected, AnonymizeConfig};
 use passage_vision::decode::{self, OutputFormat};
-use passage_vision::face::{
-    CenterFaceConfig, Face, FaceDetector, FacePipeline, PipelineConfig, UltraFace, UltraFaceConfig,
-};
+use passage_vision::face::{CenterFaceConfig, FaceDetector, FacePipeline, PipelineConfig, UltraFace, UltraFaceConfig};
 use passage_vision::inventory;
 use serde_json::{json, Value};
 
@@ -67,10 +66,6 @@ pub struct BenchEdgeArgs {
     /// Longest side of the detector's input (the deployment's `faces.detect_max_side`).
     #[arg(long, default_value_t = 640)]
     pub detect_max_side: u32,
-}
-
-fn is_image(path: &Path) -> bool {
-    path.extension().and_then(|e| e.to_str()).and_then(OutputFormat::from_extension).is_some()
 }
 
 fn read_image(path: &Path) -> anyhow::Result<decode::RgbImage> {
@@ -130,38 +125,19 @@ impl Detectors {
         Ok(Detectors { pipeline, second })
     }
 
-    fn faces(&self, rgb: &[u8], w: u32, h: u32) -> anyhow::Result<Vec<Face>> {
-        let mut faces = self.pipeline.detector().detect(rgb, w, h)?;
-        faces.extend(self.second.detect(rgb, w, h)?);
-        Ok(faces)
-    }
-
-    /// Mosaics every face, then looks again: hiding one face changes what a detector sees
-    /// elsewhere in the frame (a blurred face beside a sharp one scored 0.42 before and 0.6
-    /// after), so passes repeat until a pass finds nothing, at most [`MAX_PASSES`] times.
-    /// Returns how many regions were mosaicked.
+    /// Mosaics every face the two detectors find, pass after pass
+    /// ([`anonymize_detected`]); returns how many regions were mosaicked.
     fn anonymize(&self, rgb: &mut [u8], w: u32, h: u32, config: &AnonymizeConfig) -> anyhow::Result<usize> {
-        let mut regions = 0;
-        for _ in 0..MAX_PASSES {
-            let faces = self.faces(rgb, w, h)?;
-            if faces.is_empty() {
-                break;
-            }
-            regions += faces.len();
-            anonymize(rgb, w, h, &faces, config)?;
-        }
-        Ok(regions)
+        let detectors: [&dyn FaceDetector; 2] = [self.pipeline.detector(), &self.second];
+        Ok(anonymize_detected(rgb, w, h, &detectors, config)?)
     }
 }
-
-/// Detection passes of the anonymiser per frame.
-const MAX_PASSES: usize = 3;
 
 /// Runs `passage anonymize`.
 pub fn run_anonymize(args: &AnonymizeArgs) -> anyhow::Result<()> {
     let detectors = Detectors::load(&args.models.resolve())?;
     let config = AnonymizeConfig { margin: args.margin, blocks: args.blocks };
-    if is_image(&args.input) {
+    if is_image_path(&args.input) {
         let format = args
             .output
             .extension()
@@ -171,21 +147,11 @@ pub fn run_anonymize(args: &AnonymizeArgs) -> anyhow::Result<()> {
         let mut image = read_image(&args.input)?;
         let regions = detectors.anonymize(&mut image.rgb, image.w, image.h, &config)?;
         let bytes = decode::encode(&image.rgb, image.w, image.h, format)?;
-        write_atomically(&args.output, &bytes)?;
+        atomic_file::write(&args.output, &bytes, Access::Private)?;
         eprintln!("{regions} face region(s) anonymised; wrote {}", args.output.display());
         return Ok(());
     }
     anonymize_video(&detectors, &config, &args.input, &args.output)
-}
-
-fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(|| format!("cannot write in {}", dir.display()))?;
-    tmp.write_all(bytes)
-        .and_then(|()| tmp.as_file().sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    tmp.persist(path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 fn anonymize_video(detectors: &Detectors, config: &AnonymizeConfig, input: &Path, output: &Path) -> anyhow::Result<()> {
@@ -252,7 +218,7 @@ pub fn run_bench_edge(args: &BenchEdgeArgs) -> anyhow::Result<()> {
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&args.images)
         .with_context(|| format!("cannot list {} (run scripts/fetch-faces)", args.images.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| is_image(p))
+        .filter(|p| is_image_path(p))
         .collect();
     paths.sort();
     if paths.is_empty() {

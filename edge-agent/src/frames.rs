@@ -103,9 +103,7 @@ impl std::fmt::Debug for ImageSource {
 
 /// Whether a path names a still image by its extension.
 pub fn is_image_path(path: &std::path::Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| matches!(e.to_ascii_lowercase().as_str(), "jpg" | "jpeg" | "png"))
+    path.extension().and_then(|e| e.to_str()).and_then(passage_vision::decode::OutputFormat::from_extension).is_some()
 }
 
 impl ImageSource {

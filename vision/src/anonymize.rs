@@ -7,7 +7,7 @@
 //! 108 numbers of a face region of thousands of pixels; what was discarded cannot be
 //! recovered, and no detector in the inventory finds a face in it (tested with all of them).
 
-use crate::face::Face;
+use crate::face::{Face, FaceDetector};
 use crate::image::check_rgb;
 use crate::VisionError;
 
@@ -87,6 +87,38 @@ pub fn anonymize(rgb: &mut [u8], w: u32, h: u32, faces: &[Face], config: &Anonym
         }
     }
     Ok(())
+}
+
+/// Detection passes of [`anonymize_detected`] per frame.
+pub const MAX_PASSES: usize = 3;
+
+/// Finds faces with every detector (the union), mosaics them, then looks again: hiding one
+/// face changes what a detector sees elsewhere in the frame (a blurred face beside a sharp
+/// one scored 0.42 before and 0.6 after), so passes repeat until one finds nothing, at most
+/// [`MAX_PASSES`] times. Returns how many regions were mosaicked.
+///
+/// # Errors
+/// [`VisionError`] from a detector or a buffer of the wrong size.
+pub fn anonymize_detected(
+    rgb: &mut [u8],
+    w: u32,
+    h: u32,
+    detectors: &[&dyn FaceDetector],
+    config: &AnonymizeConfig,
+) -> Result<usize, VisionError> {
+    let mut regions = 0;
+    for _ in 0..MAX_PASSES {
+        let mut faces = Vec::new();
+        for detector in detectors {
+            faces.extend(detector.detect(rgb, w, h)?);
+        }
+        if faces.is_empty() {
+            break;
+        }
+        regions += faces.len();
+        anonymize(rgb, w, h, &faces, config)?;
+    }
+    Ok(regions)
 }
 
 /// A frame whose faces have been mosaicked: the only image type the edge may write or send.

@@ -255,6 +255,46 @@ impl Plan {
     }
 }
 
+/// A fully convolutional model with one optimised plan per input shape, built on first use
+/// and cached (at most `limit`; the cache starts over when full). Cheap to clone.
+#[derive(Clone)]
+pub struct PlanCache {
+    model: Arc<ModelProto>,
+    plans: Arc<std::sync::Mutex<std::collections::HashMap<Vec<usize>, Plan>>>,
+    limit: usize,
+}
+
+impl std::fmt::Debug for PlanCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlanCache").field("limit", &self.limit).finish_non_exhaustive()
+    }
+}
+
+impl PlanCache {
+    /// A cache over `model` holding at most `limit` plans.
+    pub fn new(model: ModelProto, limit: usize) -> PlanCache {
+        PlanCache { model: Arc::new(model), plans: Arc::default(), limit: limit.max(1) }
+    }
+
+    /// The plan for input shape `shape` (declared output shapes dropped, so that tract
+    /// infers them).
+    ///
+    /// # Errors
+    /// [`VisionError::Runtime`] when tract cannot build it.
+    pub fn get(&self, shape: &[usize]) -> Result<Plan, VisionError> {
+        let mut plans = self.plans.lock().map_err(|_| VisionError::Runtime("plan cache poisoned".into()))?;
+        if let Some(plan) = plans.get(shape) {
+            return Ok(plan.clone());
+        }
+        let plan = Plan::new(&self.model, shape, true)?;
+        if plans.len() >= self.limit {
+            plans.clear();
+        }
+        plans.insert(shape.to_vec(), plan.clone());
+        Ok(plan)
+    }
+}
+
 /// One model output.
 pub struct Output {
     /// Its shape.

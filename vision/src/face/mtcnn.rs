@@ -4,15 +4,11 @@
 //! NHWC with height and width swapped (element `[n, x, y, c]`); outputs are swapped likewise.
 //! The fourth opinion of the anonymiser's oracle.
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
-
-use tract_onnx::pb::ModelProto;
 
 use super::{Face, FaceDetector};
 use crate::inventory;
-use crate::onnx::{self, Plan};
+use crate::onnx::{self, Plan, PlanCache};
 use crate::warp::bilinear;
 use crate::VisionError;
 
@@ -38,8 +34,7 @@ impl Default for MtcnnConfig {
 /// The three loaded networks.
 #[derive(Clone)]
 pub struct Mtcnn {
-    pnet: Arc<ModelProto>,
-    pnet_plans: Arc<Mutex<HashMap<(u32, u32), Plan>>>,
+    pnet: PlanCache,
     rnet: Plan,
     onet: Plan,
     config: MtcnnConfig,
@@ -68,20 +63,7 @@ impl Mtcnn {
         let pnet = onnx::parse(&crate::read_pinned(&path(&inventory::MTCNN_PNET), &inventory::MTCNN_PNET)?)?;
         let rnet = onnx::load(&path(&inventory::MTCNN_RNET), &inventory::MTCNN_RNET, &[1, 24, 24, 3])?;
         let onet = onnx::load(&path(&inventory::MTCNN_ONET), &inventory::MTCNN_ONET, &[1, 48, 48, 3])?;
-        Ok(Mtcnn { pnet: Arc::new(pnet), pnet_plans: Arc::default(), rnet, onet, config })
-    }
-
-    fn pnet_plan(&self, sw: u32, sh: u32) -> Result<Plan, VisionError> {
-        let mut plans = self.pnet_plans.lock().map_err(|_| VisionError::Runtime("plan cache poisoned".into()))?;
-        if let Some(plan) = plans.get(&(sw, sh)) {
-            return Ok(plan.clone());
-        }
-        let plan = Plan::new(&self.pnet, &[1, sw as usize, sh as usize, 3], true)?;
-        if plans.len() >= 64 {
-            plans.clear();
-        }
-        plans.insert((sw, sh), plan.clone());
-        Ok(plan)
+        Ok(Mtcnn { pnet: PlanCache::new(pnet, 64), rnet, onet, config })
     }
 }
 
@@ -149,7 +131,7 @@ impl FaceDetector for Mtcnn {
         let mut proposals = Vec::new();
         while min_layer >= 12.0 {
             let (sw, sh) = ((f64::from(w) * scale).ceil() as u32, (f64::from(h) * scale).ceil() as u32);
-            let plan = self.pnet_plan(sw, sh)?;
+            let plan = self.pnet.get(&[1, sw as usize, sh as usize, 3])?;
             let outputs = plan.run(|input| {
                 fill(rgb, w, h, [0.0, 0.0, f64::from(w), f64::from(h)], sw, sh, input);
                 Ok(())
