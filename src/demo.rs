@@ -15,6 +15,7 @@ use clap::Args;
 use passage_analytics::AnalyticsOptions;
 use passage_edge::agents::{self, CountingStats, GateStats, Governance};
 use passage_edge::keyholder::KeyHolder;
+use passage_edge::portal::{Portal, PortalVenue};
 use passage_edge::sim::Scene;
 use passage_edge::spool::forward::{self, ForwardOptions};
 use passage_fhe::Params;
@@ -219,6 +220,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Edge agents, one set per venue.
     let mut counting: Vec<Arc<CountingStats>> = Vec::new();
     let mut gates: Vec<Arc<GateStats>> = Vec::new();
+    let mut portal_venues = std::collections::BTreeMap::new();
     // Consent evidence, encrypted per subject; keys of subjects erased in the audit log are
     // destroyed again at open (a restored backup cannot bring them back).
     let erased: std::collections::HashSet<String> =
@@ -232,10 +234,19 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if reshredded > 0 {
         tracing::warn!(keys = reshredded, "keys of erased subjects found (a restored backup?) and destroyed again");
     }
+    let subjects = Arc::new(std::sync::Mutex::new(subjects));
+    passage_edge::retention::spawn_subject_sweeper(
+        subjects.clone(),
+        config.clone(),
+        Some(audit.clone()),
+        passage_edge::retention::SWEEP_EVERY,
+        cancel.child_token(),
+        &tracker,
+    );
     let governance = Governance {
         consent: Arc::new(std::sync::Mutex::new(ConsentRegistry::new())),
         audit: Some(audit.clone()),
-        subjects: Some(Arc::new(std::sync::Mutex::new(subjects))),
+        subjects: Some(subjects),
     };
     for (i, venue) in config.venues.iter().enumerate() {
         let edge_bus = connect(format!("edge-{}", venue.id), format!("edge:{}", venue.id))
@@ -265,6 +276,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             &tracker,
         )?);
         let keyholder = Arc::new(KeyHolder::generate(venue.id.clone(), params, config.matching.threshold)?);
+        portal_venues.insert(
+            venue.id.clone(),
+            PortalVenue {
+                name: venue.name.clone(),
+                notice: passage_dpia::privacy_notice(&config, venue),
+                keyholder: keyholder.clone(),
+                bus: edge_bus.clone(),
+            },
+        );
         gates.push(agents::start_gates(
             venue,
             config.matching.mode,
@@ -277,6 +297,39 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             &tracker,
         ));
     }
+
+    // The visitor portal: registration with a photo through the real face chain (liveness is
+    // a gate check; an enrolment photo is a photo), export, withdrawal, erasure.
+    let models = crate::models::models_dir(None);
+    let enrolment_faces = {
+        let config = passage_vision::face::PipelineConfig {
+            liveness: false,
+            ..passage_edge::face::pipeline_config(&config.faces)
+        };
+        match tokio::task::spawn_blocking(move || passage_vision::face::FacePipeline::load(&models, config)).await {
+            Ok(Ok(pipeline)) => Some(pipeline),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "face models not loaded: the portal refuses registrations (passage models fetch)");
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "face model loading failed");
+                None
+            }
+        }
+    };
+    let portal =
+        Portal::new(portal_venues, governance.clone(), enrolment_faces, Some(data.path.join("portal-keys.json")))
+            .context("cannot start the visitor portal")?;
+    let portal_addr = passage_edge::portal::serve(
+        with_port(&config.http.portal, args.ephemeral_ports)?,
+        tls.clone(),
+        portal,
+        cancel.child_token(),
+        &tracker,
+    )
+    .await
+    .context("cannot serve the visitor portal")?;
 
     println!("Passage demo is running ({} venue(s)).", config.venues.len());
     match config.venues.first() {
@@ -295,6 +348,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     }
     println!("  TLS CA        {} (the demo's device CA; e.g. curl --cacert it)", cert_path.display());
     println!("  DPO page      https://{}/dpo", analytics.addr);
+    println!("  portal:       https://{portal_addr}/ (visitor registration, export, erasure)");
     println!("  audit log     {} (passage audit verify --store it)", data.path.join("audit").display());
     println!("  data          {}", data.path.display());
     match args.exit_after {

@@ -238,7 +238,7 @@ pub async fn serve(
     let addr = listener.local_addr().map_err(bind_error)?;
     let listener = listener.into_std().map_err(bind_error)?;
     let handle = axum_server::Handle::new();
-    let service = app(state).into_make_service();
+    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
     let https = tls.is_some();
     let mut serving: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
         Some(tls) => {

@@ -38,6 +38,7 @@ use thiserror::Error;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use http::auth::{LOGINS_PER_ADDRESS, LOGIN_WINDOW_SECS};
 pub use http::{app, serve, ApiError, AppState};
 pub use ingest::{spawn_ingest, IngestCounts, IngestStats, MAX_BATCH};
 pub use store::{

@@ -191,7 +191,9 @@ impl Config {
         if !self.broker.embedded && self.broker.port == 0 {
             say(vec![Seg::Key("broker"), Seg::Key("port")], "an external broker needs a port".into());
         }
-        for (key, addr) in [("analytics", &self.http.analytics), ("matcher", &self.http.matcher)] {
+        for (key, addr) in
+            [("analytics", &self.http.analytics), ("matcher", &self.http.matcher), ("portal", &self.http.portal)]
+        {
             if addr.parse::<std::net::SocketAddr>().is_err() {
                 say(vec![Seg::Key("http"), Seg::Key(key)], format!("{addr:?} is not an address like 127.0.0.1:8443"));
             }

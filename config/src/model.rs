@@ -118,11 +118,13 @@ pub struct Http {
     pub analytics: String,
     /// Matcher API.
     pub matcher: String,
+    /// The edge agent's visitor portal (registration, consent, export, erasure).
+    pub portal: String,
 }
 
 impl Default for Http {
     fn default() -> Http {
-        Http { analytics: "127.0.0.1:8443".into(), matcher: "127.0.0.1:8444".into() }
+        Http { analytics: "127.0.0.1:8443".into(), matcher: "127.0.0.1:8444".into(), portal: "127.0.0.1:8445".into() }
     }
 }
 

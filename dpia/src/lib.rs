@@ -97,6 +97,34 @@ pub fn generate(config: &Config) -> Artifacts {
     Artifacts { version: config.register.dpia_version.clone(), files }
 }
 
+/// A venue's privacy notice as shown before consent, in English and German, with its version:
+/// the first 32 bits of the SHA-256 of both texts, so any change of wording or of a live
+/// parameter it quotes (retention, ε) is a new version and earlier consents stop counting.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrivacyNotice {
+    /// Version (content hash).
+    pub version: u32,
+    /// English text.
+    pub en: doc::Doc,
+    /// German text.
+    pub de: doc::Doc,
+}
+
+/// The privacy notice of `venue` (the same text as its signage artifacts).
+pub fn privacy_notice(config: &Config, venue: &passage_config::Venue) -> PrivacyNotice {
+    use sha2::{Digest, Sha256};
+    let facts = Facts::of(config);
+    let en = reports::signage(config, &facts, venue, "en");
+    let de = reports::signage(config, &facts, venue, "de");
+    let mut hash = Sha256::new();
+    hash.update(en.markdown().as_bytes());
+    hash.update([0u8]);
+    hash.update(de.markdown().as_bytes());
+    let digest = hash.finalize();
+    let version = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    PrivacyNotice { version, en, de }
+}
+
 /// Every `path::test` named as evidence by an existing measure (for checks that they exist).
 pub fn evidence(config: &Config) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = measures(config)

@@ -149,3 +149,17 @@ fn the_committed_artifacts_are_current() {
         assert!(rationale.contains(evidence), "docs/dpia/README.md does not list {evidence}");
     }
 }
+
+#[test]
+fn the_privacy_notice_version_follows_its_content() {
+    let mut config = Config::default();
+    let venue = config.venues[0].clone();
+    let first = privacy_notice(&config, &venue);
+    assert_eq!(first, privacy_notice(&config, &venue), "deterministic");
+    assert!(first.en.markdown().contains("explicit consent") && first.de.markdown().contains("Einwilligung"));
+    config.venues[0].retention.denial_notice_hours = 12;
+    let venue = config.venues[0].clone();
+    let changed = privacy_notice(&config, &venue);
+    assert_ne!(first.version, changed.version, "a quoted retention changed: a new notice");
+    assert!(changed.en.markdown().contains("12 hours"));
+}

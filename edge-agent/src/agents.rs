@@ -231,12 +231,25 @@ impl Governance {
     /// Appends to the audit log on a blocking thread; a failure is logged, never fatal to the
     /// gate (the decision stands; the missing entry is visible as a warning).
     async fn audit(&self, actor: String, action: &'static str, venue: &Id, subject: Option<&Id>, outcome: String) {
+        self.audit_optional_venue(actor, action, Some(venue), subject, outcome).await;
+    }
+
+    /// [`Governance::audit`] for events that concern no single venue (an export, an erasure).
+    pub(crate) async fn audit_optional_venue(
+        &self,
+        actor: String,
+        action: &'static str,
+        venue: Option<&Id>,
+        subject: Option<&Id>,
+        outcome: String,
+    ) {
         let Some(log) = self.audit.clone() else { return };
-        let venue = venue.to_string();
+        let venue = venue.map(ToString::to_string);
         let subject = subject.map(ToString::to_string);
-        let written =
-            tokio::task::spawn_blocking(move || log.record(&actor, action, Some(&venue), subject.as_deref(), &outcome))
-                .await;
+        let written = tokio::task::spawn_blocking(move || {
+            log.record(&actor, action, venue.as_deref(), subject.as_deref(), &outcome)
+        })
+        .await;
         match written {
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::warn!(%error, action, "audit entry not written"),

@@ -14,6 +14,10 @@
 //!   through an `ffmpeg` pipe), RAM only.
 //! * [`spool`]: store-and-forward of the noised records: spooled on disk before they are
 //!   published, deleted once analytics acknowledges them.
+//! * [`portal`]: the visitor portal (HTTPS page and API): consent against the venue's
+//!   versioned notice, enrolment from a photo, and the visitor's own export, withdrawal and
+//!   erasure across every store.
+//! * [`retention`]: the sweeper that applies the venues' retention rules to the subject store.
 //! * [`sim`]: a scene and face simulator with ground truth; [`agents`]: the tasks that run
 //!   them in `passage demo`.
 #![deny(missing_docs)]
@@ -25,5 +29,7 @@ pub mod face;
 pub mod frames;
 pub mod keyholder;
 pub mod keystore;
+pub mod portal;
+pub mod retention;
 pub mod sim;
 pub mod spool;

@@ -45,6 +45,9 @@ pub enum Role {
     Gate,
     /// A camera: publishes its own counts only.
     Camera,
+    /// A visitor (data subject) in the self-service portal: their own data only. The name is
+    /// the subject's pseudonymous reference; visitors hold bearer tokens, never passwords.
+    Visitor,
 }
 
 /// Who is acting, once authenticated.
@@ -63,7 +66,7 @@ impl Principal {
     pub fn can_access(&self, venue: &Id) -> bool {
         match self.role {
             Role::Operator | Role::Dpo => true,
-            Role::VenueManager | Role::Gate | Role::Camera => self.venues.contains(venue),
+            Role::VenueManager | Role::Gate | Role::Camera | Role::Visitor => self.venues.contains(venue),
         }
     }
 
@@ -75,6 +78,7 @@ impl Principal {
             Role::Dpo => "dpo",
             Role::Gate => "gate",
             Role::Camera => "camera",
+            Role::Visitor => "visitor",
         };
         format!("{role}:{}", self.name)
     }
@@ -284,8 +288,10 @@ impl Accounts {
         if password.chars().count() < MIN_PASSWORD_CHARS {
             return Err(AccountError::Invalid("passwords need at least 12 characters"));
         }
-        if matches!(role, Role::Gate | Role::Camera) {
-            return Err(AccountError::Invalid("devices get bearer tokens or certificates, not staff accounts"));
+        if matches!(role, Role::Gate | Role::Camera | Role::Visitor) {
+            return Err(AccountError::Invalid(
+                "devices and visitors get bearer tokens or certificates, not staff accounts",
+            ));
         }
         if role == Role::VenueManager && venues.is_empty() {
             return Err(AccountError::Invalid("a venue manager needs at least one venue"));
@@ -416,6 +422,23 @@ impl Accounts {
     /// Revokes a bearer token; returns whether it existed.
     pub fn revoke_token(&mut self, token: &str) -> bool {
         self.tokens.remove(&sha256_hex(token.as_bytes())).is_some()
+    }
+
+    /// Revokes every bearer token of the principal named `name` with `role` (a visitor who
+    /// erased their data, a decommissioned gate); returns how many there were.
+    pub fn revoke_principal(&mut self, name: &str, role: Role) -> usize {
+        let before = self.tokens.len();
+        self.tokens.retain(|_, t| !(t.principal.name == name && t.principal.role == role));
+        before - self.tokens.len()
+    }
+
+    /// Replaces the venues of every bearer token of the principal named `name` with `role`.
+    pub fn rescope_principal(&mut self, name: &str, role: Role, venues: &[Id]) {
+        for token in self.tokens.values_mut() {
+            if token.principal.name == name && token.principal.role == role {
+                token.principal.venues = venues.to_vec();
+            }
+        }
     }
 
     /// Drops idle and expired sessions.
@@ -570,5 +593,23 @@ mod tests {
         assert_eq!(a.bearer(&bearer), Some(gate));
         assert!(a.revoke_token(&bearer));
         assert!(a.bearer(&bearer).is_none());
+    }
+
+    #[test]
+    fn a_visitors_tokens_are_rescoped_and_revoked_together_and_visitors_have_no_password() {
+        let mut rng = rng();
+        let mut a = Accounts::new();
+        assert!(a.add("v", "a long enough password", Role::Visitor, vec![id("arena")], &mut rng).is_err());
+        let visitor = Principal { name: "v-1".into(), role: Role::Visitor, venues: vec![id("arena")] };
+        let other = Principal { name: "v-2".into(), role: Role::Visitor, venues: vec![id("arena")] };
+        let (t1, t2) = (a.issue_token(visitor.clone(), 0, &mut rng), a.issue_token(visitor, 0, &mut rng));
+        let t3 = a.issue_token(other, 0, &mut rng);
+        a.rescope_principal("v-1", Role::Visitor, &[id("arena"), id("hall")]);
+        let who = a.bearer(&t2).expect("live");
+        assert!(who.can_access(&id("hall")) && !a.bearer(&t3).expect("live").can_access(&id("hall")));
+        assert_eq!(who.actor(), "visitor:v-1");
+        assert_eq!(a.revoke_principal("v-1", Role::Visitor), 2);
+        assert!(a.bearer(&t1).is_none() && a.bearer(&t2).is_none());
+        assert!(a.bearer(&t3).is_some(), "another visitor keeps theirs");
     }
 }

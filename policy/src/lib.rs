@@ -4,9 +4,8 @@
 //! accounts with a second factor, sessions, bearer tokens and per-venue scoping ([`accounts`]),
 //! per-subject encrypted records with crypto-shredding erasure ([`subjects`]), device
 //! identity ([`devices`], [`pki`]) and crash-safe file replacement ([`atomic_file`]), which the
-//! edge agent's state files use too.
-//! Data-subject rights across every store, retention sweeping and the remaining login pieces
-//! are the governance issue's remaining work (see ARCHITECTURE.md).
+//! edge agent's state files use too, per-address rate limiting ([`ratelimit`]) and the
+//! retention rules for what the subject store keeps ([`retention`]).
 #![deny(missing_docs)]
 
 pub mod accounts;
@@ -15,6 +14,8 @@ pub mod audit;
 mod consent;
 pub mod devices;
 pub mod pki;
+pub mod ratelimit;
+pub mod retention;
 pub mod subjects;
 
 pub use consent::{ConsentError, ConsentRegistry, Grant};

@@ -41,6 +41,15 @@ pub enum SubjectRecord {
         /// When, Unix seconds.
         at: i64,
     },
+    /// A ticket the visitor linked to their registration (the gate checks its conditions).
+    Ticket {
+        /// Venue.
+        venue: String,
+        /// The ticket identifier as printed in its QR code.
+        ticket: String,
+        /// When it was linked, Unix seconds.
+        at: i64,
+    },
     /// Where denial notices are sent (a phone push token, an e-mail address...).
     Contact {
         /// The contact.
@@ -85,6 +94,15 @@ pub enum SubjectError {
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> SubjectError + 'a {
     move |source| SubjectError::Io { op, path: path.to_owned(), source }
+}
+
+/// What a retention sweep removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Retained {
+    /// Records removed from the data file.
+    pub records_removed: usize,
+    /// Subjects whose key was destroyed (nothing left to keep).
+    pub subjects_shredded: usize,
 }
 
 /// The store of one service.
@@ -225,6 +243,66 @@ impl SubjectStore {
         Ok(removed)
     }
 
+    /// Applies retention: `keep` gets each subject's records (oldest first) and says which
+    /// are still within retention. Expired records are removed from the data file (rewritten
+    /// atomically); a subject left with none loses its key (crypto-shredding), and lines
+    /// whose key is already gone are dropped.
+    ///
+    /// # Errors
+    /// I/O errors; a damaged record (nothing is changed then).
+    pub fn retain(&mut self, keep: impl Fn(&str, &[SubjectRecord]) -> Vec<bool>) -> Result<Retained, SubjectError> {
+        let lines = self.lines()?;
+        let mut by_subject: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+        for (i, line) in lines.iter().enumerate() {
+            by_subject.entry(line.subject.as_str()).or_default().push(i);
+        }
+        let mut kept = vec![false; lines.len()];
+        let mut shred = Vec::new();
+        for (subject, indices) in &by_subject {
+            if !self.keys.contains_key(*subject) {
+                continue;
+            }
+            let records = self.export(subject)?;
+            let flags = keep(subject, &records);
+            let mut any = false;
+            for (n, &i) in indices.iter().enumerate() {
+                let k = flags.get(n).copied().unwrap_or(true);
+                kept[i] = k;
+                any |= k;
+            }
+            if !any {
+                shred.push((*subject).to_owned());
+            }
+        }
+        // Keys without any line (never used, or every line already gone) are shredded too.
+        for subject in self.keys.keys() {
+            if !by_subject.contains_key(subject.as_str()) {
+                shred.push(subject.clone());
+            }
+        }
+        let removed = kept.iter().filter(|k| !**k).count();
+        for subject in &shred {
+            self.keys.remove(subject);
+        }
+        if !shred.is_empty() {
+            self.save_keys()?;
+        }
+        if removed > 0 {
+            let mut text = Vec::new();
+            for (line, _) in lines.iter().zip(&kept).filter(|(_, k)| **k) {
+                text.extend(serde_json::to_vec(line).unwrap_or_default());
+                text.push(b'\n');
+            }
+            write_atomic(&self.dir.join(DATA), &text)?;
+        }
+        Ok(Retained { records_removed: removed, subjects_shredded: shred.len() })
+    }
+
+    /// Subjects with a key.
+    pub fn subjects(&self) -> usize {
+        self.keys.len()
+    }
+
     /// Whether a key exists for `subject`.
     pub fn knows(&self, subject: &str) -> bool {
         self.keys.contains_key(subject)
@@ -304,5 +382,35 @@ mod tests {
         assert!(matches!(store.export("s"), Err(SubjectError::Crypto)));
         fs::write(dir.path().join(KEYS), "{not json").expect("write");
         assert!(matches!(SubjectStore::open(dir.path(), |_| false), Err(SubjectError::Malformed(_))));
+    }
+
+    #[test]
+    fn retention_removes_expired_records_and_shreds_subjects_left_with_none() {
+        use crate::retention::{keep, SubjectRules};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (mut store, _) = SubjectStore::open(dir.path(), |_| false).expect("open");
+        let consent = |granted, at| SubjectRecord::Consent {
+            venue: "arena".into(),
+            purpose: "face-access".into(),
+            notice: 1,
+            granted,
+            at,
+        };
+        store.put("gone", &consent(true, 0)).expect("put");
+        store.put("gone", &SubjectRecord::Contact { value: "push:gone-device".into(), at: 0 }).expect("put");
+        store.put("gone", &consent(false, 100)).expect("put");
+        store.put("stays", &consent(true, 0)).expect("put");
+        store.put("stays", &SubjectRecord::Contact { value: "push:stays-device".into(), at: 0 }).expect("put");
+        let rules = SubjectRules { consent_evidence_secs: 1000, notice_secs: 10 };
+        let sweep = |store: &mut SubjectStore, now| {
+            store.retain(|_, records| keep(records, now, |_| Some(rules), rules)).expect("retain")
+        };
+        assert_eq!(sweep(&mut store, 105), Retained::default(), "nothing expired yet");
+        assert_eq!(sweep(&mut store, 200), Retained { records_removed: 1, subjects_shredded: 0 }, "the contact went");
+        assert_eq!(store.export("gone").expect("evidence kept").len(), 2);
+        assert_eq!(sweep(&mut store, 1100), Retained { records_removed: 2, subjects_shredded: 1 });
+        assert!(matches!(store.export("gone"), Err(SubjectError::NoKey)));
+        assert_eq!(store.export("stays").expect("active consent").len(), 2);
+        assert_eq!(store.subjects(), 1);
     }
 }

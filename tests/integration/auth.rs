@@ -142,6 +142,15 @@ fn logins_need_a_fresh_code_and_venues_and_roles_are_enforced() {
     assert!(body.contains("data-audit=\"verified\""), "the DPO page verifies the log");
     assert_eq!(http(addr, "POST", "/logout", Some(&dpo), Some("")).0, 303);
     assert_eq!(http(addr, "GET", "/dpo", Some(&dpo), None).0, 303, "logged out");
+
+    // Guessing from one address is cut off after the per-address budget (4 logins so far).
+    let guess = "name=ghost&password=guess+guess+guess&code=000000";
+    for _ in 4..passage_analytics::LOGINS_PER_ADDRESS {
+        assert_eq!(http(addr, "POST", "/login", None, Some(guess)).0, 401);
+    }
+    let (status, head, _) = http(addr, "POST", "/login", None, Some(guess));
+    assert_eq!(status, 429, "per-address login limit");
+    assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
     drop(server);
 
     // Everything above is in the audit log, which verifies.
@@ -160,6 +169,16 @@ fn logins_need_a_fresh_code_and_venues_and_roles_are_enforced() {
     );
     assert!(log.contains("\"outcome\":\"failed: wrong or reused code\""), "{log}");
     assert!(log.contains("\"actor\":\"manager:mia\",\"action\":\"auth.forbidden\""), "{log}");
+    assert!(log.contains("refused: too many attempts from one address"), "{log}");
     assert_eq!(log.matches("\"outcome\":\"ok\"").count(), 2, "{log}");
     assert!(!log.contains("long password"), "no password in the log");
+    let views = Command::new(env!("CARGO_BIN_EXE_passage"))
+        .args(["audit", "show", "--store", store, "--action", "audit.view"])
+        .output()
+        .expect("runs");
+    let views = String::from_utf8_lossy(&views.stdout);
+    assert!(
+        views.contains("\"actor\":\"dpo:dana\",\"action\":\"audit.view\""),
+        "reads of the log are audited: {views}"
+    );
 }

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-fn browser_ready(root: &Path) -> Result<(), String> {
+pub(crate) fn browser_ready(root: &Path) -> Result<(), String> {
     if !Path::new("/usr/bin/chromium").exists() {
         return Err("/usr/bin/chromium is missing (scripts/browser-deps installs it)".into());
     }

@@ -27,7 +27,7 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn vnu() -> PathBuf {
+pub(crate) fn vnu() -> PathBuf {
     root().join("tests/browser/node_modules/vnu-jar/build/dist/vnu.jar")
 }
 

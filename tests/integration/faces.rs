@@ -46,11 +46,11 @@ fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn models() -> PathBuf {
+pub(crate) fn models() -> PathBuf {
     root().join(MODELS)
 }
 
-fn image_path(name: &str) -> PathBuf {
+pub(crate) fn image_path(name: &str) -> PathBuf {
     root().join(FACES).join(name)
 }
 
@@ -60,7 +60,7 @@ fn truth() -> serde_json::Value {
 }
 
 /// Whether the models and photos are present; panics when they are missing and required.
-fn media_present() -> bool {
+pub(crate) fn media_present() -> bool {
     let mut missing: Vec<String> = SPECS
         .iter()
         .map(|s| models().join(s.name).join(s.file))

@@ -10,6 +10,7 @@ mod dpia;
 mod faces;
 mod keys;
 mod pki;
+mod portal;
 mod spool;
 mod support;
 mod video;

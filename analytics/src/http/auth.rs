@@ -10,11 +10,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use axum::extract::rejection::FormRejection;
-use axum::extract::{Form, Request, State};
+use axum::extract::{ConnectInfo, Form, Request, State};
+use axum::http::Extensions;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
 use passage_policy::accounts::{self, AccountError, Accounts, Principal, Role};
+use passage_policy::ratelimit::RateLimiter;
 use passage_wire::Id;
 use serde::Deserialize;
 
@@ -29,7 +31,14 @@ const COOKIE: &str = "passage_session";
 pub struct Auth {
     path: PathBuf,
     accounts: Mutex<Accounts>,
+    /// Login attempts per client address (on top of the per-account lockout).
+    attempts: Mutex<RateLimiter>,
 }
+
+/// Login attempts allowed per client address per [`LOGIN_WINDOW_SECS`].
+pub const LOGINS_PER_ADDRESS: usize = 30;
+/// The window of [`LOGINS_PER_ADDRESS`], in seconds.
+pub const LOGIN_WINDOW_SECS: u64 = 600;
 
 impl Auth {
     /// Loads the accounts file at `path`.
@@ -38,7 +47,11 @@ impl Auth {
     /// An unreadable or malformed file.
     pub fn load(path: PathBuf) -> std::io::Result<Auth> {
         let accounts = accounts::load(&path)?;
-        Ok(Auth { path, accounts: Mutex::new(accounts) })
+        Ok(Auth {
+            path,
+            accounts: Mutex::new(accounts),
+            attempts: Mutex::new(RateLimiter::new(LOGINS_PER_ADDRESS, LOGIN_WINDOW_SECS)),
+        })
     }
 
     fn with<T>(&self, f: impl FnOnce(&mut Accounts) -> T) -> T {
@@ -159,8 +172,29 @@ pub(crate) struct LoginForm {
 }
 
 /// POST /login
-pub(crate) async fn login(State(state): State<AppState>, form: Result<Form<LoginForm>, FormRejection>) -> Response {
+pub(crate) async fn login(
+    State(state): State<AppState>,
+    extensions: Extensions,
+    form: Result<Form<LoginForm>, FormRejection>,
+) -> Response {
     let Some(auth) = state.auth.clone() else { return Redirect::to("/").into_response() };
+    // Served with connect info (see `serve`); without it every client shares one budget.
+    let address = extensions
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map_or(std::net::IpAddr::from([0, 0, 0, 0]), |c| c.0.ip());
+    let limited = auth.attempts.lock().unwrap_or_else(PoisonError::into_inner).check(address, now_unix());
+    if let Err(retry) = limited {
+        audit(&state, "account:(rate limited)", "auth.login", "refused: too many attempts from one address");
+        let mut response = page(
+            &state,
+            Some("Too many login attempts from your address; try again later."),
+            StatusCode::TOO_MANY_REQUESTS,
+        );
+        if let Ok(value) = HeaderValue::from_str(&retry.0.to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let Ok(Form(form)) = form else {
         return page(&state, Some("Fill in account, password and code."), StatusCode::BAD_REQUEST);
     };

@@ -56,9 +56,19 @@ enum Verification {
 /// GET /dpo
 pub(crate) async fn page(
     State(state): State<AppState>,
+    principal: Option<axum::Extension<std::sync::Arc<passage_policy::accounts::Principal>>>,
     params: Result<Query<PageParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(params) = params?;
+    // The log holds pseudonymous references to data subjects: every view of it is itself
+    // audited (who, and with which filter).
+    let viewer = principal.map_or_else(|| "dpo:(open deployment)".to_owned(), |axum::Extension(p)| p.actor());
+    let shown = |v: Option<&str>| match v.filter(|v| !v.is_empty()) {
+        None => "*".to_owned(),
+        Some(v) if v.len() <= 48 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b)) => v.to_owned(),
+        Some(_) => "(invalid)".to_owned(),
+    };
+    let filter = format!("action={} venue={}", shown(params.action.as_deref()), shown(params.venue.as_deref()));
     let sweeps = state.query(|store| store.sweep_log(20)).await?;
     let audit_log = state.audit.clone();
     let filter_action = params.action.clone().filter(|a| !a.is_empty());
@@ -66,6 +76,9 @@ pub(crate) async fn page(
     let (verification, entries, signoffs) = tokio::task::spawn_blocking(move || {
         let Some(log) = audit_log else { return (Verification::Absent, Vec::new(), Vec::new()) };
         let dir = log.dir().to_owned();
+        if let Err(error) = log.record(&viewer, "audit.view", None, None, &filter) {
+            tracing::warn!(%error, "the view of the audit log could not be audited");
+        }
         // Under the writer's lock: no entry or checkpoint is appended while it reads.
         let verification = match log.verify(None) {
             Ok(verified) => Verification::Intact(verified),
