@@ -276,17 +276,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             &tracker,
         )?);
         let keyholder = Arc::new(KeyHolder::generate(venue.id.clone(), params, config.matching.threshold)?);
+        let notice = passage_dpia::privacy_notice(&config, venue);
+        let notice_version = notice.version;
         portal_venues.insert(
             venue.id.clone(),
-            PortalVenue {
-                name: venue.name.clone(),
-                notice: passage_dpia::privacy_notice(&config, venue),
-                keyholder: keyholder.clone(),
-                bus: edge_bus.clone(),
-            },
+            PortalVenue { name: venue.name.clone(), notice, keyholder: keyholder.clone(), bus: edge_bus.clone() },
         );
         gates.push(agents::start_gates(
             venue,
+            notice_version,
             config.matching.mode,
             keyholder,
             governance.clone(),

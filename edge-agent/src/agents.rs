@@ -207,9 +207,6 @@ pub struct GateStats {
 /// The purpose under which face matching runs (see the configuration's purposes).
 pub const FACE_ACCESS: &str = "face-access";
 
-/// Version of the privacy notice the simulated visitors accept.
-pub const DEMO_NOTICE_VERSION: u32 = 1;
-
 /// What the gates answer to: the consent registry they check before admitting anyone, and the
 /// audit log that records every consent, enrolment and access decision (by pseudonymous
 /// reference only).
@@ -261,10 +258,13 @@ impl Governance {
 /// Enrols `n_visitors` simulated visitors, then every `every` sends one simulated face (an
 /// enrolled visitor with probability 0.7, a stranger otherwise) to a random gate of `venue`.
 /// Each gate matches in its own mode (`default_mode` unless the gate sets one); when any gate
-/// uses decision mode, the key holder first publishes its decision key.
+/// uses decision mode, the key holder first publishes its decision key. The simulated visitors
+/// accept version `notice_version` of the venue's privacy notice, which is published as the
+/// venue's current one.
 #[allow(clippy::too_many_arguments)]
 pub fn start_gates(
     venue: &Venue,
+    notice_version: u32,
     default_mode: MatchingMode,
     keyholder: Arc<KeyHolder>,
     governance: Governance,
@@ -289,6 +289,11 @@ pub fn start_gates(
         .collect();
     let dim = keyholder_dim(&keyholder);
     let venue_id = venue.id.clone();
+    governance
+        .consent
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .publish_notice(&venue_id, notice_version);
     let Ok(purpose) = Id::new(FACE_ACCESS) else { return stats };
     tracker.spawn(async move {
         let mut faces = FaceSimulator::new(rand::random(), dim);
@@ -299,8 +304,7 @@ pub fn start_gates(
             // Explicit consent for this venue is recorded before anything biometric happens.
             let granted = {
                 let mut registry = governance.consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                registry.publish_notice(&venue_id, DEMO_NOTICE_VERSION);
-                registry.grant(&subject, &venue_id, &purpose, DEMO_NOTICE_VERSION, now_secs()).is_ok()
+                registry.grant(&subject, &venue_id, &purpose, notice_version, now_secs()).is_ok()
             };
             if !granted {
                 continue;
@@ -309,7 +313,7 @@ pub fn start_gates(
                 let record = SubjectRecord::Consent {
                     venue: venue_id.to_string(),
                     purpose: FACE_ACCESS.into(),
-                    notice: DEMO_NOTICE_VERSION,
+                    notice: notice_version,
                     granted: true,
                     at: now_secs(),
                 };
@@ -324,7 +328,7 @@ pub fn start_gates(
                     continue;
                 }
             }
-            let notice = format!("{FACE_ACCESS}, notice v{DEMO_NOTICE_VERSION}");
+            let notice = format!("{FACE_ACCESS}, notice v{notice_version}");
             governance.audit("visitor".into(), "consent.grant", &venue_id, Some(&subject), notice).await;
             let enrolment = faces.observe(&identity);
             let keyholder_actor = format!("keyholder:{venue_id}");
