@@ -234,6 +234,23 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     if reshredded > 0 {
         tracing::warn!(keys = reshredded, "keys of erased subjects found (a restored backup?) and destroyed again");
     }
+    // The consent registry, rebuilt from the evidence of earlier runs against each venue's
+    // current notice (a changed notice leaves old grants restored but not counting).
+    let mut registry = ConsentRegistry::new();
+    for venue in &config.venues {
+        registry.publish_notice(&venue.id, passage_dpia::privacy_notice(&config, venue).version);
+    }
+    let mut active = 0;
+    for subject in subjects.subject_ids() {
+        let Ok(id) = passage_wire::Id::new(&subject) else { continue };
+        match subjects.export(&subject) {
+            Ok(records) => active += registry.restore(&id, &records),
+            Err(error) => tracing::warn!(%error, "a subject's consent evidence could not be read; not restored"),
+        }
+    }
+    if active > 0 {
+        tracing::info!(grants = active, "consents restored from the evidence of earlier runs");
+    }
     let subjects = Arc::new(std::sync::Mutex::new(subjects));
     passage_edge::retention::spawn_subject_sweeper(
         subjects.clone(),
@@ -244,7 +261,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         &tracker,
     );
     let governance = Governance {
-        consent: Arc::new(std::sync::Mutex::new(ConsentRegistry::new())),
+        consent: Arc::new(std::sync::Mutex::new(registry)),
         audit: Some(audit.clone()),
         subjects: Some(subjects),
     };

@@ -77,6 +77,36 @@ impl ConsentRegistry {
         self.grants.remove(&(subject.clone(), venue.clone(), purpose.clone())).is_some()
     }
 
+    /// Rebuilds `subject`'s grants from its consent evidence (oldest first, as the subject
+    /// store keeps it): the latest event per venue and purpose decides. Used at start, so that
+    /// a restart does not forget who consented; grants against a notice that is no longer
+    /// current are restored but do not count (see [`ConsentRegistry::allows`]). Returns how
+    /// many grants are active after it.
+    pub fn restore(&mut self, subject: &Id, records: &[crate::subjects::SubjectRecord]) -> usize {
+        let mut restored = 0;
+        let mut latest: HashMap<(&str, &str), Option<Grant>> = HashMap::new();
+        for record in records {
+            if let crate::subjects::SubjectRecord::Consent { venue, purpose, notice, granted, at } = record {
+                let grant = granted.then_some(Grant { notice_version: *notice, at: *at });
+                latest.insert((venue.as_str(), purpose.as_str()), grant);
+            }
+        }
+        for ((venue, purpose), grant) in latest {
+            let (Ok(venue), Ok(purpose)) = (Id::new(venue), Id::new(purpose)) else { continue };
+            let key = (subject.clone(), venue, purpose);
+            match grant {
+                Some(grant) => {
+                    self.grants.insert(key, grant);
+                    restored += 1;
+                }
+                None => {
+                    self.grants.remove(&key);
+                }
+            }
+        }
+        restored
+    }
+
     /// Whether `subject` currently consents to `purpose` at `venue` (against the current notice).
     pub fn allows(&self, subject: &Id, venue: &Id, purpose: &Id) -> bool {
         let current = self.current_notice.get(venue).copied().unwrap_or(0);
@@ -104,6 +134,33 @@ mod tests {
         assert!(!r.allows(&s, &a, &id("flow-analytics")));
         assert!(r.withdraw(&s, &a, &face));
         assert!(!r.allows(&s, &a, &face));
+    }
+
+    #[test]
+    fn grants_are_restored_from_the_evidence_and_the_latest_event_decides() {
+        use crate::subjects::SubjectRecord;
+        let consent = |venue: &str, notice, granted, at| SubjectRecord::Consent {
+            venue: venue.into(),
+            purpose: "face-access".into(),
+            notice,
+            granted,
+            at,
+        };
+        let mut r = ConsentRegistry::new();
+        let (s, a, b, face) = (id("s1"), id("arena"), id("hall"), id("face-access"));
+        r.publish_notice(&a, 7);
+        r.publish_notice(&b, 9);
+        let evidence = [
+            consent("arena", 7, true, 1),
+            SubjectRecord::Contact { value: "push:x".into(), at: 1 },
+            consent("hall", 9, true, 2),
+            consent("hall", 9, false, 3),
+        ];
+        assert_eq!(r.restore(&s, &evidence), 1);
+        assert!(r.allows(&s, &a, &face), "granted and never withdrawn");
+        assert!(!r.allows(&s, &b, &face), "withdrawn after it was granted");
+        r.publish_notice(&a, 8);
+        assert!(!r.allows(&s, &a, &face), "a restored grant of an old notice does not count");
     }
 
     #[test]

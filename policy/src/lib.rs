@@ -1,6 +1,6 @@
 //! Governance rules of Passage: consent, purposes, retention and audit.
 //!
-//! Here: the consent registry (in memory), the tamper-evident audit log ([`audit`]) and staff
+//! Here: the consent registry (in memory, rebuilt at start from the evidence in [`subjects`]), the tamper-evident audit log ([`audit`]) and staff
 //! accounts with a second factor, sessions, bearer tokens and per-venue scoping ([`accounts`]),
 //! per-subject encrypted records with crypto-shredding erasure ([`subjects`]), device
 //! identity ([`devices`], [`pki`]) and crash-safe file replacement ([`atomic_file`]), which the

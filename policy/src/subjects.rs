@@ -303,6 +303,11 @@ impl SubjectStore {
         self.keys.len()
     }
 
+    /// The pseudonyms of the subjects with a key.
+    pub fn subject_ids(&self) -> Vec<String> {
+        self.keys.keys().cloned().collect()
+    }
+
     /// Whether a key exists for `subject`.
     pub fn knows(&self, subject: &str) -> bool {
         self.keys.contains_key(subject)
