@@ -15,9 +15,7 @@
 //! says anything about the server's internals (those go to the log).
 
 use std::fmt::Write as _;
-use std::future::Future;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -50,10 +48,6 @@ const MAX_RANGE_SECS: i64 = 31 * 86_400;
 const DEFAULT_RANGE_SECS: i64 = 86_400;
 /// Longest a request may take before it is answered 503.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
-/// How long in-flight requests may finish after shutdown is asked for.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long a new connection may take to send its first request.
-const FIRST_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What the handlers share: the configuration, a database connection for reads, and the
 /// ingest counters. Cheap to clone.
@@ -233,39 +227,9 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> Result<SocketAddr, AnalyticsError> {
-    let bind_error = |source| AnalyticsError::Bind { addr: listen, source };
-    let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind_error)?;
-    let addr = listener.local_addr().map_err(bind_error)?;
-    let listener = listener.into_std().map_err(bind_error)?;
-    let handle = axum_server::Handle::new();
-    let service = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let https = tls.is_some();
-    let mut serving: Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>> = match tls {
-        Some(tls) => {
-            let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
-            let server = axum_server::tls_rustls::from_tcp_rustls(listener, config).map_err(bind_error)?;
-            Box::pin(server.handle(handle.clone()).first_request_timeout(FIRST_REQUEST_TIMEOUT).serve(service))
-        }
-        None => {
-            let server = axum_server::from_tcp(listener).map_err(bind_error)?;
-            Box::pin(server.handle(handle.clone()).first_request_timeout(FIRST_REQUEST_TIMEOUT).serve(service))
-        }
-    };
-    tracker.spawn(async move {
-        let result = tokio::select! {
-            result = &mut serving => result,
-            () = cancel.cancelled() => {
-                handle.graceful_shutdown(Some(SHUTDOWN_GRACE));
-                serving.await
-            }
-        };
-        match result {
-            Ok(()) => tracing::info!(%addr, "analytics listener stopped"),
-            Err(error) => tracing::error!(%addr, %error, "analytics listener failed"),
-        }
-    });
-    tracing::info!(%addr, https, "analytics listening");
-    Ok(addr)
+    passage_transport::https::serve("analytics", listen, tls, app(state), cancel, tracker)
+        .await
+        .map_err(|source| AnalyticsError::Bind { addr: listen, source })
 }
 
 // ---------------------------------------------------------------------------------------------

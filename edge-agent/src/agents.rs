@@ -26,6 +26,7 @@ use crate::count::release::VenueReleaser;
 use crate::count::track::Tracker;
 use crate::count::{ledger_file, CameraCounter};
 use crate::keyholder::{Identification, KeyHolder};
+use crate::now_secs;
 use crate::sim::{DetectorNoise, FaceSimulator, Scene};
 use crate::spool::forward::SpoolWriter;
 
@@ -77,10 +78,6 @@ pub enum AgentError {
     /// The budget ledger could not be loaded.
     #[error(transparent)]
     Ledger(#[from] crate::count::ledger_file::LedgerFileError),
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Starts a counting agent for every camera of `venue`, all watching one simulated `scene`.

@@ -20,6 +20,8 @@ use passage_wire::{
 use rand::TryRngCore;
 use zeroize::Zeroize;
 
+use crate::lock;
+
 /// Why a key-holder operation failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -70,10 +72,6 @@ impl std::fmt::Debug for KeyHolder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyHolder").field("venue", &self.venue).finish_non_exhaustive()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 /// 16 bytes from the operating system's CSPRNG, to key the FHE generator.

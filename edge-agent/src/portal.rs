@@ -22,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, DefaultBodyLimit, State};
@@ -45,6 +45,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agents::{Governance, FACE_ACCESS};
 use crate::keyholder::KeyHolder;
+use crate::{lock, now_secs};
 
 /// Largest photo accepted, in bytes (before base64).
 pub const MAX_PHOTO_BYTES: usize = 8 * 1024 * 1024;
@@ -83,6 +84,8 @@ pub struct Portal {
 
 struct Inner {
     venues: BTreeMap<Id, PortalVenue>,
+    /// The purpose consented to ([`FACE_ACCESS`]).
+    purpose: Id,
     governance: Governance,
     faces: Option<FacePipeline>,
     tokens: Mutex<Accounts>,
@@ -101,6 +104,9 @@ impl std::fmt::Debug for Portal {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PortalError {
+    /// The purpose identifier is invalid (a build defect).
+    #[error("the purpose {FACE_ACCESS:?} is not a valid identifier")]
+    Purpose,
     /// The access-key file could not be read.
     #[error("visitor access keys {path}: {source}")]
     Tokens {
@@ -110,14 +116,6 @@ pub enum PortalError {
         #[source]
         source: std::io::Error,
     },
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Portal {
@@ -145,9 +143,11 @@ impl Portal {
                 registry.publish_notice(id, venue.notice.version);
             }
         }
+        let purpose = Id::new(FACE_ACCESS).map_err(|_| PortalError::Purpose)?;
         Ok(Portal {
             inner: Arc::new(Inner {
                 venues,
+                purpose,
                 governance,
                 faces,
                 tokens: Mutex::new(tokens),
@@ -169,15 +169,18 @@ impl Portal {
 
     /// The visitor behind the request's bearer token; failed checks count against the
     /// address's limit.
-    fn visitor(&self, headers: &HeaderMap, ip: IpAddr) -> Result<Principal, ApiError> {
+    fn visitor(&self, headers: &HeaderMap, ip: IpAddr) -> Result<(Principal, Id), ApiError> {
         let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(str::trim);
-        let found = token.and_then(|t| lock(&self.inner.tokens).bearer(t)).filter(|p| p.role == Role::Visitor);
+        let found = token
+            .and_then(|t| lock(&self.inner.tokens).bearer(t))
+            .filter(|p| p.role == Role::Visitor)
+            .and_then(|p| Id::new(&p.name).ok().map(|subject| (p, subject)));
         match found {
-            Some(principal) => Ok(principal),
+            Some(visitor) => Ok(visitor),
             None => {
                 if let Err(retry) = lock(&self.inner.bad_keys).check(ip, now_secs()) {
                     return Err(ApiError::too_many(retry.0));
@@ -403,20 +406,19 @@ async fn register(
         .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the photo could not be processed"))??;
 
     let subject = match &existing {
-        Some(principal) => Id::new(&principal.name)
-            .map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "a valid access key is required"))?,
+        Some((_, subject)) => subject.clone(),
         None => {
             let bits: u128 = rand::random();
             Id::new(&format!("v-{bits:032x}"))
                 .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no pseudonym"))?
         }
     };
-    let purpose = Id::new(FACE_ACCESS).map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "purpose"))?;
+    let purpose = &portal.inner.purpose;
     let now = now_secs();
     let version = venue.notice.version;
     // Consent first, with its evidence, then the biometric template: no consent, no template.
     lock(&portal.inner.governance.consent)
-        .grant(&subject, &venue_id, &purpose, version, now)
+        .grant(&subject, &venue_id, purpose, version, now)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
     let mut records = vec![SubjectRecord::Consent {
         venue: venue_id.to_string(),
@@ -436,7 +438,7 @@ async fn register(
         tokio::task::spawn_blocking(move || portal.store_put(&subject, records)).await
     };
     if !matches!(kept, Ok(Ok(()))) {
-        lock(&portal.inner.governance.consent).withdraw(&subject, &venue_id, &purpose);
+        lock(&portal.inner.governance.consent).withdraw(&subject, &venue_id, purpose);
         return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "your consent could not be recorded; nothing was enrolled",
@@ -473,7 +475,7 @@ async fn register(
     }
 
     let token = match existing {
-        Some(mut principal) => {
+        Some((mut principal, _)) => {
             if !principal.venues.contains(&venue_id) {
                 principal.venues.push(venue_id.clone());
             }
@@ -495,9 +497,7 @@ async fn register(
 /// Withdraws `subject`'s face-access consent at `venue` in the registry and records the
 /// withdrawal as evidence; returns whether the evidence was stored.
 async fn withdraw_consent(portal: &Portal, subject: &Id, venue: &Id, notice: u32) -> bool {
-    if let Ok(purpose) = Id::new(FACE_ACCESS) {
-        lock(&portal.inner.governance.consent).withdraw(subject, venue, &purpose);
-    }
+    lock(&portal.inner.governance.consent).withdraw(subject, venue, &portal.inner.purpose);
     let record = SubjectRecord::Consent {
         venue: venue.to_string(),
         purpose: FACE_ACCESS.into(),
@@ -516,9 +516,7 @@ async fn export(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let principal = portal.visitor(&headers, addr.ip())?;
-    let subject =
-        Id::new(&principal.name).map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "invalid access key"))?;
+    let (principal, subject) = portal.visitor(&headers, addr.ip())?;
     let records = match &portal.inner.governance.subjects {
         Some(store) => {
             let (store, s) = (store.clone(), subject.to_string());
@@ -530,11 +528,11 @@ async fn export(
         }
         None => Vec::new(),
     };
-    let purpose = Id::new(FACE_ACCESS).map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "purpose"))?;
+    let purpose = &portal.inner.purpose;
     let mut venues = Vec::new();
     for venue_id in &principal.venues {
         let Some(venue) = portal.inner.venues.get(venue_id) else { continue };
-        let consent = lock(&portal.inner.governance.consent).allows(&subject, venue_id, &purpose);
+        let consent = lock(&portal.inner.governance.consent).allows(&subject, venue_id, purpose);
         let template = match venue.keyholder.enrolled_subjects(&venue.bus).await {
             Ok(subjects) => json!(subjects.contains(&subject)),
             Err(_) => json!("unknown (the matcher is unreachable)"),
@@ -594,10 +592,8 @@ async fn withdraw(
     headers: HeaderMap,
     body: Result<Json<Withdrawal>, JsonRejection>,
 ) -> Result<Response, ApiError> {
-    let principal = portal.visitor(&headers, addr.ip())?;
+    let (principal, subject) = portal.visitor(&headers, addr.ip())?;
     let Json(form) = body.map_err(rejected)?;
-    let subject =
-        Id::new(&principal.name).map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "invalid access key"))?;
     let venue_id = Id::new(&form.venue).map_err(|_| ApiError::new(StatusCode::NOT_FOUND, "no such venue"))?;
     if !principal.can_access(&venue_id) {
         return Err(ApiError::new(StatusCode::FORBIDDEN, "you are not registered at this venue"));
@@ -637,16 +633,12 @@ async fn erase(
     ConnectInfo(addr): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let principal = portal.visitor(&headers, addr.ip())?;
-    let subject =
-        Id::new(&principal.name).map_err(|_| ApiError::new(StatusCode::UNAUTHORIZED, "invalid access key"))?;
+    let (principal, subject) = portal.visitor(&headers, addr.ip())?;
     // Templates first: if a matcher is unreachable the visitor keeps the key to try again.
     let mut templates = 0;
     for venue_id in &principal.venues {
         let Some(venue) = portal.inner.venues.get(venue_id) else { continue };
-        if let Ok(purpose) = Id::new(FACE_ACCESS) {
-            lock(&portal.inner.governance.consent).withdraw(&subject, venue_id, &purpose);
-        }
+        lock(&portal.inner.governance.consent).withdraw(&subject, venue_id, &portal.inner.purpose);
         if erase_template(&portal, venue, venue_id, &subject).await? {
             templates += 1;
         }
@@ -683,8 +675,8 @@ async fn erase(
     ))
 }
 
-/// The portal's routes. Serve with `into_make_service_with_connect_info::<SocketAddr>()`
-/// (the rate limits key on the client address).
+/// The portal's routes. Serve them with connect info (as [`serve`] does): the rate limits key
+/// on the client address.
 pub fn app(portal: Portal) -> Router {
     Router::new()
         .route("/", get(page))
@@ -710,19 +702,5 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> std::io::Result<SocketAddr> {
-    let handle = axum_server::Handle::new();
-    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
-    let server = axum_server::bind_rustls(addr, config).handle(handle.clone());
-    let service = app(portal).into_make_service_with_connect_info::<SocketAddr>();
-    tracker.spawn(async move {
-        if let Err(error) = server.serve(service).await {
-            tracing::error!(%error, "visitor portal stopped");
-        }
-    });
-    let shutdown = handle.clone();
-    tracker.spawn(async move {
-        cancel.cancelled().await;
-        shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-    });
-    handle.listening().await.ok_or_else(|| std::io::Error::other(format!("visitor portal could not bind {addr}")))
+    passage_transport::https::serve("portal", addr, Some(tls), app(portal), cancel, tracker).await
 }

@@ -13,6 +13,8 @@ use passage_policy::subjects::{Retained, SubjectError, SubjectStore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::now_secs;
+
 /// How often the sweeper runs (it also runs once at start).
 pub const SWEEP_EVERY: Duration = Duration::from_secs(600);
 
@@ -39,10 +41,6 @@ pub fn sweep_subjects(store: &mut SubjectStore, config: &Config, now: i64) -> Re
     let (venues, fallback) = rules(config);
     let lookup = |venue: &str| venues.iter().find(|(id, _)| id == venue).map(|(_, r)| *r);
     store.retain(|_, records| keep(records, now, lookup, fallback))
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 /// Spawns the sweeper on `tracker`: a sweep at start and every `every` until `cancel`.

@@ -116,19 +116,5 @@ pub async fn serve(
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> std::io::Result<SocketAddr> {
-    let handle = axum_server::Handle::new();
-    let config = axum_server::tls_rustls::RustlsConfig::from_config(tls.config);
-    let server = axum_server::bind_rustls(addr, config).handle(handle.clone());
-    let router = app(matcher);
-    tracker.spawn(async move {
-        if let Err(error) = server.serve(router.into_make_service()).await {
-            tracing::error!(%error, "matcher HTTPS server stopped");
-        }
-    });
-    let shutdown = handle.clone();
-    tracker.spawn(async move {
-        cancel.cancelled().await;
-        shutdown.graceful_shutdown(Some(std::time::Duration::from_secs(5)));
-    });
-    handle.listening().await.ok_or_else(|| std::io::Error::other(format!("matcher HTTPS server could not bind {addr}")))
+    passage_transport::https::serve("matcher", addr, Some(tls), app(matcher), cancel, tracker).await
 }

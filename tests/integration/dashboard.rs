@@ -7,9 +7,8 @@
 //! `scripts/test` runs). Without them the test says so and passes, unless
 //! PASSAGE_REQUIRE_BROWSER=1 (set by `scripts/test`), which makes their absence a failure.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 pub(crate) fn browser_ready(root: &Path) -> Result<(), String> {
     if !Path::new("/usr/bin/chromium").exists() {
@@ -33,33 +32,11 @@ fn the_dashboard_shows_live_data_in_chromium_and_follows_a_range_change() {
         return;
     }
     let data = tempfile::tempdir().expect("tempdir");
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_passage"))
-        .args([
-            "demo",
-            "--exit-after",
-            "150",
-            "--ephemeral-ports",
-            "--interval",
-            "5",
-            "--gate-every",
-            "1",
-            "--visitors",
-            "4",
-        ])
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("PASSAGE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("passage demo starts");
-    let stdout = demo.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("the demo prints its dashboard").expect("readable");
-        if let Some(url) = line.trim().strip_prefix("dashboard:") {
-            break url.trim().to_owned();
-        }
-    };
+    let (mut demo, url, lines) = crate::support::start_demo(
+        &["--exit-after", "150", "--ephemeral-ports", "--interval", "5", "--gate-every", "1", "--visitors", "4"],
+        data.path(),
+        "dashboard:",
+    );
     std::thread::spawn(move || for _ in lines {});
     assert!(url.starts_with("https://127.0.0.1:") && url.contains("/venues/arena"), "{url}");
 

@@ -9,9 +9,8 @@
 //! (`scripts/browser-deps`); without them the test says so and passes, unless
 //! PASSAGE_REQUIRE_BROWSER=1 (set by `scripts/test`).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 
 use passage_policy::audit::{AuditLog, Event};
 
@@ -75,22 +74,11 @@ fn the_dpia_validates_and_its_diagram_renders_in_chromium() {
     // The DPO page of a running demo. Its DPIA is generated from its running configuration,
     // which equals the default only with the default release interval.
     let data = out.path().join("data");
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_passage"))
-        .args(["demo", "--exit-after", "45", "--ephemeral-ports", "--interval", "60", "--gate-every", "0.5"])
-        .args(["--visitors", "4"])
-        .arg("--data-dir")
-        .arg(&data)
-        .env("PASSAGE_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("passage demo starts");
-    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
-    let url = loop {
-        let line = lines.next().expect("the demo prints its DPO page").expect("readable");
-        if let Some(url) = line.trim().strip_prefix("DPO page") {
-            break url.trim().to_owned();
-        }
-    };
+    let (mut demo, url, lines) = crate::support::start_demo(
+        &["--exit-after", "45", "--ephemeral-ports", "--interval", "60", "--gate-every", "0.5", "--visitors", "4"],
+        &data,
+        "DPO page",
+    );
     let reader = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     // Let the gates record a few consents and decisions first.
     std::thread::sleep(std::time::Duration::from_secs(8));

@@ -325,25 +325,12 @@ fn the_registration_page_works_in_chromium_and_erasure_leaves_nothing_readable()
     if !media_present() {
         return;
     }
-    use std::io::BufRead;
     let data = tempfile::tempdir().expect("tempdir");
-    let mut demo = std::process::Command::new(env!("CARGO_BIN_EXE_passage"))
-        .args(["demo", "--exit-after", "150", "--ephemeral-ports", "--visitors", "2", "--gate-every", "5"])
-        .arg("--data-dir")
-        .arg(data.path())
-        .env("PASSAGE_LOG", "warn")
-        .current_dir(&root)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("passage demo starts");
-    let stdout = demo.stdout.take().expect("stdout");
-    let mut lines = std::io::BufReader::new(stdout).lines();
-    let url = loop {
-        let line = lines.next().expect("the demo prints its portal").expect("readable");
-        if let Some(rest) = line.trim().strip_prefix("portal:") {
-            break rest.split_whitespace().next().expect("url").to_owned();
-        }
-    };
+    let (mut demo, url, lines) = crate::support::start_demo(
+        &["--exit-after", "150", "--ephemeral-ports", "--visitors", "2", "--gate-every", "5"],
+        data.path(),
+        "portal:",
+    );
     std::thread::spawn(move || for _ in lines {});
     let (contact, ticket) = ("push:browser-visitor-5521", "T-ARENA-7781");
     let artifacts = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");

@@ -1,8 +1,9 @@
-//! Helpers: a Mosquitto process on loopback, bus connections, a tokio runtime.
+//! Helpers: a Mosquitto process on loopback, bus connections, a tokio runtime, a running demo.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Lines, Write};
 use std::net::{TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use passage_transport::{Bus, BusConfig};
@@ -71,4 +72,28 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub async fn connect(port: u16, name: &str, cancel: &CancellationToken, tracker: &TaskTracker) -> Bus {
     let config = BusConfig { host: "127.0.0.1".into(), port, client_id: format!("{name}-{}", std::process::id()) };
     Bus::connect(config, cancel.child_token(), tracker).await.expect("bus connects")
+}
+
+/// Starts `passage demo` with `args`, `--data-dir data` and warn-level logs (from the repository
+/// root, where `.cache/models` is), reads its stdout up to the line that starts with `label`
+/// and returns the process, the first word after the label (a URL) and the lines still to come.
+pub fn start_demo(args: &[&str], data: &Path, label: &str) -> (Child, String, Lines<BufReader<ChildStdout>>) {
+    let mut demo = Command::new(env!("CARGO_BIN_EXE_passage"))
+        .arg("demo")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env("PASSAGE_LOG", "warn")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("passage demo starts");
+    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
+    let url = loop {
+        let line = lines.next().unwrap_or_else(|| panic!("the demo prints {label}")).expect("readable");
+        if let Some(rest) = line.trim().strip_prefix(label) {
+            break rest.split_whitespace().next().expect("a URL after the label").to_owned();
+        }
+    };
+    (demo, url, lines)
 }

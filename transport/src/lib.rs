@@ -3,13 +3,15 @@
 //! response topic and correlation data.
 //!
 //! The same [`Bus`] works against the embedded broker and against any MQTT 5 broker
-//! (Mosquitto is tested). Payloads are opaque here: `passage-wire` decodes them.
+//! (Mosquitto is tested). Payloads are opaque here: `passage-wire` decodes them. [`https`]
+//! serves the services' HTTP(S) routers.
 #![deny(missing_docs)]
 
 mod broker;
 mod bus;
 mod filter;
 pub mod gateway;
+pub mod https;
 mod tls;
 
 pub use broker::{BrokerError, EmbeddedBroker};
