@@ -14,6 +14,9 @@ use anyhow::{bail, Context};
 use clap::Args;
 use passage_analytics::AnalyticsOptions;
 use passage_edge::agents::{self, CountingStats, GateStats, Governance};
+use passage_edge::face::FaceStage;
+use passage_edge::gate::kiosk::Kiosks;
+use passage_edge::gate::{GateParts, GateSettings, Gates};
 use passage_edge::keyholder::KeyHolder;
 use passage_edge::portal::{Portal, PortalVenue};
 use passage_edge::sim::Scene;
@@ -265,6 +268,50 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         audit: Some(audit.clone()),
         subjects: Some(subjects),
     };
+    // The face chain, loaded once: the portal enrols with it (liveness is a gate check; an
+    // enrolment photo is a photo) and the kiosks' gates probe with it (liveness as
+    // configured). Without models the portal refuses registrations and the gates take
+    // tickets only.
+    let models = crate::models::models_dir(None);
+    let load_faces = |liveness: bool| {
+        let models = models.clone();
+        let config =
+            passage_vision::face::PipelineConfig { liveness, ..passage_edge::face::pipeline_config(&config.faces) };
+        async move {
+            match tokio::task::spawn_blocking(move || passage_vision::face::FacePipeline::load(&models, config)).await {
+                Ok(Ok(pipeline)) => Some(pipeline),
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "face models not loaded: registrations refused, gates take tickets only (passage models fetch)");
+                    None
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "face model loading failed");
+                    None
+                }
+            }
+        }
+    };
+    let enrolment_faces = load_faces(false).await;
+    let gate_faces = match (config.faces.min_liveness.is_some(), &enrolment_faces) {
+        (false, faces) => faces.clone(),
+        (true, None) => None,
+        (true, Some(_)) => load_faces(true).await,
+    };
+    let stage_config = passage_edge::face::FaceStageConfig::from_config(&config.faces);
+    // Denial notices, in RAM for the longest denial-notice retention of any venue.
+    let notice_hours = config.venues.iter().map(|v| v.retention.denial_notice_hours).max().unwrap_or(24);
+    let notices = Arc::new(passage_edge::notices::Notices::new(i64::from(notice_hours) * 3600));
+    // Cameras and ticket scanners post to the gates with this key (kept hashed in RAM).
+    let input_key = {
+        let bits: [u8; 32] = rand::random();
+        let key = zeroize::Zeroizing::new(bits.iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let path = data.path.join("edge").join("gate-input.key");
+        std::fs::create_dir_all(data.path.join("edge")).context("cannot create the edge's directory")?;
+        passage_policy::atomic_file::write(&path, key.as_bytes(), passage_policy::atomic_file::Access::Private)
+            .context("cannot write the gates' input key")?;
+        key
+    };
+    let mut all_gates = Vec::new();
     for (i, venue) in config.venues.iter().enumerate() {
         let edge_bus = connect(format!("edge-{}", venue.id), format!("edge:{}", venue.id))
             .await
@@ -295,16 +342,52 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         let keyholder = Arc::new(KeyHolder::generate(venue.id.clone(), params, config.matching.threshold)?);
         let notice = passage_dpia::privacy_notice(&config, venue);
         let notice_version = notice.version;
+        let ticket_key = Arc::new(
+            passage_edge::gate::load_or_create_ticket_key(
+                &data.path.join("edge").join("tickets").join(format!("{}.key", venue.id)),
+            )
+            .with_context(|| format!("cannot open the ticket key of venue {}", venue.id))?,
+        );
         portal_venues.insert(
             venue.id.clone(),
-            PortalVenue { name: venue.name.clone(), notice, keyholder: keyholder.clone(), bus: edge_bus.clone() },
+            PortalVenue {
+                name: venue.name.clone(),
+                notice,
+                keyholder: keyholder.clone(),
+                bus: edge_bus.clone(),
+                tickets: Some(ticket_key.clone()),
+            },
         );
+        let venue_gates = Gates::new(
+            venue,
+            config.matching.mode,
+            GateParts {
+                keyholder: keyholder.clone(),
+                bus: edge_bus.clone(),
+                governance: governance.clone(),
+                tickets: ticket_key,
+                notices: notices.clone(),
+                faces: gate_faces.clone().map(|pipeline| {
+                    let stage_config = stage_config.clone();
+                    Box::new(move || FaceStage::new(pipeline.clone(), stage_config.clone()))
+                        as Box<dyn Fn() -> FaceStage + Send>
+                }),
+            },
+            GateSettings::default(),
+            &tracker,
+        );
+        venue_gates
+            .follow_capacity_alerts(cancel.child_token(), &tracker)
+            .await
+            .context("gates cannot follow capacity alerts")?;
+        all_gates.push(venue_gates.clone());
         gates.push(agents::start_gates(
             venue,
             notice_version,
             config.matching.mode,
             keyholder,
             governance.clone(),
+            venue_gates,
             args.visitors,
             Duration::from_secs_f64(args.gate_every),
             edge_bus,
@@ -313,33 +396,20 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         ));
     }
 
-    // The visitor portal: registration with a photo through the real face chain (liveness is
-    // a gate check; an enrolment photo is a photo), export, withdrawal, erasure.
-    let models = crate::models::models_dir(None);
-    let enrolment_faces = {
-        let config = passage_vision::face::PipelineConfig {
-            liveness: false,
-            ..passage_edge::face::pipeline_config(&config.faces)
-        };
-        match tokio::task::spawn_blocking(move || passage_vision::face::FacePipeline::load(&models, config)).await {
-            Ok(Ok(pipeline)) => Some(pipeline),
-            Ok(Err(error)) => {
-                tracing::warn!(%error, "face models not loaded: the portal refuses registrations (passage models fetch)");
-                None
-            }
-            Err(error) => {
-                tracing::warn!(%error, "face model loading failed");
-                None
-            }
-        }
-    };
-    let portal =
-        Portal::new(portal_venues, governance.clone(), enrolment_faces, Some(data.path.join("portal-keys.json")))
-            .context("cannot start the visitor portal")?;
+    let portal = Portal::new(
+        portal_venues,
+        governance.clone(),
+        enrolment_faces,
+        Some(data.path.join("portal-keys.json")),
+        notices,
+    )
+    .context("cannot start the visitor portal")?;
+    let kiosks = Kiosks::new(all_gates.iter().cloned(), &input_key);
+    drop(input_key);
     let portal_addr = passage_edge::portal::serve(
         with_port(&config.http.portal, args.ephemeral_ports)?,
         tls.clone(),
-        portal,
+        passage_edge::portal::app(portal).merge(passage_edge::gate::kiosk::app(kiosks)),
         cancel.child_token(),
         &tracker,
     )
@@ -364,6 +434,15 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     println!("  TLS CA        {} (the demo's device CA; e.g. curl --cacert it)", cert_path.display());
     println!("  DPO page      https://{}/dpo", analytics.addr);
     println!("  portal:       https://{portal_addr}/ (visitor registration, export, erasure)");
+    for venue in &config.venues {
+        for gate in &venue.gates {
+            println!("  kiosk:        https://{portal_addr}/gate/{}/{} ({})", venue.id, gate.id, gate.name);
+        }
+    }
+    println!(
+        "  gate input    POST .../frame (JPEG/PNG) or .../scan {{\"code\"}} with the key in {}",
+        data.path.join("edge").join("gate-input.key").display()
+    );
     println!("  audit log     {} (passage audit verify --store it)", data.path.join("audit").display());
     println!("  data          {}", data.path.display());
     match args.exit_after {

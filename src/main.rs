@@ -16,6 +16,7 @@ mod face_cmd;
 mod keys;
 mod models;
 mod pki_cmd;
+mod ticket_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,6 +75,9 @@ enum Command {
     /// broker behind the mTLS device gateway.
     #[command(subcommand)]
     Pki(pki_cmd::PkiCommand),
+    /// The box office: issue signed entry tickets (code and QR image) and check codes.
+    #[command(subcommand)]
+    Ticket(ticket_cmd::TicketCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -151,6 +155,7 @@ fn main() -> ExitCode {
         Command::Models(command) => models::run(&command),
         Command::Audit(command) => audit_cmd::run(&command),
         Command::Pki(command) => pki_cmd::run(&command),
+        Command::Ticket(command) => ticket_cmd::run(&command),
         Command::Accounts(command) => accounts_cmd::run(&command),
         Command::Dpia(command) => dpia_cmd::run(&command),
         Command::Analytics(command) => analytics_cmd::run(&command),

@@ -144,18 +144,6 @@ pub fn check(store: &Store, config: &Config, board: &AlertBoard, now: i64) -> Ve
     out
 }
 
-/// A webhook client: HTTPS with the public web PKI roots, or plain HTTP on a private network.
-fn webhook_client() -> Option<reqwest::Client> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .ok()?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    reqwest::Client::builder().use_preconfigured_tls(tls).timeout(WEBHOOK_TIMEOUT).build().ok()
-}
-
 /// Spawns the alert task on `tracker`: a round every `alert_every_secs` until `cancel`.
 pub fn spawn_alerts(
     bus: Option<Bus>,
@@ -166,7 +154,8 @@ pub fn spawn_alerts(
     tracker: &TaskTracker,
 ) {
     let every = Duration::from_secs(u64::from(config.analytics.alert_every_secs.max(1)));
-    let client = config.analytics.alert_webhook.as_ref().and_then(|_| webhook_client());
+    let client =
+        config.analytics.alert_webhook.as_ref().and_then(|_| passage_transport::webhook::client(WEBHOOK_TIMEOUT));
     let store = Arc::new(Mutex::new(store));
     let webhooks = tracker.clone();
     tracker.spawn(async move {

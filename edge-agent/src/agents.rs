@@ -1,7 +1,8 @@
 //! The edge agents as tasks: a counting agent per venue (simulated scene → per-camera person
 //! detections with realistic errors → validator → tracker → counters → DP release → spool →
 //! MQTT, see [`crate::spool`]) and
-//! a gate agent per venue (enrolment and identification through the key holder).
+//! a simulated gate agent per venue (enrolment through the key holder, then simulated faces
+//! through [`crate::gate::Gates`]).
 //! `passage demo` runs them on a simulated scene.
 
 use std::path::PathBuf;
@@ -12,20 +13,23 @@ use std::time::Duration;
 use passage_config::{MatchingMode, Privacy, Venue};
 use passage_dp::{Budget, BudgetLedger};
 use passage_transport::Bus;
-use passage_wire::{EnrolStatus, Id, MatchMode};
+use passage_wire::{EnrolStatus, Id};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use passage_policy::access::Reason;
 use passage_policy::audit::AuditLog;
 use passage_policy::subjects::{SubjectRecord, SubjectStore};
+use passage_policy::tickets::Ticket;
 use passage_policy::ConsentRegistry;
 
 use crate::count::detect::FrameValidator;
 use crate::count::release::VenueReleaser;
 use crate::count::track::Tracker;
 use crate::count::{ledger_file, CameraCounter};
-use crate::keyholder::{Identification, KeyHolder};
+use crate::gate::Gates;
+use crate::keyholder::KeyHolder;
 use crate::now_secs;
 use crate::sim::{DetectorNoise, FaceSimulator, Scene};
 use crate::spool::forward::SpoolWriter;
@@ -218,10 +222,6 @@ pub struct Governance {
 }
 
 impl Governance {
-    fn allows(&self, subject: &Id, venue: &Id, purpose: &Id) -> bool {
-        self.consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).allows(subject, venue, purpose)
-    }
-
     /// Appends to the audit log on a blocking thread; a failure is logged, never fatal to the
     /// gate (the decision stands; the missing entry is visible as a warning).
     async fn audit(&self, actor: String, action: &'static str, venue: &Id, subject: Option<&Id>, outcome: String) {
@@ -252,12 +252,13 @@ impl Governance {
     }
 }
 
-/// Enrols `n_visitors` simulated visitors, then every `every` sends one simulated face (an
-/// enrolled visitor with probability 0.7, a stranger otherwise) to a random gate of `venue`.
-/// Each gate matches in its own mode (`default_mode` unless the gate sets one); when any gate
-/// uses decision mode, the key holder first publishes its decision key. The simulated visitors
-/// accept version `notice_version` of the venue's privacy notice, which is published as the
-/// venue's current one.
+/// Enrols `n_visitors` simulated visitors, each with a ticket for the venue valid for the
+/// day, then every `every` sends one simulated face (an enrolled visitor with probability
+/// 0.7, a stranger otherwise) through a random gate of `gates`, the same decision path as a
+/// camera frame's (consent, ticket, capacity, audit, notices). When any gate uses decision
+/// mode, the key holder first publishes its decision key. The simulated visitors accept
+/// version `notice_version` of the venue's privacy notice, which is published as the venue's
+/// current one.
 #[allow(clippy::too_many_arguments)]
 pub fn start_gates(
     venue: &Venue,
@@ -265,6 +266,7 @@ pub fn start_gates(
     default_mode: MatchingMode,
     keyholder: Arc<KeyHolder>,
     governance: Governance,
+    gates: Gates,
     n_visitors: usize,
     every: Duration,
     bus: Bus,
@@ -273,15 +275,16 @@ pub fn start_gates(
 ) -> Arc<GateStats> {
     let stats = Arc::new(GateStats::default());
     let out = stats.clone();
-    let gates: Vec<(Id, MatchMode)> = venue
-        .gates
+    let gate_ids = gates.gate_ids();
+    let decision_mode = venue.gates.iter().any(|g| g.matching.unwrap_or(default_mode) == MatchingMode::Decision);
+    let modes: Vec<bool> = gate_ids
         .iter()
-        .map(|g| {
-            let mode = match g.matching.unwrap_or(default_mode) {
-                MatchingMode::Score => MatchMode::Score,
-                MatchingMode::Decision => MatchMode::Decision,
-            };
-            (g.id.clone(), mode)
+        .map(|id| {
+            venue
+                .gates
+                .iter()
+                .find(|g| &g.id == id)
+                .is_some_and(|g| g.matching.unwrap_or(default_mode) == MatchingMode::Decision)
         })
         .collect();
     let dim = keyholder_dim(&keyholder);
@@ -307,16 +310,29 @@ pub fn start_gates(
                 continue;
             }
             if let Some(store) = governance.subjects.clone() {
-                let record = SubjectRecord::Consent {
+                let now = now_secs();
+                let mut records = vec![SubjectRecord::Consent {
                     venue: venue_id.to_string(),
                     purpose: FACE_ACCESS.into(),
                     notice: notice_version,
                     granted: true,
-                    at: now_secs(),
+                    at: now,
+                }];
+                // A day ticket for the venue, as the box office would have sold.
+                let ticket = Ticket {
+                    id: format!("SIM-{i:04}-{:08x}", rand::random::<u32>()),
+                    venue: venue_id.to_string(),
+                    zones: Vec::new(),
+                    not_before: now - 3600,
+                    not_after: now + 86_400,
                 };
+                if let Ok(code) = gates.issue_ticket(&ticket) {
+                    records.push(SubjectRecord::Ticket { venue: venue_id.to_string(), ticket: code, at: now });
+                }
                 let key = subject.to_string();
                 let kept = tokio::task::spawn_blocking(move || {
-                    store.lock().unwrap_or_else(std::sync::PoisonError::into_inner).put(&key, &record)
+                    let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                    records.iter().try_for_each(|r| store.put(&key, r))
                 })
                 .await;
                 if !matches!(kept, Ok(Ok(()))) {
@@ -348,10 +364,10 @@ pub fn start_gates(
                 return;
             }
         }
-        if gates.is_empty() {
+        if gate_ids.is_empty() {
             return;
         }
-        if gates.iter().any(|(_, mode)| *mode == MatchMode::Decision) {
+        if decision_mode {
             match keyholder.publish_decision_key(&bus).await {
                 Ok(()) => tracing::info!(venue = %venue_id, "decision key published to the matcher"),
                 Err(error) => tracing::warn!(%error, "decision key not published; decision-mode gates will fail"),
@@ -363,7 +379,7 @@ pub fn start_gates(
                 () = cancel.cancelled() => break,
                 _ = ticker.tick() => {}
             }
-            let (gate, mode) = &gates[rand::random_range(0..gates.len())];
+            let pick = rand::random_range(0..gate_ids.len());
             let (expected, face) = if !visitors.is_empty() && rand::random_bool(0.7) {
                 let (subject, identity) = &visitors[rand::random_range(0..visitors.len())];
                 (Some(subject.clone()), faces.observe(identity))
@@ -371,40 +387,39 @@ pub fn start_gates(
                 let stranger = faces.identity();
                 (None, faces.observe(&stranger))
             };
+            let Ok((decision, recognised)) = gates.face(gate_ids[pick].as_str(), &face).await else {
+                // Busy: a camera would send its next frame.
+                continue;
+            };
             out.match_requests.fetch_add(1, Ordering::Relaxed);
-            if *mode == MatchMode::Decision {
+            if modes[pick] {
                 out.decision_requests.fetch_add(1, Ordering::Relaxed);
             }
-            let actor = format!("gate:{venue_id}/{gate}");
-            let (subject, outcome) = match keyholder.identify_with(&bus, gate, &face, *mode).await {
-                Ok(Identification::Match(subject)) if !governance.allows(&subject, &venue_id, &purpose) => {
-                    out.red.fetch_add(1, Ordering::Relaxed);
-                    out.refused_no_consent.fetch_add(1, Ordering::Relaxed);
-                    // Without consent, not even the refusal is tied to the subject.
-                    drop(subject);
-                    (None, "red: no consent")
-                }
-                Ok(Identification::Match(subject)) => {
+            match decision.reason {
+                Reason::Admitted => {
                     out.green.fetch_add(1, Ordering::Relaxed);
-                    if expected.as_ref() == Some(&subject) {
+                    if expected.is_some() && expected == recognised {
                         out.correct.fetch_add(1, Ordering::Relaxed);
                     }
-                    (Some(subject), "green")
                 }
-                Ok(Identification::NoMatch | Identification::Ambiguous(_)) => {
+                Reason::NotRecognised => {
                     out.red.fetch_add(1, Ordering::Relaxed);
                     if expected.is_none() {
                         out.correct.fetch_add(1, Ordering::Relaxed);
                     }
-                    (None, "red: not recognised")
                 }
-                Err(error) => {
+                Reason::ConsentWithdrawn => {
+                    out.red.fetch_add(1, Ordering::Relaxed);
+                    out.refused_no_consent.fetch_add(1, Ordering::Relaxed);
+                }
+                Reason::MatcherUnavailable => {
+                    out.red.fetch_add(1, Ordering::Relaxed);
                     out.errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(%gate, %error, "identification failed; gate shows red (try again / use ticket)");
-                    (None, "red: matcher unavailable")
                 }
-            };
-            governance.audit(actor, "access.decision", &venue_id, subject.as_ref(), outcome.into()).await;
+                _ => {
+                    out.red.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     });
     stats

@@ -8,6 +8,9 @@
 //!   (detection, liveness, alignment, embedding through [`passage_vision::face`]); the venue's
 //!   FHE key holder ([`keyholder`]) quantises and encrypts them as probes, decrypts the
 //!   matcher's encrypted scores and decides.
+//! * [`gate`]: the gate end to end: a frame (faces or a QR ticket) or a scanned ticket in,
+//!   green or red out, checked against consent, tickets, zone capacity and the clock; the
+//!   kiosk's live state; denial notices to the visitor's own device ([`notices`]).
 //! * [`evidence`]: evidence mode (off by default): anonymised frames kept for hours, then
 //!   deleted by the agent.
 //! * [`frames`]: frame sources (still images, image directories, video files and streams
@@ -27,8 +30,10 @@ pub mod count;
 pub mod evidence;
 pub mod face;
 pub mod frames;
+pub mod gate;
 pub mod keyholder;
 pub mod keystore;
+pub mod notices;
 pub mod portal;
 pub mod retention;
 pub mod sim;

@@ -35,6 +35,7 @@ use passage_dpia::PrivacyNotice;
 use passage_policy::accounts::{Accounts, Principal, Role};
 use passage_policy::ratelimit::RateLimiter;
 use passage_policy::subjects::{SubjectError, SubjectRecord};
+use passage_policy::tickets::TicketKey;
 use passage_transport::{Bus, ServerTls};
 use passage_vision::face::FacePipeline;
 use passage_wire::{EnrolStatus, Id};
@@ -45,6 +46,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::agents::{Governance, FACE_ACCESS};
 use crate::keyholder::KeyHolder;
+use crate::notices::{topic_for_token_hash, Notices};
 use crate::{lock, now_secs};
 
 /// Largest photo accepted, in bytes (before base64).
@@ -74,6 +76,9 @@ pub struct PortalVenue {
     pub keyholder: Arc<KeyHolder>,
     /// The key holder's connection to the broker.
     pub bus: Bus,
+    /// The venue's ticket key: linked ticket codes must verify (`None`: tickets are not
+    /// linked at this venue).
+    pub tickets: Option<Arc<TicketKey>>,
 }
 
 /// The portal's state. Cheap to clone.
@@ -92,6 +97,7 @@ struct Inner {
     tokens_file: Option<PathBuf>,
     registrations: Mutex<RateLimiter>,
     bad_keys: Mutex<RateLimiter>,
+    notices: Arc<Notices>,
 }
 
 impl std::fmt::Debug for Portal {
@@ -121,7 +127,8 @@ pub enum PortalError {
 impl Portal {
     /// A portal for `venues`. `faces` is the loaded face chain (`None`: registration answers
     /// 503 until models are installed). Visitors' access keys are kept hashed in
-    /// `tokens_file` (mode 0600) or in memory only.
+    /// `tokens_file` (mode 0600) or in memory only. Denial notices from the gates reach the
+    /// visitors through `notices`, whose MQTT topics the portal binds to the access keys.
     ///
     /// # Errors
     /// An unreadable access-key file.
@@ -130,6 +137,7 @@ impl Portal {
         governance: Governance,
         faces: Option<FacePipeline>,
         tokens_file: Option<PathBuf>,
+        notices: Arc<Notices>,
     ) -> Result<Portal, PortalError> {
         let tokens = match &tokens_file {
             Some(path) if path.exists() => passage_policy::accounts::load(path)
@@ -144,6 +152,11 @@ impl Portal {
             }
         }
         let purpose = Id::new(FACE_ACCESS).map_err(|_| PortalError::Purpose)?;
+        for (hash, principal) in tokens.token_hashes(Role::Visitor) {
+            if let Ok(subject) = Id::new(&principal.name) {
+                notices.bind_topic(&subject, topic_for_token_hash(&hash));
+            }
+        }
         Ok(Portal {
             inner: Arc::new(Inner {
                 venues,
@@ -154,6 +167,7 @@ impl Portal {
                 tokens_file,
                 registrations: Mutex::new(RateLimiter::new(REGISTRATIONS_PER_WINDOW, WINDOW_SECS)),
                 bad_keys: Mutex::new(RateLimiter::new(BAD_KEYS_PER_WINDOW, WINDOW_SECS)),
+                notices,
             }),
         })
     }
@@ -244,7 +258,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-fn no_store(mut response: Response) -> Response {
+/// Marks a response as not to be cached or sniffed (every answer of the edge's pages and APIs).
+pub(crate) fn no_store(mut response: Response) -> Response {
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
@@ -252,9 +267,14 @@ fn no_store(mut response: Response) -> Response {
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {
+    static_asset(CSP, content_type, body)
+}
+
+/// A page or its script or style, under the content security policy `csp`, never framed.
+pub(crate) fn static_asset(csp: &'static str, content_type: &'static str, body: &'static str) -> Response {
     let mut response = ([(header::CONTENT_TYPE, content_type)], body).into_response();
     let headers = response.headers_mut();
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     no_store(response)
@@ -332,12 +352,17 @@ fn check_contact(contact: Option<String>) -> Result<Option<String>, ApiError> {
     Ok(Some(contact))
 }
 
-fn check_ticket(ticket: Option<String>) -> Result<Option<String>, ApiError> {
+/// A ticket code to link: it must verify with the venue's ticket key and be for this venue
+/// (its window is checked at the gate, so a ticket for a later day can be linked today).
+fn check_ticket(ticket: Option<String>, venue: &Id, key: Option<&TicketKey>) -> Result<Option<String>, ApiError> {
     let Some(ticket) = ticket.map(|t| t.trim().to_owned()).filter(|t| !t.is_empty()) else { return Ok(None) };
-    if ticket.len() > 64 || !ticket.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "a ticket number is 1 to 64 of A-Z a-z 0-9 - _ ."));
+    let invalid = |m: &str| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+    let Some(key) = key else { return Err(invalid("tickets cannot be linked at this venue")) };
+    match key.verify(&ticket) {
+        Ok(claims) if claims.venue == venue.as_str() => Ok(Some(ticket)),
+        Ok(_) => Err(invalid("this ticket is for another venue")),
+        Err(_) => Err(invalid("this is not a valid ticket code: copy it exactly as printed under the QR code")),
     }
-    Ok(Some(ticket))
 }
 
 /// The one face of an enrolment photo, embedded (wiped on drop).
@@ -385,7 +410,7 @@ async fn register(
         return Err(ApiError::new(StatusCode::CONFLICT, "the privacy notice has changed: please read the current one"));
     }
     let contact = check_contact(form.contact)?;
-    let ticket = check_ticket(form.ticket)?;
+    let ticket = check_ticket(form.ticket, &venue_id, venue.tickets.as_deref())?;
     let Some(faces) = portal.inner.faces.clone() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -486,11 +511,20 @@ async fn register(
             let principal =
                 Principal { name: subject.to_string(), role: Role::Visitor, venues: vec![venue_id.clone()] };
             let mut rng = rand::rng();
-            Some(lock(&portal.inner.tokens).issue_token(principal, now, &mut rng))
+            let token = lock(&portal.inner.tokens).issue_token(principal, now, &mut rng);
+            portal.inner.notices.bind_topic(&subject, topic_for_token_hash(&Accounts::token_hash(&token)));
+            Some(token)
         }
     };
     portal.persist_tokens()?;
-    let body = json!({ "subject": subject, "venue": venue_id, "notice_version": version, "access_key": token });
+    let notice_topic = portal.inner.notices.topic(&subject);
+    let body = json!({
+        "subject": subject,
+        "venue": venue_id,
+        "notice_version": version,
+        "access_key": token,
+        "notice_topic": notice_topic,
+    });
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
 }
 
@@ -669,10 +703,43 @@ async fn erase(
         )
         .await;
     lock(&portal.inner.tokens).revoke_principal(&principal.name, Role::Visitor);
+    portal.inner.notices.forget(&subject);
     portal.persist_tokens()?;
     Ok(no_store(
         Json(json!({ "erased": true, "templates_erased": templates, "records_shredded": shredded })).into_response(),
     ))
+}
+
+/// The visitor's denial notices as server-sent events (`notice` events): those still kept,
+/// then new ones as the gates post them. The page reads it with `fetch` (an `EventSource`
+/// cannot send the access key).
+async fn notices(
+    State(portal): State<Portal>,
+    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let (_, subject) = portal.visitor(&headers, addr.ip())?;
+    let live = portal.inner.notices.subscribe();
+    let kept = portal.inner.notices.pending(&subject, now_secs());
+    let event = |n: &crate::notices::Notice| {
+        Ok::<_, std::convert::Infallible>(Event::default().event("notice").json_data(n).unwrap_or_default())
+    };
+    let first = futures_util::stream::iter(kept.iter().map(event).collect::<Vec<_>>());
+    let rest = futures_util::stream::unfold((live, subject), move |(mut live, subject)| async move {
+        loop {
+            match live.recv().await {
+                Ok((to, notice)) if to == subject => {
+                    return Some((event(&notice), (live, subject)));
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    });
+    use futures_util::StreamExt;
+    let sse = Sse::new(first.chain(rest)).keep_alive(KeepAlive::new().interval(std::time::Duration::from_secs(15)));
+    Ok(no_store(sse.into_response()))
 }
 
 /// The portal's routes. Serve them with connect info (as [`serve`] does): the rate limits key
@@ -687,20 +754,22 @@ pub fn app(portal: Portal) -> Router {
         .route("/api/v1/me", get(export))
         .route("/api/v1/me/withdraw", post(withdraw))
         .route("/api/v1/me/erase", post(erase))
+        .route("/api/v1/me/notices", get(notices))
         .layer(DefaultBodyLimit::max(MAX_PHOTO_BYTES / 3 * 4 + 64 * 1024))
         .with_state(portal)
 }
 
-/// Serves [`app`] on `addr` over TLS until `cancel` fires; returns the bound address.
+/// Serves `router` (the portal's [`app`], usually merged with the kiosks') on `addr` over
+/// TLS until `cancel` fires; returns the bound address.
 ///
 /// # Errors
 /// When the address cannot be bound.
 pub async fn serve(
     addr: SocketAddr,
     tls: ServerTls,
-    portal: Portal,
+    router: Router,
     cancel: CancellationToken,
     tracker: &TaskTracker,
 ) -> std::io::Result<SocketAddr> {
-    passage_transport::https::serve("portal", addr, Some(tls), app(portal), cancel, tracker).await
+    passage_transport::https::serve("portal", addr, Some(tls), router, cancel, tracker).await
 }

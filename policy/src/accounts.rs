@@ -414,6 +414,21 @@ impl Accounts {
         token
     }
 
+    /// The bearer tokens of `role`, as (SHA-256 of the token in hex, principal): the hashes
+    /// are what the store keeps, never the tokens.
+    pub fn token_hashes(&self, role: Role) -> Vec<(String, Principal)> {
+        self.tokens
+            .iter()
+            .filter(|(_, t)| t.principal.role == role)
+            .map(|(h, t)| (h.clone(), t.principal.clone()))
+            .collect()
+    }
+
+    /// The SHA-256 (hex) under which a bearer token is stored.
+    pub fn token_hash(token: &str) -> String {
+        sha256_hex(token.as_bytes())
+    }
+
     /// The principal of a bearer token.
     pub fn bearer(&self, token: &str) -> Option<Principal> {
         self.tokens.get(&sha256_hex(token.as_bytes())).map(|t| t.principal.clone())

@@ -9,7 +9,7 @@
 //! | principal | publishes | subscribes |
 //! |---|---|---|
 //! | `camera:{venue}/{camera}` | its own counts | its own counts acknowledgements |
-//! | `gate:{venue}/{gate}` | match, enrol, erase, index and decision-key requests of its venue | its venue's alerts |
+//! | `gate:{venue}/{gate}` | match, enrol, erase, index and decision-key requests of its venue; denial notices of its venue | its venue's alerts |
 //! | `edge:{venue}` | both of the above for every camera and gate of the venue | counts acknowledgements and alerts of its venue |
 //! | `service:matcher` | replies | requests of every venue |
 //! | `service:analytics` | replies, counts acknowledgements, alerts | counts of every venue |
@@ -175,6 +175,8 @@ impl Principal {
                 rules.push((Access::Write, format!("{root}/{venue}/{request}")));
             }
             rules.push((Access::Read, format!("{root}/{venue}/alerts/+")));
+            // Denial notices to visitors' own topics (bound to their access keys).
+            rules.push((Access::Write, format!("{root}/{venue}/notice/+")));
         };
         match self {
             Principal::Camera { venue, camera } => {
@@ -361,6 +363,9 @@ mod tests {
         let edge = p("edge:arena");
         assert!(edge.allows("edge-arena-1", Action::Publish { topic: "passage/v1/arena/counts/cam-9" }));
         assert!(edge.allows("edge-arena-1", Action::Publish { topic: "passage/v1/arena/match" }));
+        assert!(edge.allows("edge-arena-1", Action::Publish { topic: "passage/v1/arena/notice/0123abcd" }));
+        assert!(!edge.allows("edge-arena-1", Action::Publish { topic: "passage/v1/mall/notice/0123abcd" }));
+        assert!(!edge.allows("edge-arena-1", Action::Subscribe { filter: "passage/v1/arena/notice/+" }));
         assert!(!edge.allows("edge-arena-1", Action::Publish { topic: "passage/v1/mall/counts/cam-1" }));
         assert!(edge.allows("edge-arena-1", Action::Subscribe { filter: "passage/v1/arena/counts-ack/+" }));
         assert!(!edge.allows("edge-arena-1", Action::Subscribe { filter: "passage/v1/+/counts-ack/+" }));

@@ -25,7 +25,7 @@ pub(crate) fn browser_ready(root: &Path) -> Result<(), String> {
 
 #[test]
 fn the_dashboard_shows_live_data_in_chromium_and_follows_a_range_change() {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::support::repo_root();
     if let Err(why) = browser_ready(&root) {
         assert!(std::env::var("PASSAGE_REQUIRE_BROWSER").as_deref() != Ok("1"), "browser test required: {why}");
         eprintln!("skipping the browser test: {why}");

@@ -23,7 +23,7 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    crate::support::repo_root()
 }
 
 pub(crate) fn vnu() -> PathBuf {

@@ -8,7 +8,7 @@
 //! scripts/test provides the models, the photos and ffmpeg and sets `PASSAGE_REQUIRE_MEDIA=1`,
 //! which turns a missing one into a failure; a bare `cargo test` without them skips.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,8 +42,8 @@ const SPECS: [&ModelSpec; 8] = [
     &inventory::MTCNN_ONET,
 ];
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+fn root() -> std::path::PathBuf {
+    crate::support::repo_root()
 }
 
 pub(crate) fn models() -> PathBuf {

@@ -8,6 +8,7 @@ mod dashboard;
 mod demo;
 mod dpia;
 mod faces;
+mod gate;
 mod keys;
 mod pki;
 mod portal;

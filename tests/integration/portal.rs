@@ -15,12 +15,17 @@ use std::time::Duration;
 
 use base64::Engine;
 use passage_edge::agents::{Governance, FACE_ACCESS};
+use passage_edge::face::FaceStage;
+use passage_edge::gate::kiosk::{self, Kiosks};
+use passage_edge::gate::{GateParts, GateSettings, Gates};
 use passage_edge::keyholder::{Identification, KeyHolder};
+use passage_edge::notices::Notices;
 use passage_edge::portal::{self, Portal, PortalVenue};
 use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
 use passage_policy::audit::AuditLog;
 use passage_policy::subjects::SubjectStore;
+use passage_policy::tickets::{Ticket, TicketKey};
 use passage_policy::ConsentRegistry;
 use passage_transport::EmbeddedBroker;
 use passage_vision::face::{FacePipeline, PipelineConfig};
@@ -33,7 +38,13 @@ use crate::faces::{image_path, media_present, models};
 use crate::support::{connect, runtime};
 
 /// One HTTP/1.1 request to the portal; returns (status, headers, body).
-fn http(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: Option<&[u8]>) -> (u16, String, Vec<u8>) {
+pub(crate) fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    key: Option<&str>,
+    body: Option<&[u8]>,
+) -> (u16, String, Vec<u8>) {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -53,15 +64,15 @@ fn http(addr: SocketAddr, method: &str, path: &str, key: Option<&str>, body: Opt
     (status, head, response[split..].to_vec())
 }
 
-fn json_of(body: &[u8]) -> Value {
+pub(crate) fn json_of(body: &[u8]) -> Value {
     serde_json::from_slice(body).unwrap_or_else(|_| panic!("JSON body: {}", String::from_utf8_lossy(body)))
 }
 
-fn photo(name: &str) -> String {
+pub(crate) fn photo(name: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(std::fs::read(image_path(name)).expect("photo"))
 }
 
-fn registration(version: &Value, photo: &str, consent: bool, contact: &str, ticket: &str) -> Vec<u8> {
+pub(crate) fn registration(version: &Value, photo: &str, consent: bool, contact: &str, ticket: &str) -> Vec<u8> {
     serde_json::to_vec(&json!({
         "venue": "arena", "notice_version": version, "consent": consent, "photo": photo,
         "contact": contact, "ticket": ticket,
@@ -69,7 +80,7 @@ fn registration(version: &Value, photo: &str, consent: bool, contact: &str, tick
     .expect("json")
 }
 
-fn all_bytes(dir: &Path, out: &mut Vec<u8>) {
+pub(crate) fn all_bytes(dir: &Path, out: &mut Vec<u8>) {
     for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
         let path = entry.path();
         if path.is_dir() {
@@ -80,38 +91,58 @@ fn all_bytes(dir: &Path, out: &mut Vec<u8>) {
     }
 }
 
-fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A broker, a matcher for venue `arena`, its key holder and the portal (plain HTTP on
-/// loopback; the demo serves the same router over TLS).
-struct Rig {
-    rt: tokio::runtime::Runtime,
+/// A broker, a matcher for venue `arena`, its key holder, its gates and the portal with the
+/// kiosks (plain HTTP on loopback; the demo serves the same router over TLS).
+pub(crate) struct Rig {
+    pub(crate) rt: tokio::runtime::Runtime,
     cancel: CancellationToken,
+    /// Stops the matcher alone (an unreachable matcher).
+    pub(crate) matcher_cancel: CancellationToken,
     tracker: TaskTracker,
-    addr: SocketAddr,
+    pub(crate) addr: SocketAddr,
     keyholder: Arc<KeyHolder>,
-    bus: passage_transport::Bus,
-    governance: Governance,
+    pub(crate) bus: passage_transport::Bus,
+    pub(crate) governance: Governance,
+    pub(crate) gates: Gates,
+    pub(crate) tickets: Arc<TicketKey>,
+    pub(crate) input_key: String,
     _broker: EmbeddedBroker,
 }
 
+/// The gates' input key of the rig.
+const INPUT_KEY: &str = "test-gate-input-key";
+
 impl Rig {
-    fn start(dir: &Path, faces: Option<FacePipeline>) -> Rig {
+    pub(crate) fn start(dir: &Path, faces: Option<FacePipeline>) -> Rig {
+        let stage = passage_edge::face::FaceStageConfig { window: Duration::from_secs(2), ..Default::default() };
+        Rig::start_with(dir, faces, stage)
+    }
+
+    pub(crate) fn start_with(
+        dir: &Path,
+        faces: Option<FacePipeline>,
+        stage: passage_edge::face::FaceStageConfig,
+    ) -> Rig {
         let broker = EmbeddedBroker::start(0).expect("embedded broker");
         let port = broker.addr().port();
         let rt = runtime();
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();
         let venue = Id::new("arena").expect("id");
-        let (addr, keyholder, bus, governance) = rt.block_on(async {
+        let matcher_cancel = cancel.child_token();
+        let tickets = Arc::new(TicketKey::generate(&mut rand::rng()));
+        let (addr, keyholder, bus, governance, gates) = rt.block_on(async {
             let options =
                 MatcherOptions { gallery_dir: dir.join("galleries"), params: Params::DEFAULT, threads: 2, queue: 4 };
-            let matcher = Matcher::start(&options, std::slice::from_ref(&venue), cancel.child_token(), &tracker)
-                .expect("matcher");
-            let matcher_bus = connect(port, "matcher-portal", &cancel, &tracker).await;
-            matcher.serve_mqtt(&matcher_bus, cancel.child_token(), &tracker).await.expect("serve");
+            let matcher =
+                Matcher::start(&options, std::slice::from_ref(&venue), matcher_cancel.child_token(), &tracker)
+                    .expect("matcher");
+            let matcher_bus = connect(port, "matcher-portal", &matcher_cancel, &tracker).await;
+            matcher.serve_mqtt(&matcher_bus, matcher_cancel.child_token(), &tracker).await.expect("serve");
             let bus = connect(port, "edge-portal", &cancel, &tracker).await;
             let keyholder = Arc::new(KeyHolder::generate(venue.clone(), Params::DEFAULT, 0.45).expect("key"));
             let audit = Arc::new(AuditLog::open(&dir.join("audit")).expect("audit log"));
@@ -130,23 +161,68 @@ impl Rig {
                     notice: passage_dpia::privacy_notice(&config, arena),
                     keyholder: keyholder.clone(),
                     bus: bus.clone(),
+                    tickets: Some(tickets.clone()),
                 },
             )]);
-            let portal =
-                Portal::new(venues, governance.clone(), faces, Some(dir.join("portal-keys.json"))).expect("portal");
+            let notices = Arc::new(Notices::new(24 * 3600));
+            let gate_faces = faces.clone().map(|pipeline| {
+                Box::new(move || FaceStage::new(pipeline.clone(), stage.clone())) as Box<dyn Fn() -> FaceStage + Send>
+            });
+            let gates = Gates::new(
+                arena,
+                config.matching.mode,
+                GateParts {
+                    keyholder: keyholder.clone(),
+                    bus: bus.clone(),
+                    governance: governance.clone(),
+                    tickets: tickets.clone(),
+                    notices: notices.clone(),
+                    faces: gate_faces,
+                },
+                GateSettings { display: Duration::from_secs(1), ..GateSettings::default() },
+                &tracker,
+            );
+            let portal = Portal::new(venues, governance.clone(), faces, Some(dir.join("portal-keys.json")), notices)
+                .expect("portal");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
             let addr = listener.local_addr().expect("addr");
-            let service = portal::app(portal).into_make_service_with_connect_info::<SocketAddr>();
+            let router = portal::app(portal).merge(kiosk::app(Kiosks::new([gates.clone()], INPUT_KEY)));
+            let service = router.into_make_service_with_connect_info::<SocketAddr>();
             let stop = cancel.child_token();
             tracker.spawn(async move {
                 let _ = axum::serve(listener, service).with_graceful_shutdown(stop.cancelled_owned()).await;
             });
-            (addr, keyholder, bus, governance)
+            (addr, keyholder, bus, governance, gates)
         });
-        Rig { rt, cancel, tracker, addr, keyholder, bus, governance, _broker: broker }
+        Rig {
+            rt,
+            cancel,
+            matcher_cancel,
+            tracker,
+            addr,
+            keyholder,
+            bus,
+            governance,
+            gates,
+            tickets,
+            input_key: INPUT_KEY.to_owned(),
+            _broker: broker,
+        }
     }
 
-    fn stop(self) {
+    /// A ticket code for `zones` of the arena, valid from `from` to `until` (Unix seconds).
+    pub(crate) fn ticket(&self, id: &str, zones: &[&str], from: i64, until: i64) -> String {
+        let ticket = Ticket {
+            id: id.into(),
+            venue: "arena".into(),
+            zones: zones.iter().map(|z| (*z).to_owned()).collect(),
+            not_before: from,
+            not_after: until,
+        };
+        self.tickets.issue(&ticket).expect("ticket issued")
+    }
+
+    pub(crate) fn stop(self) {
         self.cancel.cancel();
         self.tracker.close();
         self.rt.block_on(async {
@@ -203,7 +279,8 @@ fn a_visitor_registers_with_a_photo_is_recognised_exports_withdraws_and_erases()
     assert!(enrolled.is_empty(), "nothing enrolled by refused registrations");
 
     // Two visitors register.
-    let (contact, ticket) = ("push:obama-phone-7731", "T-ARENA-0042");
+    let (contact, ticket) = ("push:obama-phone-7731", rig.ticket("T-ARENA-0042", &[], 1_700_000_000, 4_000_000_000));
+    let ticket = ticket.as_str();
     let (status, _, body) =
         http(addr, "POST", "/api/v1/register", None, Some(&registration(&version, &obama, true, contact, ticket)));
     assert_eq!(status, 201, "{}", String::from_utf8_lossy(&body));
@@ -316,7 +393,7 @@ fn registrations_and_bad_access_keys_are_rate_limited_per_address() {
 /// in any file of its data directory.
 #[test]
 fn the_registration_page_works_in_chromium_and_erasure_leaves_nothing_readable() {
-    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let root = crate::support::repo_root();
     if let Err(why) = crate::dashboard::browser_ready(&root) {
         assert!(std::env::var("PASSAGE_REQUIRE_BROWSER").as_deref() != Ok("1"), "browser test required: {why}");
         eprintln!("skipping the browser test: {why}");
@@ -332,7 +409,15 @@ fn the_registration_page_works_in_chromium_and_erasure_leaves_nothing_readable()
         "portal:",
     );
     std::thread::spawn(move || for _ in lines {});
-    let (contact, ticket) = ("push:browser-visitor-5521", "T-ARENA-7781");
+    // The box office issues the visitor's ticket with the demo's ticket key.
+    let issued = std::process::Command::new(env!("CARGO_BIN_EXE_passage"))
+        .args(["ticket", "issue", "--venue", "arena", "--id", "T-ARENA-7781", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .expect("passage ticket issue runs");
+    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
+    let ticket = String::from_utf8(issued.stdout).expect("utf-8").trim().to_owned();
+    let (contact, ticket) = ("push:browser-visitor-5521", ticket.as_str());
     let artifacts = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
     let output = std::process::Command::new("node")

@@ -84,7 +84,7 @@ pub fn start_demo(args: &[&str], data: &Path, label: &str) -> (Child, String, Li
         .arg("--data-dir")
         .arg(data)
         .env("PASSAGE_LOG", "warn")
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .current_dir(repo_root())
         .stdout(Stdio::piped())
         .spawn()
         .expect("passage demo starts");
@@ -96,4 +96,13 @@ pub fn start_demo(args: &[&str], data: &Path, label: &str) -> (Child, String, Li
         }
     };
     (demo, url, lines)
+}
+
+/// The repository root of the checkout under test, read when the test runs (cargo sets
+/// `CARGO_MANIFEST_DIR` for test processes): a test binary reused from another checkout through
+/// a shared target directory must not read that checkout's files.
+pub(crate) fn repo_root() -> std::path::PathBuf {
+    std::path::PathBuf::from(
+        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
+    )
 }

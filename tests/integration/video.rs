@@ -6,14 +6,13 @@
 //! `PASSAGE_REQUIRE_MEDIA=1`, which turns a missing one into a failure; a bare `cargo test`
 //! without them prints why and skips.
 
-use std::path::Path;
 use std::process::Command;
 
 const MODEL: &str = ".cache/models/pedestrian-ssdlite/frozen_inference_graph.pb";
 const VIDEO: &str = ".cache/testdata/vtest.avi";
 
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+fn root() -> std::path::PathBuf {
+    crate::support::repo_root()
 }
 
 /// Whether the media are present; panics when they are missing and required.

@@ -13,6 +13,7 @@ mod filter;
 pub mod gateway;
 pub mod https;
 mod tls;
+pub mod webhook;
 
 pub use broker::{BrokerError, EmbeddedBroker};
 pub use bus::{Bus, BusConfig, BusError, Message, QoS};

@@ -1,0 +1,626 @@
+//! The gate, end to end: a camera frame or a scanned ticket in, green or red out.
+//!
+//! ```text
+//! frame ─┬─ QR code in it? ──────────────► ticket path ─┐
+//!        └─ faces (detect, liveness, embed) ─► probe ─► matcher ─► key holder decrypts
+//!                                                        │
+//!               consent ─► linked ticket ─► zone capacity ┴─► Reason ─► kiosk + audit + notice
+//! ```
+//!
+//! * Each gate handles one attempt at a time; a frame arriving while the gate is deciding is
+//!   answered "busy" (the camera sends the next one), so nothing queues up unseen.
+//! * Decisions are kept in RAM for the kiosk only (a `watch` channel per gate: green or red
+//!   for [`GateSettings::display`], then idle) and audited as pseudonymous entries.
+//! * The kiosk shows a neutral message ([`Reason::kiosk`]); a recognised visitor's precise
+//!   reason goes only to their own device ([`crate::notices`]).
+//! * Never green by default: a matcher that does not answer, a clock that is not trustworthy,
+//!   a store that cannot be read all give red with "try again / use your ticket".
+//! * The ticket path ([`Gates::scan`]) checks the same conditions without any face: nobody
+//!   must use face access to enter.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use passage_config::{MatchingMode, Venue};
+use passage_policy::access::{self, ClockGuard, GateContext, Lang, Reason};
+use passage_policy::subjects::SubjectRecord;
+use passage_policy::tickets::{TicketError, TicketKey};
+use passage_transport::{Bus, QoS};
+use passage_wire::{Id, MatchMode};
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::agents::{Governance, FACE_ACCESS};
+use crate::face::{FaceOutcome, FaceStage};
+use crate::frames::RgbFrame;
+use crate::keyholder::{Identification, KeyHolder};
+use crate::notices::{notice_topic, webhook_url, Notice, Notices};
+use crate::{lock, now_secs};
+
+pub mod kiosk;
+pub mod qr;
+
+use qr::find_qr;
+
+/// Gate settings.
+#[derive(Debug, Clone)]
+pub struct GateSettings {
+    /// How long a green or red stays on the kiosk before it returns to idle.
+    pub display: Duration,
+    /// Tolerated clock difference between the ticket issuer and the gate, seconds.
+    pub skew_secs: i64,
+    /// Largest step back of the gate's clock tolerated between decisions, seconds.
+    pub clock_tolerance_secs: i64,
+}
+
+impl Default for GateSettings {
+    fn default() -> GateSettings {
+        GateSettings { display: Duration::from_secs(4), skew_secs: 120, clock_tolerance_secs: 300 }
+    }
+}
+
+/// What the kiosk shows.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct KioskState {
+    /// Increases with every change.
+    pub seq: u64,
+    /// `idle`, `green` or `red`.
+    pub state: &'static str,
+    /// Neutral message in English.
+    pub en: &'static str,
+    /// Neutral message in German.
+    pub de: &'static str,
+}
+
+impl KioskState {
+    fn idle(seq: u64) -> KioskState {
+        KioskState {
+            seq,
+            state: "idle",
+            en: "Look at the camera or show your ticket.",
+            de: "Bitte in die Kamera schauen oder Ticket zeigen.",
+        }
+    }
+
+    fn decided(seq: u64, reason: Reason) -> KioskState {
+        KioskState {
+            seq,
+            state: if reason.is_green() { "green" } else { "red" },
+            en: reason.kiosk(Lang::En),
+            de: reason.kiosk(Lang::De),
+        }
+    }
+}
+
+/// How an attempt was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    /// A face.
+    Face,
+    /// A ticket code (QR in the frame, or a scanner).
+    Ticket,
+}
+
+/// One decision (the caller sees the reason code; the kiosk only the neutral message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Decision {
+    /// Why.
+    pub reason: Reason,
+    /// How.
+    pub via: Via,
+}
+
+/// Why a frame or scan was not decided.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GateError {
+    /// No such gate at this venue.
+    #[error("no gate {0} here")]
+    UnknownGate(String),
+    /// The gate is deciding on an earlier attempt.
+    #[error("the gate is busy with an earlier attempt")]
+    Busy,
+    /// Face access is not available at this gate (no face models loaded).
+    #[error("face access is not available at this gate; use a ticket")]
+    NoFaces,
+    /// The frame could not be processed.
+    #[error("the frame could not be processed: {0}")]
+    Frame(String),
+}
+
+/// Counters of the gates (numbers of decisions, never who).
+#[derive(Debug, Default)]
+pub struct GatesStats {
+    /// Green decisions.
+    pub green: AtomicU64,
+    /// Red decisions.
+    pub red: AtomicU64,
+    /// Frames answered busy.
+    pub busy: AtomicU64,
+    /// Notices delivered to a visitor's device (box, MQTT or webhook).
+    pub notices: AtomicU64,
+}
+
+struct GateState {
+    zone: Id,
+    mode: MatchMode,
+    /// One attempt at a time.
+    attempt: tokio::sync::Mutex<()>,
+    faces: Option<Arc<Mutex<FaceStage>>>,
+    kiosk: watch::Sender<KioskState>,
+}
+
+struct Inner {
+    venue: Id,
+    gates: BTreeMap<Id, GateState>,
+    keyholder: Arc<KeyHolder>,
+    bus: Bus,
+    governance: Governance,
+    tickets: Arc<TicketKey>,
+    notices: Arc<Notices>,
+    purpose: Id,
+    settings: GateSettings,
+    clock: Mutex<ClockGuard>,
+    full_zones: Mutex<HashSet<String>>,
+    seq: AtomicU64,
+    stats: GatesStats,
+    webhooks: Option<reqwest::Client>,
+    tracker: TaskTracker,
+}
+
+/// The gates of one venue. Cheap to clone.
+#[derive(Clone)]
+pub struct Gates {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Gates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gates").field("venue", &self.inner.venue).field("gates", &self.inner.gates.len()).finish()
+    }
+}
+
+/// The parts a venue's gates are built from.
+pub struct GateParts {
+    /// The venue's key holder and its broker connection.
+    pub keyholder: Arc<KeyHolder>,
+    /// The key holder's bus.
+    pub bus: Bus,
+    /// Consent, audit log and subject records.
+    pub governance: Governance,
+    /// The venue's ticket key.
+    pub tickets: Arc<TicketKey>,
+    /// The edge agent's notice box.
+    pub notices: Arc<Notices>,
+    /// A face stage per gate (`None`: tickets only).
+    pub faces: Option<Box<dyn Fn() -> FaceStage + Send>>,
+}
+
+impl Gates {
+    /// The gates of `venue`, each matching in its own mode (`default_mode` unless it sets one).
+    ///
+    /// # Panics
+    /// Never: the purpose identifier is a valid constant.
+    pub fn new(
+        venue: &Venue,
+        default_mode: MatchingMode,
+        parts: GateParts,
+        settings: GateSettings,
+        tracker: &TaskTracker,
+    ) -> Gates {
+        let gates = venue
+            .gates
+            .iter()
+            .map(|g| {
+                let mode = match g.matching.unwrap_or(default_mode) {
+                    MatchingMode::Score => MatchMode::Score,
+                    MatchingMode::Decision => MatchMode::Decision,
+                };
+                let faces = parts.faces.as_ref().map(|make| Arc::new(Mutex::new(make())));
+                let (kiosk, _) = watch::channel(KioskState::idle(0));
+                (
+                    g.id.clone(),
+                    GateState { zone: g.zone.clone(), mode, attempt: tokio::sync::Mutex::new(()), faces, kiosk },
+                )
+            })
+            .collect();
+        #[allow(clippy::expect_used)]
+        let purpose = Id::new(FACE_ACCESS).expect("a valid constant identifier");
+        Gates {
+            inner: Arc::new(Inner {
+                venue: venue.id.clone(),
+                gates,
+                keyholder: parts.keyholder,
+                bus: parts.bus,
+                governance: parts.governance,
+                tickets: parts.tickets,
+                notices: parts.notices,
+                purpose,
+                clock: Mutex::new(ClockGuard::new(settings.clock_tolerance_secs)),
+                settings,
+                full_zones: Mutex::new(HashSet::new()),
+                seq: AtomicU64::new(1),
+                stats: GatesStats::default(),
+                webhooks: passage_transport::webhook::client(Duration::from_secs(5)),
+                tracker: tracker.clone(),
+            }),
+        }
+    }
+
+    /// The venue.
+    pub fn venue(&self) -> &Id {
+        &self.inner.venue
+    }
+
+    /// The gates' identifiers.
+    pub fn gate_ids(&self) -> Vec<Id> {
+        self.inner.gates.keys().cloned().collect()
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &GatesStats {
+        &self.inner.stats
+    }
+
+    /// Whether the gates can use faces.
+    pub fn has_faces(&self) -> bool {
+        self.inner.gates.values().any(|g| g.faces.is_some())
+    }
+
+    /// The live kiosk state of `gate`.
+    ///
+    /// # Errors
+    /// [`GateError::UnknownGate`].
+    pub fn kiosk(&self, gate: &str) -> Result<watch::Receiver<KioskState>, GateError> {
+        Ok(self.gate(gate)?.1.kiosk.subscribe())
+    }
+
+    fn gate(&self, gate: &str) -> Result<(Id, &GateState), GateError> {
+        let id = Id::new(gate).map_err(|_| GateError::UnknownGate(gate.chars().take(64).collect()))?;
+        let state = self.inner.gates.get(&id).ok_or_else(|| GateError::UnknownGate(id.to_string()))?;
+        Ok((id, state))
+    }
+
+    /// Marks `zone` full or not (from analytics' capacity alerts).
+    pub fn set_zone_full(&self, zone: &str, full: bool) {
+        let mut zones = lock(&self.inner.full_zones);
+        if full {
+            zones.insert(zone.to_owned());
+        } else {
+            zones.remove(zone);
+        }
+    }
+
+    /// Listens to analytics' capacity alerts for this venue (`passage/v1/{venue}/alerts/+`):
+    /// a raised alert closes the gates into that zone until it is cleared.
+    ///
+    /// # Errors
+    /// When the subscription cannot be made.
+    pub async fn follow_capacity_alerts(
+        &self,
+        cancel: CancellationToken,
+        tracker: &TaskTracker,
+    ) -> Result<(), passage_transport::BusError> {
+        #[derive(serde::Deserialize)]
+        struct Alert {
+            venue: String,
+            zone: String,
+            state: String,
+        }
+        let filter = format!("{}/+", passage_wire::topics::alerts(&self.inner.venue));
+        let mut alerts = self.inner.bus.subscribe(&filter, QoS::AtLeastOnce, 64).await?;
+        let gates = self.clone();
+        tracker.spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = cancel.cancelled() => break,
+                    m = alerts.recv() => match m { Some(m) => m, None => break },
+                };
+                if message.payload.len() > 4096 {
+                    continue;
+                }
+                match serde_json::from_slice::<Alert>(&message.payload) {
+                    Ok(alert) if alert.venue == gates.inner.venue.as_str() => {
+                        let full = alert.state == "raised";
+                        tracing::info!(venue = %gates.inner.venue, zone = %alert.zone, full, "zone capacity alert");
+                        gates.set_zone_full(&alert.zone, full);
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "capacity alert not understood"),
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// A camera frame at `gate`: a QR ticket in it is checked as a ticket; otherwise its faces
+    /// go through the face path. `None`: nothing to decide (no face, or the same person as a
+    /// recent attempt, whose decision stands).
+    ///
+    /// # Errors
+    /// Unknown gate, busy gate, no face models, or a frame the face chain refused.
+    pub async fn frame(&self, gate: &str, frame: RgbFrame) -> Result<Option<Decision>, GateError> {
+        let (gate_id, state) = self.gate(gate)?;
+        let Ok(_attempt) = state.attempt.try_lock() else {
+            self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(GateError::Busy);
+        };
+        let stage = state.faces.clone();
+        let seen = Instant::now();
+        let (code, outcomes) = tokio::task::spawn_blocking(move || {
+            if let Some(code) = find_qr(&frame) {
+                return Ok((Some(code), Vec::new()));
+            }
+            let Some(stage) = stage else { return Err(GateError::NoFaces) };
+            let outcomes =
+                lock(&stage).observe(&frame, seen).map(|(o, _)| o).map_err(|e| GateError::Frame(e.to_string()));
+            drop(frame);
+            outcomes.map(|o| (None, o))
+        })
+        .await
+        .map_err(|_| GateError::Frame("the face chain stopped".into()))??;
+        if let Some(code) = code {
+            let reason = self.ticket_reason(&code, &state.zone);
+            drop(code);
+            return Ok(Some(self.conclude(&gate_id, state, reason, Via::Ticket, None).await));
+        }
+        let sizeable: Vec<&FaceOutcome> = outcomes.iter().filter(|o| !matches!(o, FaceOutcome::NotEmbedded)).collect();
+        let reason = match sizeable.as_slice() {
+            [] => return Ok(None),
+            [_, _, ..] => Reason::OneAtATime,
+            [FaceOutcome::NotLive] => Reason::NotLive,
+            [FaceOutcome::Duplicate] => return Ok(None),
+            [FaceOutcome::Probe(embedding)] => {
+                let (reason, subject) = self.face_reason(&gate_id, state, embedding.as_slice()).await;
+                return Ok(Some(self.conclude(&gate_id, state, reason, Via::Face, subject).await));
+            }
+            [FaceOutcome::NotEmbedded] => return Ok(None),
+        };
+        Ok(Some(self.conclude(&gate_id, state, reason, Via::Face, None).await))
+    }
+
+    /// A face already embedded (by the caller's own face stage, or the simulator) at `gate`.
+    ///
+    /// # Errors
+    /// Unknown or busy gate.
+    pub async fn face(&self, gate: &str, embedding: &[f32]) -> Result<(Decision, Option<Id>), GateError> {
+        let (gate_id, state) = self.gate(gate)?;
+        let Ok(_attempt) = state.attempt.try_lock() else {
+            self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(GateError::Busy);
+        };
+        let (reason, subject) = self.face_reason(&gate_id, state, embedding).await;
+        let recognised = subject.clone();
+        Ok((self.conclude(&gate_id, state, reason, Via::Face, subject).await, recognised))
+    }
+
+    /// A ticket code from a scanner at `gate`.
+    ///
+    /// # Errors
+    /// Unknown or busy gate.
+    pub async fn scan(&self, gate: &str, code: &str) -> Result<Decision, GateError> {
+        let (gate_id, state) = self.gate(gate)?;
+        let Ok(_attempt) = state.attempt.try_lock() else {
+            self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(GateError::Busy);
+        };
+        let reason = self.ticket_reason(code, &state.zone);
+        Ok(self.conclude(&gate_id, state, reason, Via::Ticket, None).await)
+    }
+
+    fn now_checked(&self) -> Result<i64, Reason> {
+        let now = now_secs();
+        lock(&self.inner.clock).observe(now).map(|()| now)
+    }
+
+    fn context<'a>(&'a self, zone: &'a Id, now: i64) -> GateContext<'a> {
+        GateContext {
+            venue: self.inner.venue.as_str(),
+            zone: zone.as_str(),
+            now,
+            skew_secs: self.inner.settings.skew_secs,
+        }
+    }
+
+    fn capacity(&self, zone: &Id) -> Result<(), Reason> {
+        if lock(&self.inner.full_zones).contains(zone.as_str()) {
+            Err(Reason::ZoneFull)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn ticket_reason(&self, code: &str, zone: &Id) -> Reason {
+        let outcome = (|| {
+            let now = self.now_checked()?;
+            let ticket = self.inner.tickets.verify(code).map_err(|_| Reason::TicketInvalid)?;
+            access::check_ticket(&ticket, &self.context(zone, now))?;
+            self.capacity(zone)
+        })();
+        outcome.err().unwrap_or(Reason::Admitted)
+    }
+
+    /// The face path after embedding: the reason, and the recognised subject (if any).
+    async fn face_reason(&self, gate: &Id, state: &GateState, embedding: &[f32]) -> (Reason, Option<Id>) {
+        let now = match self.now_checked() {
+            Ok(now) => now,
+            Err(reason) => return (reason, None),
+        };
+        let inner = &self.inner;
+        let subject = match inner.keyholder.identify_with(&inner.bus, gate, embedding, state.mode).await {
+            Ok(Identification::Match(subject)) => subject,
+            Ok(Identification::NoMatch | Identification::Ambiguous(_)) => return (Reason::NotRecognised, None),
+            Err(error) => {
+                tracing::warn!(%gate, %error, "identification failed; red (try again / use ticket)");
+                return (Reason::MatcherUnavailable, None);
+            }
+        };
+        let consent = lock(&inner.governance.consent).allows(&subject, &inner.venue, &inner.purpose);
+        if !consent {
+            return (Reason::ConsentWithdrawn, Some(subject));
+        }
+        let tickets = match self.linked_tickets(&subject).await {
+            Ok(tickets) => tickets,
+            Err(reason) => return (reason, Some(subject)),
+        };
+        let checked = access::check_linked_tickets(&tickets, &self.context(&state.zone, now))
+            .and_then(|()| self.capacity(&state.zone));
+        (checked.err().unwrap_or(Reason::Admitted), Some(subject))
+    }
+
+    /// The ticket codes linked to `subject` at this venue, verified (read from the encrypted
+    /// subject store; the read is audited with the decision).
+    async fn linked_tickets(
+        &self,
+        subject: &Id,
+    ) -> Result<Vec<Result<passage_policy::tickets::Ticket, TicketError>>, Reason> {
+        let Some(store) = self.inner.governance.subjects.clone() else { return Ok(Vec::new()) };
+        let key = subject.to_string();
+        let records = tokio::task::spawn_blocking(move || lock(&store).export(&key)).await;
+        let records = match records {
+            Ok(Ok(records)) => records,
+            Ok(Err(passage_policy::subjects::SubjectError::NoKey)) => Vec::new(),
+            _ => return Err(Reason::MatcherUnavailable),
+        };
+        let venue = self.inner.venue.as_str();
+        Ok(records
+            .iter()
+            .filter_map(|r| match r {
+                SubjectRecord::Ticket { venue: v, ticket, .. } if v == venue => Some(self.inner.tickets.verify(ticket)),
+                _ => None,
+            })
+            .collect())
+    }
+
+    /// Shows, audits and (for a recognised visitor refused) notifies.
+    async fn conclude(&self, gate: &Id, state: &GateState, reason: Reason, via: Via, subject: Option<Id>) -> Decision {
+        let inner = &self.inner;
+        let counter = if reason.is_green() { &inner.stats.green } else { &inner.stats.red };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let seq = inner.seq.fetch_add(1, Ordering::Relaxed);
+        state.kiosk.send_replace(KioskState::decided(seq, reason));
+        let (kiosk, display, next) =
+            (state.kiosk.clone(), inner.settings.display, inner.seq.fetch_add(1, Ordering::Relaxed));
+        inner.tracker.spawn(async move {
+            tokio::time::sleep(display).await;
+            // Back to idle unless a newer decision is showing.
+            kiosk.send_if_modified(|shown| {
+                if shown.seq == seq {
+                    *shown = KioskState::idle(next);
+                    true
+                } else {
+                    false
+                }
+            });
+        });
+        let color = if reason.is_green() { "green" } else { "red" };
+        let via_name = match via {
+            Via::Face => "face",
+            Via::Ticket => "ticket",
+        };
+        let outcome = format!("{color}: {} ({via_name})", reason.code());
+        // A refused subject whose consent is gone is not tied to the entry.
+        let audited = subject.as_ref().filter(|_| reason != Reason::ConsentWithdrawn);
+        inner
+            .governance
+            .audit_optional_venue(
+                format!("gate:{}/{gate}", inner.venue),
+                "access.decision",
+                Some(&inner.venue),
+                audited,
+                outcome,
+            )
+            .await;
+        if let (Some(subject), false) = (&subject, reason.is_green()) {
+            self.notify(subject, Notice::new(&inner.venue, gate, reason, now_secs())).await;
+        }
+        Decision { reason, via }
+    }
+
+    /// Delivers a denial notice to the visitor's own device: the portal's box, their MQTT
+    /// topic, their webhook.
+    async fn notify(&self, subject: &Id, notice: Notice) {
+        let inner = &self.inner;
+        inner.notices.post(subject, notice.clone());
+        inner.stats.notices.fetch_add(1, Ordering::Relaxed);
+        let Ok(payload) = serde_json::to_vec(&notice) else { return };
+        if let Some(topic) = inner.notices.topic(subject) {
+            if let Err(error) =
+                inner.bus.publish(&notice_topic(&inner.venue, &topic), QoS::AtLeastOnce, payload.clone()).await
+            {
+                tracing::warn!(%error, "denial notice not published");
+            }
+        }
+        let contact = self.contact(subject).await;
+        if let (Some(url), Some(client)) = (contact.as_deref().and_then(webhook_url), inner.webhooks.clone()) {
+            let url = url.to_owned();
+            inner.tracker.spawn(async move {
+                let sent = client.post(&url).header("content-type", "application/json").body(payload).send().await;
+                match sent {
+                    Ok(response) if response.status().is_success() => {}
+                    Ok(response) => tracing::warn!(status = %response.status(), "notice webhook refused"),
+                    Err(error) => tracing::warn!(error = %error.without_url(), "notice webhook failed"),
+                }
+            });
+        }
+    }
+
+    async fn contact(&self, subject: &Id) -> Option<String> {
+        let store = self.inner.governance.subjects.clone()?;
+        let key = subject.to_string();
+        let records = tokio::task::spawn_blocking(move || lock(&store).export(&key)).await.ok()?.ok()?;
+        records.into_iter().rev().find_map(|r| match r {
+            SubjectRecord::Contact { value, .. } => Some(value),
+            _ => None,
+        })
+    }
+
+    /// Issues a ticket code with this venue's key (the box office; `passage ticket issue`).
+    ///
+    /// # Errors
+    /// Invalid claims.
+    pub fn issue_ticket(&self, ticket: &passage_policy::tickets::Ticket) -> Result<String, TicketError> {
+        self.inner.tickets.issue(ticket)
+    }
+}
+
+/// The venue's ticket key from `path` (32 bytes, mode 0600), created there if missing.
+///
+/// # Errors
+/// An unreadable file, a file of the wrong length, or one that cannot be written.
+pub fn load_or_create_ticket_key(path: &std::path::Path) -> std::io::Result<TicketKey> {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let bytes = zeroize::Zeroizing::new(bytes);
+            let raw: [u8; passage_policy::tickets::KEY_LEN] = bytes.as_slice().try_into().map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: not a ticket key (32 bytes)", path.display()),
+                )
+            })?;
+            let key = TicketKey::from_bytes(&raw);
+            let mut raw = raw;
+            zeroize::Zeroize::zeroize(&mut raw);
+            Ok(key)
+        }
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            let key = TicketKey::generate(&mut passage_dp::csprng());
+            passage_policy::atomic_file::write(
+                path,
+                key.to_bytes().as_slice(),
+                passage_policy::atomic_file::Access::Private,
+            )
+            .map_err(std::io::Error::other)?;
+            Ok(key)
+        }
+        Err(error) => Err(error),
+    }
+}

@@ -1,0 +1,183 @@
+#!/usr/bin/env node
+// End-to-end check of the gate's kiosk in a real headless browser, against `passage demo`.
+//
+// Usage:
+//   node tests/browser/kiosk.mjs --url https://127.0.0.1:PORT/ --input-key-file F --photo FACE.jpg
+//        --photo2 FACE2.jpg --stranger OTHER.jpg --wrong-ticket CODE --qr TICKET.png --out DIR
+//
+// The visitor registers through the portal API with consent, FACE.jpg and a ticket for
+// another zone (CODE); their "phone" (a second page holding only the access key) follows its
+// notice stream. Then, at kiosk /gate/arena/north-1:
+//   1. the visitor's face: red (their ticket is for another area); the kiosk shows only the
+//      neutral message, the phone receives the precise reason;
+//   2. an unregistered face: red; the phone receives nothing more;
+//   3. a QR ticket (TICKET.png) held up to the camera: green;
+//   4. the visitor withdraws consent; their face (FACE2.jpg) is refused at the next request.
+// Every state is screenshotted (DIR/kiosk-*.png). Requests to any host other than loopback
+// fail the run, as do console errors. Last stdout line is JSON: {"ok":true,...} or
+// {"ok":false,"error":"..."} with exit status 1. Progress goes to stderr.
+
+import { mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { chromium } from 'playwright-core';
+
+const CHROMIUM = '/usr/bin/chromium';
+const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
+const NAMES = ['url', 'input-key-file', 'photo', 'photo2', 'stranger', 'wrong-ticket', 'qr', 'out'];
+
+class CheckError extends Error {}
+const fail = (message) => {
+  throw new CheckError(message);
+};
+const log = (message) => process.stderr.write(`kiosk: ${message}\n`);
+
+function options() {
+  const { values } = parseArgs({ options: Object.fromEntries(NAMES.map((n) => [n, { type: 'string' }])), strict: true });
+  for (const n of NAMES) if (!values[n]) fail(`--${n} is required`);
+  const url = new URL(values.url);
+  if (!LOCAL_HOSTS.has(url.hostname)) fail(`--url must point at loopback, not ${url.hostname}`);
+  return { ...values, url, out: path.resolve(values.out) };
+}
+
+async function main() {
+  const opts = options();
+  mkdirSync(opts.out, { recursive: true });
+  const inputKey = readFileSync(opts['input-key-file'], 'utf8').trim();
+  const errors = [];
+  const blocked = [];
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking'],
+  });
+  try {
+    const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1024, height: 640 } });
+    await context.route('**/*', (route) => {
+      const url = new URL(route.request().url());
+      if (LOCAL_HOSTS.has(url.hostname)) return route.continue();
+      blocked.push(url.href);
+      return route.abort('blockedbyclient');
+    });
+    const api = context.request;
+    const base = opts.url.href.replace(/\/$/, '');
+
+    // Registration through the portal API.
+    const venues = await (await api.get(`${base}/api/v1/venues`)).json();
+    const version = venues.venues[0].notice_version;
+    const registered = await api.post(`${base}/api/v1/register`, {
+      data: {
+        venue: 'arena',
+        notice_version: version,
+        consent: true,
+        photo: readFileSync(opts.photo).toString('base64'),
+        ticket: opts['wrong-ticket'],
+      },
+    });
+    if (registered.status() !== 201) fail(`registration: ${registered.status()} ${await registered.text()}`);
+    const { access_key: key } = await registered.json();
+    log('visitor registered');
+
+    // The visitor's phone: a page of the portal's origin following the notice stream.
+    const phone = await context.newPage();
+    await phone.goto(`${base}/`);
+    await phone.evaluate(async (accessKey) => {
+      window.notices = [];
+      const response = await fetch('/api/v1/me/notices', { headers: { Authorization: `Bearer ${accessKey}` } });
+      const reader = response.body.getReader();
+      const decoder = new TextDecoder();
+      let buffered = '';
+      (async () => {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) return;
+          buffered += decoder.decode(value, { stream: true });
+          let at;
+          while ((at = buffered.indexOf('\n\n')) >= 0) {
+            const block = buffered.slice(0, at);
+            buffered = buffered.slice(at + 2);
+            const data = block.split('\n').find((l) => l.startsWith('data:'));
+            if (data) window.notices.push(JSON.parse(data.slice(5)));
+          }
+        }
+      })();
+    }, key);
+
+    // The kiosk.
+    const kiosk = await context.newPage();
+    kiosk.on('console', (msg) => msg.type() === 'error' && errors.push(`console error: ${msg.text()}`));
+    kiosk.on('pageerror', (err) => errors.push(`page error: ${err.message}`));
+    const response = await kiosk.goto(`${base}/gate/arena/north-1`);
+    if (!response || response.status() !== 200) fail(`kiosk page: ${response?.status()}`);
+    await kiosk.waitForSelector('body.idle[data-seq]');
+    if ((await kiosk.getAttribute('#sign', 'role')) !== 'status') fail('the sign is not a status region');
+    if ((await kiosk.getAttribute('#msg-de', 'lang')) !== 'de') fail('the German message is not marked as German');
+    await kiosk.screenshot({ path: path.join(opts.out, 'kiosk-idle.png') });
+
+    const post = async (what, body, contentType) => {
+      const answer = await api.post(`${base}/gate/arena/north-1/${what}`, {
+        headers: { Authorization: `Bearer ${inputKey}`, 'Content-Type': contentType },
+        data: body,
+      });
+      if (answer.status() !== 200) fail(`${what}: ${answer.status()} ${await answer.text()}`);
+      return answer.json();
+    };
+    const frame = (file) => post('frame', readFileSync(file), 'image/jpeg');
+    const shows = async (state, shot) => {
+      await kiosk.waitForSelector(`body.${state}`, { timeout: 10_000 });
+      await kiosk.screenshot({ path: path.join(opts.out, shot) });
+      return kiosk.locator('#kiosk').innerText();
+    };
+    const idle = () => kiosk.waitForSelector('body.idle', { timeout: 15_000 });
+
+    // 1. The registered visitor, ticket for another area: red, reason on the phone only.
+    const first = await frame(opts.photo);
+    if (first.decision !== 'red' || first.reason !== 'ticket_wrong_gate') fail(`own face: ${JSON.stringify(first)}`);
+    const redText = await shows('red', 'kiosk-red.png');
+    if (/ticket is for another|anderen Eingang/.test(redText)) fail(`the kiosk shows the personal reason: ${redText}`);
+    if (!/Not admitted here/.test(redText) || !/Kein Zutritt hier/.test(redText)) fail(`kiosk text: ${redText}`);
+    await phone.waitForFunction(() => window.notices.length >= 1, null, { timeout: 10_000 });
+    const notice = (await phone.evaluate(() => window.notices))[0];
+    if (notice.reason !== 'ticket_wrong_gate' || !/another entrance/.test(notice.en)) fail(`notice: ${JSON.stringify(notice)}`);
+    log('red with the reason on the phone only');
+    await idle();
+
+    // 2. An unregistered face: red; nobody's phone hears of it.
+    const stranger = await frame(opts.stranger);
+    if (stranger.decision !== 'red' || stranger.reason !== 'not_recognised') fail(`stranger: ${JSON.stringify(stranger)}`);
+    await shows('red', 'kiosk-stranger.png');
+    await idle();
+
+    // 3. A QR ticket held up to the camera: green.
+    const qr = await post('frame', readFileSync(opts.qr), 'image/png');
+    if (qr.decision !== 'green' || qr.via !== 'ticket') fail(`QR ticket: ${JSON.stringify(qr)}`);
+    const greenText = await shows('green', 'kiosk-green.png');
+    if (!/Go ahead/.test(greenText) || !/Eintreten/.test(greenText)) fail(`kiosk text: ${greenText}`);
+    log('QR ticket: green');
+    await idle();
+
+    // 4. Withdrawal: refused at the very next request (a new approach: past the window).
+    const withdrawn = await api.post(`${base}/api/v1/me/withdraw`, {
+      headers: { Authorization: `Bearer ${key}` },
+      data: { venue: 'arena' },
+    });
+    if (withdrawn.status() !== 200) fail(`withdraw: ${withdrawn.status()}`);
+    await new Promise((r) => setTimeout(r, 11_000));
+    const after = await frame(opts.photo2);
+    if (after.decision !== 'red') fail(`after withdrawal: ${JSON.stringify(after)}`);
+    await shows('red', 'kiosk-withdrawn.png');
+    const received = await phone.evaluate(() => window.notices.length);
+    if (received !== 1) fail(`the phone received ${received} notices, expected only its own one`);
+    if (errors.length) fail(errors.join('\n'));
+    if (blocked.length) fail(`requests off loopback: ${blocked.join(', ')}`);
+    console.log(JSON.stringify({ ok: true, own: first.reason, stranger: stranger.reason, qr: qr.reason, after: after.reason }));
+  } finally {
+    await browser.close();
+  }
+}
+
+main().catch((err) => {
+  if (!(err instanceof CheckError)) process.stderr.write(`${err.stack}\n`);
+  console.log(JSON.stringify({ ok: false, error: err.message }));
+  process.exit(1);
+});
