@@ -384,7 +384,6 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         gates.push(agents::start_gates(
             venue,
             notice_version,
-            config.matching.mode,
             keyholder,
             governance.clone(),
             venue_gates,

@@ -10,10 +10,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use passage_config::{MatchingMode, Privacy, Venue};
+use passage_config::{Privacy, Venue};
 use passage_dp::{Budget, BudgetLedger};
 use passage_transport::Bus;
-use passage_wire::{EnrolStatus, Id};
+use passage_wire::{EnrolStatus, Id, MatchMode};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -263,7 +263,6 @@ impl Governance {
 pub fn start_gates(
     venue: &Venue,
     notice_version: u32,
-    default_mode: MatchingMode,
     keyholder: Arc<KeyHolder>,
     governance: Governance,
     gates: Gates,
@@ -276,17 +275,8 @@ pub fn start_gates(
     let stats = Arc::new(GateStats::default());
     let out = stats.clone();
     let gate_ids = gates.gate_ids();
-    let decision_mode = venue.gates.iter().any(|g| g.matching.unwrap_or(default_mode) == MatchingMode::Decision);
-    let modes: Vec<bool> = gate_ids
-        .iter()
-        .map(|id| {
-            venue
-                .gates
-                .iter()
-                .find(|g| &g.id == id)
-                .is_some_and(|g| g.matching.unwrap_or(default_mode) == MatchingMode::Decision)
-        })
-        .collect();
+    let modes: Vec<bool> = gate_ids.iter().map(|id| gates.mode(id) == Some(MatchMode::Decision)).collect();
+    let decision_mode = modes.contains(&true);
     let dim = keyholder_dim(&keyholder);
     let venue_id = venue.id.clone();
     governance

@@ -280,6 +280,21 @@ impl Gates {
         Ok(self.gate(gate)?.1.kiosk.subscribe())
     }
 
+    /// Starts an attempt at `gate`: its state, held until the guard drops.
+    fn attempt(&self, gate: &str) -> Result<(Id, &GateState, tokio::sync::MutexGuard<'_, ()>), GateError> {
+        let (id, state) = self.gate(gate)?;
+        let Ok(guard) = state.attempt.try_lock() else {
+            self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
+            return Err(GateError::Busy);
+        };
+        Ok((id, state, guard))
+    }
+
+    /// The result mode of `gate`.
+    pub fn mode(&self, gate: &Id) -> Option<MatchMode> {
+        self.inner.gates.get(gate).map(|g| g.mode)
+    }
+
     fn gate(&self, gate: &str) -> Result<(Id, &GateState), GateError> {
         let id = Id::new(gate).map_err(|_| GateError::UnknownGate(gate.chars().take(64).collect()))?;
         let state = self.inner.gates.get(&id).ok_or_else(|| GateError::UnknownGate(id.to_string()))?;
@@ -345,11 +360,7 @@ impl Gates {
     /// # Errors
     /// Unknown gate, busy gate, no face models, or a frame the face chain refused.
     pub async fn frame(&self, gate: &str, frame: RgbFrame) -> Result<Option<Decision>, GateError> {
-        let (gate_id, state) = self.gate(gate)?;
-        let Ok(_attempt) = state.attempt.try_lock() else {
-            self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
-            return Err(GateError::Busy);
-        };
+        let (gate_id, state, _attempt) = self.attempt(gate)?;
         let stage = state.faces.clone();
         let seen = Instant::now();
         let (code, outcomes) = tokio::task::spawn_blocking(move || {
@@ -389,11 +400,7 @@ impl Gates {
     /// # Errors
     /// Unknown or busy gate.
     pub async fn face(&self, gate: &str, embedding: &[f32]) -> Result<(Decision, Option<Id>), GateError> {
-        let (gate_id, state) = self.gate(gate)?;
-        let Ok(_attempt) = state.attempt.try_lock() else {
-            self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
-            return Err(GateError::Busy);
-        };
+        let (gate_id, state, _attempt) = self.attempt(gate)?;
         let (reason, subject) = self.face_reason(&gate_id, state, embedding).await;
         let recognised = subject.clone();
         Ok((self.conclude(&gate_id, state, reason, Via::Face, subject).await, recognised))
@@ -404,11 +411,7 @@ impl Gates {
     /// # Errors
     /// Unknown or busy gate.
     pub async fn scan(&self, gate: &str, code: &str) -> Result<Decision, GateError> {
-        let (gate_id, state) = self.gate(gate)?;
-        let Ok(_attempt) = state.attempt.try_lock() else {
-            self.inner.stats.busy.fetch_add(1, Ordering::Relaxed);
-            return Err(GateError::Busy);
-        };
+        let (gate_id, state, _attempt) = self.attempt(gate)?;
         let reason = self.ticket_reason(code, &state.zone);
         Ok(self.conclude(&gate_id, state, reason, Via::Ticket, None).await)
     }

@@ -25,14 +25,11 @@ pub(crate) fn browser_ready(root: &Path) -> Result<(), String> {
 
 #[test]
 fn the_dashboard_shows_live_data_in_chromium_and_follows_a_range_change() {
-    let root = crate::support::repo_root();
-    if let Err(why) = browser_ready(&root) {
-        assert!(std::env::var("PASSAGE_REQUIRE_BROWSER").as_deref() != Ok("1"), "browser test required: {why}");
-        eprintln!("skipping the browser test: {why}");
+    if !crate::support::browser_available() {
         return;
     }
     let data = tempfile::tempdir().expect("tempdir");
-    let (mut demo, url, lines) = crate::support::start_demo(
+    let (demo, url, lines) = crate::support::start_demo(
         &["--exit-after", "150", "--ephemeral-ports", "--interval", "5", "--gate-every", "1", "--visitors", "4"],
         data.path(),
         "dashboard:",
@@ -42,21 +39,9 @@ fn the_dashboard_shows_live_data_in_chromium_and_follows_a_range_change() {
 
     let artifacts = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard-screenshots");
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
-    let output = Command::new("node")
-        .arg(root.join("tests/browser/dashboard.mjs"))
-        .args(["--url", &url, "--wait-secs", "120"])
-        .arg("--out")
-        .arg(&artifacts)
-        .output()
-        .expect("node runs");
-    let _ = demo.kill();
-    let _ = demo.wait();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser checks failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    let last = stdout.lines().last().expect("a result line");
-    let result: serde_json::Value = serde_json::from_str(last).expect("JSON result");
-    assert_eq!(result["ok"], true, "{result}");
+    let args: [&std::ffi::OsStr; 6] =
+        ["--url".as_ref(), url.as_ref(), "--wait-secs".as_ref(), "120".as_ref(), "--out".as_ref(), artifacts.as_ref()];
+    let result = crate::support::run_browser_check("dashboard.mjs", args, demo);
     for chart in ["zone-occupancy", "occupancy-series", "gate-throughput", "flows"] {
         assert!(result["charts"][chart].as_u64().is_some_and(|n| n > 0), "{chart}: {result}");
     }

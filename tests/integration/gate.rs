@@ -272,68 +272,45 @@ fn faces_and_tickets_open_the_gate_under_every_condition() {
 /// at the next request. Screenshots are kept under the target's tmp directory.
 #[test]
 fn the_kiosk_turns_green_and_red_in_chromium() {
-    let root = crate::support::repo_root();
-    if let Err(why) = crate::dashboard::browser_ready(&root) {
-        assert!(std::env::var("PASSAGE_REQUIRE_BROWSER").as_deref() != Ok("1"), "browser test required: {why}");
-        eprintln!("skipping the browser test: {why}");
-        return;
-    }
-    if !media_present() {
+    if !crate::support::browser_available() || !media_present() {
         return;
     }
     let data = tempfile::tempdir().expect("tempdir");
-    let (mut demo, url, lines) = crate::support::start_demo(
+    let (demo, url, lines) = crate::support::start_demo(
         &["--exit-after", "150", "--ephemeral-ports", "--visitors", "1", "--gate-every", "3600"],
         data.path(),
         "portal:",
     );
     std::thread::spawn(move || for _ in lines {});
-    let issue = |args: &[&str]| {
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_passage"))
-            .args(["ticket", "issue", "--venue", "arena", "--data-dir"])
-            .arg(data.path())
-            .args(args)
-            .output()
-            .expect("passage ticket issue runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
-    };
-    let wrong = issue(&["--zone", "stand-a"]);
+    let wrong = crate::support::issue_ticket(data.path(), &["--zone", "stand-a"]);
     let qr = data.path().join("ticket.png");
-    let qr_arg = qr.to_string_lossy().into_owned();
-    issue(&["--zone", ZONE, "--png", &qr_arg]);
+    crate::support::issue_ticket(data.path(), &["--zone", ZONE, "--png", &qr.to_string_lossy()]);
     let artifacts = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kiosk-screenshots");
-    let output = std::process::Command::new("node")
-        .arg(root.join("tests/browser/kiosk.mjs"))
-        .args(["--url", &url, "--wrong-ticket", &wrong])
-        .arg("--input-key-file")
-        .arg(data.path().join("edge/gate-input.key"))
-        .arg("--photo")
-        .arg(image_path("obama.jpg"))
-        .arg("--photo2")
-        .arg(image_path("obama2.jpg"))
-        .arg("--stranger")
-        .arg(image_path("biden.jpg"))
-        .arg("--qr")
-        .arg(&qr)
-        .arg("--out")
-        .arg(&artifacts)
-        .output()
-        .expect("node runs");
-    let _ = demo.kill();
-    let _ = demo.wait();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "kiosk checks failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    // The Nu Html Checker on the kiosk page as served (a static file).
-    let checked = std::process::Command::new("java")
-        .arg("-jar")
-        .arg(crate::dpia::vnu())
-        .arg("--errors-only")
-        .arg(root.join("edge-agent/src/gate/kiosk.html"))
-        .output()
-        .expect("java runs");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(checked.status.success(), "HTML validation failed:\n{}{}", text(&checked.stdout), text(&checked.stderr));
+    let (key_file, photo, photo2, stranger) = (
+        data.path().join("edge/gate-input.key"),
+        image_path("obama.jpg"),
+        image_path("obama2.jpg"),
+        image_path("biden.jpg"),
+    );
+    let args: [&std::ffi::OsStr; 16] = [
+        "--url".as_ref(),
+        url.as_ref(),
+        "--wrong-ticket".as_ref(),
+        wrong.as_ref(),
+        "--input-key-file".as_ref(),
+        key_file.as_ref(),
+        "--photo".as_ref(),
+        photo.as_ref(),
+        "--photo2".as_ref(),
+        photo2.as_ref(),
+        "--stranger".as_ref(),
+        stranger.as_ref(),
+        "--qr".as_ref(),
+        qr.as_ref(),
+        "--out".as_ref(),
+        artifacts.as_ref(),
+    ];
+    crate::support::run_browser_check("kiosk.mjs", args, demo);
+    crate::support::validate_html("edge-agent/src/gate/kiosk.html");
     eprintln!("kiosk screenshots: {}", artifacts.display());
 }

@@ -393,66 +393,43 @@ fn registrations_and_bad_access_keys_are_rate_limited_per_address() {
 /// in any file of its data directory.
 #[test]
 fn the_registration_page_works_in_chromium_and_erasure_leaves_nothing_readable() {
-    let root = crate::support::repo_root();
-    if let Err(why) = crate::dashboard::browser_ready(&root) {
-        assert!(std::env::var("PASSAGE_REQUIRE_BROWSER").as_deref() != Ok("1"), "browser test required: {why}");
-        eprintln!("skipping the browser test: {why}");
-        return;
-    }
-    if !media_present() {
+    if !crate::support::browser_available() || !media_present() {
         return;
     }
     let data = tempfile::tempdir().expect("tempdir");
-    let (mut demo, url, lines) = crate::support::start_demo(
+    let (demo, url, lines) = crate::support::start_demo(
         &["--exit-after", "150", "--ephemeral-ports", "--visitors", "2", "--gate-every", "5"],
         data.path(),
         "portal:",
     );
     std::thread::spawn(move || for _ in lines {});
     // The box office issues the visitor's ticket with the demo's ticket key.
-    let issued = std::process::Command::new(env!("CARGO_BIN_EXE_passage"))
-        .args(["ticket", "issue", "--venue", "arena", "--id", "T-ARENA-7781", "--data-dir"])
-        .arg(data.path())
-        .output()
-        .expect("passage ticket issue runs");
-    assert!(issued.status.success(), "{}", String::from_utf8_lossy(&issued.stderr));
-    let ticket = String::from_utf8(issued.stdout).expect("utf-8").trim().to_owned();
+    let ticket = crate::support::issue_ticket(data.path(), &["--id", "T-ARENA-7781"]);
     let (contact, ticket) = ("push:browser-visitor-5521", ticket.as_str());
     let artifacts = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("portal-screenshots");
     std::fs::create_dir_all(&artifacts).expect("artifact dir");
-    let output = std::process::Command::new("node")
-        .arg(root.join("tests/browser/portal.mjs"))
-        .args(["--url", &url, "--contact", contact, "--ticket", ticket])
-        .arg("--photo")
-        .arg(image_path("obama.jpg"))
-        .arg("--group")
-        .arg(image_path("sample4.jpg"))
-        .arg("--out")
-        .arg(&artifacts)
-        .output()
-        .expect("node runs");
-    let _ = demo.kill();
-    let _ = demo.wait();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "browser checks failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
-    let result: Value = serde_json::from_str(stdout.lines().last().expect("a result line")).expect("JSON result");
-    assert_eq!(result["ok"], true, "{result}");
+    let (photo, group) = (image_path("obama.jpg"), image_path("sample4.jpg"));
+    let args: [&std::ffi::OsStr; 12] = [
+        "--url".as_ref(),
+        url.as_ref(),
+        "--contact".as_ref(),
+        contact.as_ref(),
+        "--ticket".as_ref(),
+        ticket.as_ref(),
+        "--photo".as_ref(),
+        photo.as_ref(),
+        "--group".as_ref(),
+        group.as_ref(),
+        "--out".as_ref(),
+        artifacts.as_ref(),
+    ];
+    let result = crate::support::run_browser_check("portal.mjs", args, demo);
     assert_eq!(result["shredded"], 4, "consent, contact, ticket and the withdrawal: {result}");
     let mut files = Vec::new();
     all_bytes(data.path(), &mut files);
     for secret in [contact, ticket] {
         assert!(!contains(&files, secret.as_bytes()), "{secret} is readable in the demo's files after erasure");
     }
-    // The Nu Html Checker on the page as served (a static file).
-    let checked = std::process::Command::new("java")
-        .arg("-jar")
-        .arg(crate::dpia::vnu())
-        .arg("--errors-only")
-        .arg(root.join("edge-agent/src/portal/page.html"))
-        .output()
-        .expect("java runs");
-    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    assert!(checked.status.success(), "HTML validation failed:\n{}{}", text(&checked.stdout), text(&checked.stderr));
+    crate::support::validate_html("edge-agent/src/portal/page.html");
     eprintln!("portal screenshots: {}", artifacts.display());
 }

@@ -106,3 +106,70 @@ pub(crate) fn repo_root() -> std::path::PathBuf {
         std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
     )
 }
+
+/// Whether the browser tests can run here (Chromium, playwright-core, node). When not, says
+/// why and returns false, so the test returns early; under `PASSAGE_REQUIRE_BROWSER=1` (set by
+/// `scripts/test`) their absence is a failure instead.
+pub(crate) fn browser_available() -> bool {
+    match crate::dashboard::browser_ready(&repo_root()) {
+        Ok(()) => true,
+        Err(why) => {
+            assert!(std::env::var("PASSAGE_REQUIRE_BROWSER").as_deref() != Ok("1"), "browser test required: {why}");
+            eprintln!("skipping the browser test: {why}");
+            false
+        }
+    }
+}
+
+/// Runs `node tests/browser/{script}` with `args`, then stops `demo`; asserts that the script
+/// succeeded and that its last stdout line is `{"ok": true, ...}`, which it returns.
+pub(crate) fn run_browser_check(
+    script: &str,
+    args: impl IntoIterator<Item = impl AsRef<std::ffi::OsStr>>,
+    mut demo: Child,
+) -> serde_json::Value {
+    let output = Command::new("node")
+        .arg(repo_root().join("tests/browser").join(script))
+        .args(args)
+        .output()
+        .expect("node runs");
+    let _ = demo.kill();
+    let _ = demo.wait();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let last = stdout.lines().last().expect("a result line");
+    let result: serde_json::Value = serde_json::from_str(last).expect("JSON result");
+    assert_eq!(result["ok"], true, "{result}");
+    result
+}
+
+/// The Nu Html Checker (errors only) on a page of the repository as served (a static file).
+pub(crate) fn validate_html(page: &str) {
+    let checked = Command::new("java")
+        .arg("-jar")
+        .arg(crate::dpia::vnu())
+        .arg("--errors-only")
+        .arg(repo_root().join(page))
+        .output()
+        .expect("java runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    assert!(
+        checked.status.success(),
+        "{page}: HTML validation failed:\n{}{}",
+        text(&checked.stdout),
+        text(&checked.stderr)
+    );
+}
+
+/// `passage ticket issue --venue arena --data-dir data` with `args`: the ticket's code.
+pub(crate) fn issue_ticket(data: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_passage"))
+        .args(["ticket", "issue", "--venue", "arena", "--data-dir"])
+        .arg(data)
+        .args(args)
+        .output()
+        .expect("passage ticket issue runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8").trim().to_owned()
+}
