@@ -9,6 +9,7 @@ mod audit_cmd;
 mod bench;
 mod bench_analytics;
 mod bench_dp;
+mod bench_gate;
 mod count;
 mod demo;
 mod dpia_cmd;
@@ -105,6 +106,10 @@ enum BenchCommand {
     /// The edge's face path per stage (decode, detect, liveness, align, embed, encrypt) on
     /// real images, and each model side by side with onnxruntime.
     Edge(face_cmd::BenchEdgeArgs),
+    /// Frame to green/red at a gate (score or decision mode) with a gallery of N encrypted
+    /// templates, per stage: decode, QR, detect, align, liveness, embed, encrypt, transport,
+    /// evaluate, decrypt, lookup, policy, display.
+    Gate(bench_gate::GateArgs),
 }
 
 /// Shared option: a configuration file.
@@ -163,6 +168,7 @@ fn main() -> ExitCode {
         Command::Bench(BenchCommand::Count(args)) => count::run_bench_count(&args),
         Command::Bench(BenchCommand::Analytics(args)) => bench_analytics::run_analytics(&args),
         Command::Bench(BenchCommand::Edge(args)) => face_cmd::run_bench_edge(&args),
+        Command::Bench(BenchCommand::Gate(args)) => bench_gate::run_gate(&args),
         Command::Embed(args) => face_cmd::run_embed(&args),
         Command::Anonymize(args) => face_cmd::run_anonymize(&args),
     };

@@ -136,6 +136,9 @@ impl FaceStage {
                 (Some(_), Some(live), Some(min)) if live < min => FaceOutcome::NotLive,
                 (Some(embedding), _, _) => {
                     if self.filter.admit(now, &embedding) {
+                        // The planted defect of the `plant-leak` test build (see Cargo.toml).
+                        #[cfg(feature = "plant-leak")]
+                        tracing::debug!(embedding = ?embedding.as_slice(), "planted leak: probe embedding");
                         FaceOutcome::Probe(embedding)
                     } else {
                         FaceOutcome::Duplicate

@@ -37,9 +37,10 @@ use tokio_util::task::TaskTracker;
 use crate::agents::{Governance, FACE_ACCESS};
 use crate::face::{FaceOutcome, FaceStage};
 use crate::frames::RgbFrame;
-use crate::keyholder::{Identification, KeyHolder};
+use crate::keyholder::{Identification, IdentifyTimes, KeyHolder};
 use crate::notices::{notice_topic, webhook_url, Notice, Notices};
 use crate::{lock, now_secs};
+use passage_vision::face::StageTimes;
 
 pub mod kiosk;
 pub mod qr;
@@ -183,6 +184,21 @@ impl std::fmt::Debug for Gates {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Gates").field("venue", &self.inner.venue).field("gates", &self.inner.gates.len()).finish()
     }
+}
+
+/// Milliseconds spent in each stage of one camera frame at a gate ([`Gates::frame_timed`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GateTimings {
+    /// Looking for a QR code in the frame.
+    pub qr_ms: f64,
+    /// The face chain: detection, alignment, liveness, embedding.
+    pub face: StageTimes,
+    /// Identification: probe encryption, the matcher exchange, decryption, subject lookup.
+    pub identify: IdentifyTimes,
+    /// Consent, linked tickets (read from the subject store) and capacity.
+    pub policy_ms: f64,
+    /// When the decision was made (the kiosk's state changes right after).
+    pub decided_at: Option<Instant>,
 }
 
 /// The parts a venue's gates are built from.
@@ -360,24 +376,41 @@ impl Gates {
     /// # Errors
     /// Unknown gate, busy gate, no face models, or a frame the face chain refused.
     pub async fn frame(&self, gate: &str, frame: RgbFrame) -> Result<Option<Decision>, GateError> {
+        self.frame_timed(gate, frame, &mut GateTimings::default()).await
+    }
+
+    /// [`Gates::frame`], recording the time of each stage in `times` (`passage bench gate`).
+    ///
+    /// # Errors
+    /// As [`Gates::frame`].
+    pub async fn frame_timed(
+        &self,
+        gate: &str,
+        frame: RgbFrame,
+        times: &mut GateTimings,
+    ) -> Result<Option<Decision>, GateError> {
         let (gate_id, state, _attempt) = self.attempt(gate)?;
         let stage = state.faces.clone();
         let seen = Instant::now();
-        let (code, outcomes) = tokio::task::spawn_blocking(move || {
-            if let Some(code) = find_qr(&frame) {
-                return Ok((Some(code), Vec::new()));
+        let (code, outcomes, qr_ms, face) = tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let code = find_qr(&frame);
+            let qr_ms = started.elapsed().as_secs_f64() * 1e3;
+            if code.is_some() {
+                return Ok((code, Vec::new(), qr_ms, StageTimes::default()));
             }
             let Some(stage) = stage else { return Err(GateError::NoFaces) };
-            let outcomes =
-                lock(&stage).observe(&frame, seen).map(|(o, _)| o).map_err(|e| GateError::Frame(e.to_string()));
+            let outcomes = lock(&stage).observe(&frame, seen).map_err(|e| GateError::Frame(e.to_string()));
             drop(frame);
-            outcomes.map(|o| (None, o))
+            outcomes.map(|(o, face)| (None, o, qr_ms, face))
         })
         .await
         .map_err(|_| GateError::Frame("the face chain stopped".into()))??;
+        (times.qr_ms, times.face) = (qr_ms, face);
         if let Some(code) = code {
             let reason = self.ticket_reason(&code, &state.zone);
             drop(code);
+            times.decided_at = Some(Instant::now());
             return Ok(Some(self.conclude(&gate_id, state, reason, Via::Ticket, None).await));
         }
         let sizeable: Vec<&FaceOutcome> = outcomes.iter().filter(|o| !matches!(o, FaceOutcome::NotEmbedded)).collect();
@@ -387,11 +420,13 @@ impl Gates {
             [FaceOutcome::NotLive] => Reason::NotLive,
             [FaceOutcome::Duplicate] => return Ok(None),
             [FaceOutcome::Probe(embedding)] => {
-                let (reason, subject) = self.face_reason(&gate_id, state, embedding.as_slice()).await;
+                let (reason, subject) = self.face_reason(&gate_id, state, embedding.as_slice(), times).await;
+                times.decided_at = Some(Instant::now());
                 return Ok(Some(self.conclude(&gate_id, state, reason, Via::Face, subject).await));
             }
             [FaceOutcome::NotEmbedded] => return Ok(None),
         };
+        times.decided_at = Some(Instant::now());
         Ok(Some(self.conclude(&gate_id, state, reason, Via::Face, None).await))
     }
 
@@ -401,7 +436,7 @@ impl Gates {
     /// Unknown or busy gate.
     pub async fn face(&self, gate: &str, embedding: &[f32]) -> Result<(Decision, Option<Id>), GateError> {
         let (gate_id, state, _attempt) = self.attempt(gate)?;
-        let (reason, subject) = self.face_reason(&gate_id, state, embedding).await;
+        let (reason, subject) = self.face_reason(&gate_id, state, embedding, &mut GateTimings::default()).await;
         let recognised = subject.clone();
         Ok((self.conclude(&gate_id, state, reason, Via::Face, subject).await, recognised))
     }
@@ -449,13 +484,36 @@ impl Gates {
     }
 
     /// The face path after embedding: the reason, and the recognised subject (if any).
-    async fn face_reason(&self, gate: &Id, state: &GateState, embedding: &[f32]) -> (Reason, Option<Id>) {
+    async fn face_reason(
+        &self,
+        gate: &Id,
+        state: &GateState,
+        embedding: &[f32],
+        times: &mut GateTimings,
+    ) -> (Reason, Option<Id>) {
         let now = match self.now_checked() {
             Ok(now) => now,
             Err(reason) => return (reason, None),
         };
         let inner = &self.inner;
-        let subject = match inner.keyholder.identify_with(&inner.bus, gate, embedding, state.mode).await {
+        let identified =
+            inner.keyholder.identify_timed(&inner.bus, gate, embedding, state.mode, &mut times.identify).await;
+        let policy_started = Instant::now();
+        let reason = self.policy_reason(identified, gate, state, now).await;
+        times.policy_ms = policy_started.elapsed().as_secs_f64() * 1e3;
+        reason
+    }
+
+    /// The access conditions after identification: consent, linked tickets, capacity.
+    async fn policy_reason(
+        &self,
+        identified: Result<Identification, crate::keyholder::KeyHolderError>,
+        gate: &Id,
+        state: &GateState,
+        now: i64,
+    ) -> (Reason, Option<Id>) {
+        let inner = &self.inner;
+        let subject = match identified {
             Ok(Identification::Match(subject)) => subject,
             Ok(Identification::NoMatch | Identification::Ambiguous(_)) => return (Reason::NotRecognised, None),
             Err(error) => {

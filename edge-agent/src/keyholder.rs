@@ -9,7 +9,7 @@
 //! issue's work (see ARCHITECTURE.md).
 
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use passage_fhe::{DecisionResult, FheRng, Params, Quantizer, ScoreResult, SecretKey};
 use passage_transport::{Bus, BusError};
@@ -110,6 +110,14 @@ impl KeyHolder {
         })
     }
 
+    /// Waits `timeout` for each answer of the matcher (default 10 s; decision mode over a
+    /// large gallery takes longer).
+    #[must_use]
+    pub fn with_timeout(mut self, timeout: Duration) -> KeyHolder {
+        self.timeout = timeout;
+        self
+    }
+
     /// The scheme parameters.
     pub fn params(&self) -> &Params {
         self.key.params()
@@ -197,14 +205,30 @@ impl KeyHolder {
         embedding: &[f32],
         mode: MatchMode,
     ) -> Result<Identification, KeyHolderError> {
+        self.identify_timed(bus, gate, embedding, mode, &mut IdentifyTimes::default()).await
+    }
+
+    /// [`KeyHolder::identify_with`], recording the time of each step in `times`.
+    pub async fn identify_timed(
+        &self,
+        bus: &Bus,
+        gate: &Id,
+        embedding: &[f32],
+        mode: MatchMode,
+        times: &mut IdentifyTimes,
+    ) -> Result<Identification, KeyHolderError> {
+        let started = Instant::now();
         let request = self.request_for(gate, embedding, mode, MatchTarget::Gallery)?;
-        let Some((slots, epoch)) = self.matching_slots(bus, request).await? else {
+        times.encrypt_ms = ms(started);
+        let Some((slots, epoch)) = self.matching_slots(bus, request, times).await? else {
             return Ok(Identification::NoMatch);
         };
         match slots.as_slice() {
             [] => Ok(Identification::NoMatch),
             [slot] => {
+                let started = Instant::now();
                 let subject = self.subject_of(bus, *slot, epoch).await?;
+                times.lookup_ms = ms(started);
                 Ok(subject.map_or(Identification::NoMatch, Identification::Match))
             }
             several => Ok(Identification::Ambiguous(several.len())),
@@ -224,7 +248,9 @@ impl KeyHolder {
         let index = self.fresh_index(bus).await?;
         let Some(slot) = index.subjects.iter().position(|s| s == subject) else { return Ok(false) };
         let request = self.request_for(gate, embedding, mode, MatchTarget::Slot(slot as u32))?;
-        let Some((slots, epoch)) = self.matching_slots(bus, request).await? else { return Ok(false) };
+        let Some((slots, epoch)) = self.matching_slots(bus, request, &mut IdentifyTimes::default()).await? else {
+            return Ok(false);
+        };
         if epoch != index.epoch {
             // The gallery changed between the index and the evaluation: the slot may now hold
             // someone else. Refuse rather than guess; the gate asks the visitor to try again.
@@ -239,9 +265,13 @@ impl KeyHolder {
         &self,
         bus: &Bus,
         request: MatchRequest,
+        times: &mut IdentifyTimes,
     ) -> Result<Option<(Vec<u32>, u64)>, KeyHolderError> {
         let mode = request.mode;
+        let started = Instant::now();
         let reply = bus.request(&topics::match_requests(&self.venue), request.encode(), self.timeout).await?;
+        times.exchange_ms = ms(started);
+        let started = Instant::now();
         let response = MatchResponse::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
         match response.status {
             MatchStatus::Ok => {}
@@ -273,6 +303,7 @@ impl KeyHolder {
                 self.key.decrypt_decisions(&result).map_err(KeyHolderError::Answer)?.matches
             }
         };
+        times.decrypt_ms = ms(started);
         Ok(Some((slots, response.epoch)))
     }
 
@@ -316,6 +347,23 @@ impl KeyHolder {
         let index = self.fresh_index(bus).await?;
         Ok((index.epoch == epoch).then(|| index.subjects.get(slot as usize).cloned()).flatten())
     }
+}
+
+/// Milliseconds spent in each step of one identification ([`KeyHolder::identify_timed`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct IdentifyTimes {
+    /// Quantising the embedding and encrypting the probe.
+    pub encrypt_ms: f64,
+    /// The request to the matcher and its answer: transport, queue and evaluation.
+    pub exchange_ms: f64,
+    /// Decrypting the result (scores or match bits) and thresholding.
+    pub decrypt_ms: f64,
+    /// Mapping the matching slot to its subject (from the cached gallery index, or a fresh one).
+    pub lookup_ms: f64,
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
 }
 
 /// What a key rotation did.

@@ -76,6 +76,8 @@ pub struct MatcherStats {
     pub rejected: AtomicU64,
     /// Templates evaluated (sum over requests).
     pub templates_evaluated: AtomicU64,
+    /// Microseconds spent evaluating answered requests (probe preparation included; sum).
+    pub eval_us: AtomicU64,
     /// Enrolments stored.
     pub enrolments: AtomicU64,
     /// Erasures performed.
@@ -203,6 +205,7 @@ impl Matcher {
 
     /// Evaluates one request (blocking; runs on the evaluation pool).
     fn evaluate(&self, request: &MatchRequest) -> MatchResponse {
+        let started = std::time::Instant::now();
         let stats = &self.inner.stats;
         let probe = match EncryptedProbe::from_bytes(self.inner.params, &request.probe) {
             Ok(probe) => probe,
@@ -242,6 +245,7 @@ impl Matcher {
             Ok((n_templates, result)) => {
                 stats.answered.fetch_add(1, Ordering::Relaxed);
                 stats.templates_evaluated.fetch_add(n_templates as u64, Ordering::Relaxed);
+                stats.eval_us.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
                 MatchResponse {
                     status: MatchStatus::Ok,
                     epoch: venue.epoch,
