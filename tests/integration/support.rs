@@ -1,69 +1,18 @@
-//! Helpers: a Mosquitto process on loopback, bus connections, a tokio runtime, a running demo.
+//! Helpers: bus connections, a tokio runtime, a running demo, the browser checks; the
+//! checkout's root and a Mosquitto on loopback come from `tests/common` (shared with the privacy
+//! scan).
 
-use std::io::{BufRead, BufReader, Lines, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{BufRead, BufReader, Lines};
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::time::{Duration, Instant};
 
 use passage_transport::{Bus, BusConfig};
+
+#[path = "../common/mod.rs"]
+mod common;
+pub(crate) use common::{repo_root, Mosquitto};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-
-/// A Mosquitto broker on 127.0.0.1, killed when dropped.
-pub struct Mosquitto {
-    child: Child,
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    /// Starts `mosquitto` (Debian package; `scripts/test` installs it) on a free loopback port.
-    pub fn start() -> Mosquitto {
-        let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        Mosquitto::start_on(port)
-    }
-
-    /// Starts `mosquitto` on `port` of 127.0.0.1 (to restart a stopped broker on its port). It
-    /// keeps nothing on disk (`persistence false`): a restart forgets every session.
-    pub fn start_on(port: u16) -> Mosquitto {
-        Mosquitto::start_with(port, "allow_anonymous true\n")
-    }
-
-    /// Starts `mosquitto` on `port` of 127.0.0.1 with `settings` added to its listener (TLS,
-    /// ACL file, …).
-    pub fn start_with(port: u16, settings: &str) -> Mosquitto {
-        let binary = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .expect("mosquitto is not installed: run scripts/test, or apt-get install mosquitto");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("mosquitto.conf");
-        let mut f = std::fs::File::create(&conf).expect("config file");
-        writeln!(f, "listener {port} 127.0.0.1\nmessage_size_limit 0\npersistence false\n{settings}")
-            .expect("write config");
-        let child = Command::new(binary)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Mosquitto { child, port, _dir: dir }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime")
@@ -96,15 +45,6 @@ pub fn start_demo(args: &[&str], data: &Path, label: &str) -> (Child, String, Li
         }
     };
     (demo, url, lines)
-}
-
-/// The repository root of the checkout under test, read when the test runs (cargo sets
-/// `CARGO_MANIFEST_DIR` for test processes): a test binary reused from another checkout through
-/// a shared target directory must not read that checkout's files.
-pub(crate) fn repo_root() -> std::path::PathBuf {
-    std::path::PathBuf::from(
-        std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()),
-    )
 }
 
 /// Whether the browser tests can run here (Chromium, playwright-core, node). When not, says

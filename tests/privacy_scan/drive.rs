@@ -220,8 +220,7 @@ pub async fn run(portal: &str, input_key: &str, ca: &str, script: &Script, until
         };
         let gate = gates[step % gates.len()];
         let (status, body) = match attempt {
-            Attempt::Frame(name, bytes) => {
-                assert!(!bytes.is_empty(), "{name} is empty");
+            Attempt::Frame(_, bytes) => {
                 let content_type = if bytes.starts_with(b"\x89PNG") { "image/png" } else { "image/jpeg" };
                 let path = format!("/gate/arena/{gate}/frame");
                 client.request("POST", &path, Some(input_key), content_type, bytes).await
@@ -239,7 +238,13 @@ pub async fn run(portal: &str, input_key: &str, ca: &str, script: &Script, until
             }
             // Busy (one attempt per gate at a time): a camera sends its next frame.
             429 => {}
-            _ => panic!("{kind} at {gate}: {status} {body}"),
+            _ => {
+                let what = match attempt {
+                    Attempt::Frame(name, _) => name.as_str(),
+                    Attempt::Scan(..) => "a scanned code",
+                };
+                panic!("{kind} ({what}) at {gate}: {status} {body}")
+            }
         }
         step += 1;
         tokio::time::sleep(Duration::from_millis(1200)).await;

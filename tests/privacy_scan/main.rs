@@ -17,6 +17,8 @@
 //! `PASSAGE_PRIVACY_SCAN_SECS` sets how long the demo runs (default 150 s; 60 s for the
 //! planted-leak build).
 
+#[path = "../common/mod.rs"]
+mod common;
 mod drive;
 mod scan;
 
@@ -33,24 +35,15 @@ use scan::{Finding, NeedlesBuilder};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::common::{mosquitto_binary, repo_root, Mosquitto};
 use crate::drive::{Person, Script};
 
 /// The photos the run sends through the portal and the gates.
 const PHOTOS: [&str; 8] =
     ["obama.jpg", "obama2.jpg", "obama3.jpg", "biden.jpg", "sample1.jpg", "sample2.jpg", "sample3.jpg", "sample4.jpg"];
 
-pub(crate) fn repo_root() -> PathBuf {
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
-}
-
 pub(crate) fn photo_path(name: &str) -> PathBuf {
     repo_root().join(".cache/testdata/faces").join(name)
-}
-
-fn mosquitto_binary() -> Option<&'static str> {
-    ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())
 }
 
 /// Whether the models, photos and Mosquitto are here; under `PASSAGE_REQUIRE_MEDIA=1` (set by
@@ -71,46 +64,6 @@ fn prerequisites() -> bool {
     assert!(std::env::var("PASSAGE_REQUIRE_MEDIA").as_deref() != Ok("1"), "privacy scan required; {why}");
     eprintln!("skipping the privacy scan; {why}");
     false
-}
-
-/// A Mosquitto broker on a free loopback port that keeps nothing on disk, killed when dropped.
-struct Mosquitto {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    fn start() -> Mosquitto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("free port").port();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\nmessage_size_limit 0\npersistence false\n"),
-        )
-        .expect("mosquitto.conf");
-        let child = Command::new(mosquitto_binary().expect("mosquitto"))
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("mosquitto starts");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "mosquitto did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        Mosquitto { child, port, _dir: dir }
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn passage(args: &[&str]) -> String {
