@@ -4,12 +4,11 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use passage_analytics::{AnalyticsOptions, Store};
-use passage_transport::{Bus, BusConfig, ServerTls};
+use passage_transport::ServerTls;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -97,20 +96,14 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Arc::new(args.config.load()?);
-    let (host, port) = match &args.broker {
-        Some(broker) => {
-            let (host, port) = broker.rsplit_once(':').context("--broker must be HOST:PORT")?;
-            (host.to_owned(), port.parse::<u16>().context("--broker must be HOST:PORT")?)
-        }
-        None => (config.broker.host.clone(), config.broker.port),
-    };
+    let broker = crate::service::broker_addr(args.broker.as_deref(), &config)?;
     let listen = match args.listen {
         Some(listen) => listen,
         None => config.http.analytics.parse().context("the configuration's http.analytics is not an address")?,
     };
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
-    let bus = Bus::connect(BusConfig { host, port, client_id: args.client_id.clone() }, cancel.child_token(), &tracker)
+    let bus = crate::service::connect_bus(broker, args.client_id.clone(), None, cancel.child_token(), &tracker)
         .await
         .context("analytics cannot reach the broker")?;
     let tls =
@@ -134,11 +127,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     .context("cannot start analytics")?;
     println!("analytics listening on {scheme}://{}/", analytics.addr);
     crate::wait_for_shutdown().await;
-    cancel.cancel();
-    tracker.close();
-    if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
-        tracing::warn!("some tasks did not stop within 10 s");
-    }
+    crate::service::stop(&cancel, &tracker).await;
     println!("{}", serde_json::json!({ "ingest": analytics.stats.snapshot() }));
     Ok(())
 }

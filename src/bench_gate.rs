@@ -31,7 +31,7 @@ use passage_policy::subjects::{SubjectRecord, SubjectStore};
 use passage_policy::tickets::{Ticket, TicketKey};
 use passage_policy::ConsentRegistry;
 use passage_transport::{Bus, BusConfig, EmbeddedBroker};
-use passage_vision::face::{FacePipeline, PipelineConfig};
+use passage_vision::face::FacePipeline;
 use passage_wire::Id;
 use rand::Rng;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -71,6 +71,15 @@ pub struct GateArgs {
     /// The camera frame of the same visitor at the gate.
     #[arg(long, default_value = ".cache/testdata/faces/obama2.jpg")]
     frame: PathBuf,
+    /// The deployment whose `[faces]` and `[matching]` settings the gate uses.
+    #[command(flatten)]
+    config: crate::ConfigArg,
+    /// Overrides `faces.detect_max_side` (the detector's input size).
+    #[arg(long)]
+    detect_max_side: Option<u32>,
+    /// Overrides `faces.min_liveness` (liveness then runs on every face).
+    #[arg(long)]
+    min_liveness: Option<f64>,
 }
 
 fn ms(since: Instant) -> f64 {
@@ -111,19 +120,19 @@ pub fn run_gate(args: &GateArgs) -> anyhow::Result<()> {
 
 async fn bench(args: &GateArgs) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary directory")?;
-    let pipeline = FacePipeline::load(&args.models, PipelineConfig::default())
+    let mut config = args.config.load()?;
+    if let Some(side) = args.detect_max_side {
+        config.faces.detect_max_side = side;
+    }
+    if let Some(liveness) = args.min_liveness {
+        config.faces.min_liveness = Some(liveness);
+    }
+    let pipeline = FacePipeline::load(&args.models, passage_edge::face::pipeline_config(&config.faces))
         .with_context(|| format!("cannot load the face models from {}", args.models.display()))?;
     let enrol_photo = read_photo(&args.enrol)?;
     let frame_photo = read_photo(&args.frame)?;
-    let visitor_embedding = {
-        let image = passage_vision::decode::decode(&enrol_photo).context("the enrolment photo")?;
-        let (faces, _) = pipeline.process(&image.rgb, image.w, image.h)?;
-        let mut embedded = faces.into_iter().filter_map(|f| f.embedding);
-        match (embedded.next(), embedded.next()) {
-            (Some(one), None) => one,
-            _ => bail!("the enrolment photo must show exactly one face"),
-        }
-    };
+    let visitor_embedding = passage_edge::face::enrolment_embedding(&pipeline, &enrol_photo)
+        .with_context(|| format!("the enrolment photo {}", args.enrol.display()))?;
 
     let cancel = CancellationToken::new();
     let tracker = TaskTracker::new();
@@ -136,7 +145,6 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
         };
         Bus::connect(config, cancel.child_token(), &tracker)
     };
-    let config = passage_config::Config::default();
     let mut venue = config.venues.first().cloned().context("the built-in deployment has a venue")?;
     for gate in &mut venue.gates {
         gate.matching = None;
@@ -235,6 +243,7 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
             tickets,
             notices: Arc::new(Notices::new(3600)),
             faces: Some(Box::new(move || FaceStage::new(pipeline.clone(), stage.clone()))),
+            evidence: None,
         },
         // Long enough that the kiosk never returns to idle between two runs.
         GateSettings { display: Duration::from_secs(600), ..GateSettings::default() },
@@ -307,6 +316,8 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
         "runs": runs.len(),
         "threads": if args.threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { args.threads },
         "green": runs.iter().filter(|r| r.green).count(),
+        "detect_max_side": config.faces.detect_max_side,
+        "min_liveness": config.faces.min_liveness,
         "frame_to_decision_ms": m(&|r| r.total_ms),
         "frame_to_decision_max_ms": runs.iter().map(|r| r.total_ms).fold(0.0, f64::max),
         "stages_ms": {

@@ -25,14 +25,11 @@ use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
 use passage_policy::audit::AuditLog;
 use passage_policy::pki::{PkiDir, Subject};
-use passage_policy::subjects::SubjectStore;
-use passage_policy::ConsentRegistry;
-use passage_transport::{
-    client_config, Bus, BusConfig, ClientAuth, EmbeddedBroker, Gateway, GatewayEvent, GatewayOptions, PkiPem, ServerTls,
-};
+use passage_transport::{ClientAuth, EmbeddedBroker, Gateway, GatewayEvent, GatewayOptions};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::service::{connect_bus, now_secs, stop, Pki};
 use crate::ConfigArg;
 
 /// Options of `passage demo`.
@@ -117,7 +114,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Device identity: a CA in the data directory (kept across runs of the same directory)
     // with one client certificate per service and edge agent, and server certificates for the
     // device gateway and the HTTPS listeners.
-    let pki = DemoPki::ensure(&data.path.join("pki"), &config)?;
+    let pki = demo_pki(&data.path.join("pki"), &config)?;
 
     // Broker: the embedded broker listens on a loopback port that only the device gateway
     // uses; every party connects through the gateway with its client certificate, and the
@@ -148,19 +145,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         (config.broker.host.clone(), config.broker.port, false)
     };
     let connect = |name: String, principal: String| {
-        let config = BusConfig {
-            host: broker_host.clone(),
-            port: broker_port,
-            client_id: format!("{name}-{}", std::process::id()),
-        };
+        let broker = (broker_host.clone(), broker_port);
+        let client_id = format!("{name}-{}", std::process::id());
         let tls = if tls_bus { Some(pki.client(&principal)) } else { None };
         let (cancel, tracker) = (cancel.child_token(), tracker.clone());
-        async move {
-            match tls {
-                Some(tls) => Ok(Bus::connect_tls(config, tls?, cancel, &tracker).await?),
-                None => Ok::<_, anyhow::Error>(Bus::connect(config, cancel, &tracker).await?),
-            }
-        }
+        async move { connect_bus(broker, client_id, tls.transpose()?, cancel, &tracker).await }
     };
 
     // TLS for the HTTPS listeners, with a server certificate of the CA: the matcher API
@@ -224,50 +213,21 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mut counting: Vec<Arc<CountingStats>> = Vec::new();
     let mut gates: Vec<Arc<GateStats>> = Vec::new();
     let mut portal_venues = std::collections::BTreeMap::new();
-    // Consent evidence, encrypted per subject; keys of subjects erased in the audit log are
+    // Consent evidence, encrypted per subject, and the consent registry rebuilt from it
+    // against each venue's current notice; keys of subjects erased in the audit log are
     // destroyed again at open (a restored backup cannot bring them back).
-    let erased: std::collections::HashSet<String> =
-        passage_policy::audit::read(audit.dir(), usize::MAX, |e| e.event.action == "subject.erased")
-            .context("cannot read the audit log's erasure tombstones")?
-            .into_iter()
-            .filter_map(|e| e.event.subject)
-            .collect();
-    let (subjects, reshredded) = SubjectStore::open(&data.path.join("subjects"), |s| erased.contains(s))
-        .context("cannot open the subject store")?;
-    if reshredded > 0 {
-        tracing::warn!(keys = reshredded, "keys of erased subjects found (a restored backup?) and destroyed again");
+    let notices = config.venues.iter().map(|v| (v.id.clone(), passage_dpia::privacy_notice(&config, v).version));
+    let governance = Governance::open(&data.path.join("subjects"), audit.clone(), notices)?;
+    if let Some(subjects) = &governance.subjects {
+        passage_edge::retention::spawn_subject_sweeper(
+            subjects.clone(),
+            config.clone(),
+            Some(audit.clone()),
+            passage_edge::retention::SWEEP_EVERY,
+            cancel.child_token(),
+            &tracker,
+        );
     }
-    // The consent registry, rebuilt from the evidence of earlier runs against each venue's
-    // current notice (a changed notice leaves old grants restored but not counting).
-    let mut registry = ConsentRegistry::new();
-    for venue in &config.venues {
-        registry.publish_notice(&venue.id, passage_dpia::privacy_notice(&config, venue).version);
-    }
-    let mut active = 0;
-    for subject in subjects.subject_ids() {
-        let Ok(id) = passage_wire::Id::new(&subject) else { continue };
-        match subjects.export(&subject) {
-            Ok(records) => active += registry.restore(&id, &records),
-            Err(error) => tracing::warn!(%error, "a subject's consent evidence could not be read; not restored"),
-        }
-    }
-    if active > 0 {
-        tracing::info!(grants = active, "consents restored from the evidence of earlier runs");
-    }
-    let subjects = Arc::new(std::sync::Mutex::new(subjects));
-    passage_edge::retention::spawn_subject_sweeper(
-        subjects.clone(),
-        config.clone(),
-        Some(audit.clone()),
-        passage_edge::retention::SWEEP_EVERY,
-        cancel.child_token(),
-        &tracker,
-    );
-    let governance = Governance {
-        consent: Arc::new(std::sync::Mutex::new(registry)),
-        audit: Some(audit.clone()),
-        subjects: Some(subjects),
-    };
     // The face chain, loaded once: the portal enrols with it (liveness is a gate check; an
     // enrolment photo is a photo) and the kiosks' gates probe with it (liveness as
     // configured). Without models the portal refuses registrations and the gates take
@@ -298,6 +258,22 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         (true, Some(_)) => load_faces(true).await,
     };
     let stage_config = passage_edge::face::FaceStageConfig::from_config(&config.faces);
+    // Evidence mode (off by default): the anonymiser that mosaics the kept frames.
+    let anonymiser = if config.faces.evidence {
+        let models = models.clone();
+        let config = passage_vision::anonymize::AnonymizeConfig::default();
+        match tokio::task::spawn_blocking(move || passage_vision::anonymize::Anonymiser::load(&models, config)).await {
+            Ok(Ok(anonymiser)) => Some(Arc::new(anonymiser)),
+            _ => {
+                tracing::warn!(
+                    "evidence mode is on but the face models are missing: no evidence is kept (passage models fetch)"
+                );
+                None
+            }
+        }
+    } else {
+        None
+    };
     // Denial notices, in RAM for the longest denial-notice retention of any venue.
     let notice_hours = config.venues.iter().map(|v| v.retention.denial_notice_hours).max().unwrap_or(24);
     let notices = Arc::new(passage_edge::notices::Notices::new(i64::from(notice_hours) * 3600));
@@ -339,7 +315,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             cancel.child_token(),
             &tracker,
         )?);
-        let keyholder = Arc::new(KeyHolder::generate(venue.id.clone(), params, config.matching.threshold)?);
+        let keyholder = Arc::new(venue_keyholder(&data.path, &venue.id, params, config.matching.threshold)?);
         let notice = passage_dpia::privacy_notice(&config, venue);
         let notice_version = notice.version;
         let ticket_key = Arc::new(
@@ -372,6 +348,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
                     Box::new(move || FaceStage::new(pipeline.clone(), stage_config.clone()))
                         as Box<dyn Fn() -> FaceStage + Send>
                 }),
+                evidence: match &anonymiser {
+                    Some(anonymiser) => Some(evidence_store(&data.path, venue, anonymiser, &cancel, &tracker)?),
+                    None => None,
+                },
             },
             GateSettings::default(),
             &tracker,
@@ -466,69 +446,76 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
-    cancel.cancel();
-    tracker.close();
-    if tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await.is_err() {
-        tracing::warn!("some tasks did not stop within 10 s");
-    }
+    stop(&cancel, &tracker).await;
     println!("{}", summary().json());
     Ok(())
 }
 
+/// A venue's key holder: the key store's key (`passage keys init`, enrolments by `passage
+/// enrol`) when the data directory has one and `PASSAGE_KEY_PASSPHRASE` is set; otherwise a
+/// fresh key in RAM (a restart then means re-enrolment).
+fn venue_keyholder(
+    data: &std::path::Path,
+    venue: &passage_wire::Id,
+    params: Params,
+    threshold: f64,
+) -> anyhow::Result<KeyHolder> {
+    let store = passage_edge::keystore::KeyStore::open(&data.join("keys")).context("cannot open the key store")?;
+    match std::env::var("PASSAGE_KEY_PASSPHRASE") {
+        Ok(passphrase) if store.exists(venue) => {
+            let passphrase = zeroize::Zeroizing::new(passphrase);
+            let key = store.load(venue, params, &passphrase)?;
+            println!("  key holder    venue {venue}: key from {}", store.path(venue).display());
+            Ok(KeyHolder::from_key(venue.clone(), key, threshold)?)
+        }
+        _ => Ok(KeyHolder::generate(venue.clone(), params, threshold)?),
+    }
+}
+
+/// Evidence mode at `venue`'s gates: its store under `{data}/edge/evidence/{venue}`, expiring
+/// frames after the venue's `retention.evidence_image_hours`, swept every minute by the agent.
+fn evidence_store(
+    data: &std::path::Path,
+    venue: &passage_config::Venue,
+    anonymiser: &Arc<passage_vision::anonymize::Anonymiser>,
+    cancel: &CancellationToken,
+    tracker: &TaskTracker,
+) -> anyhow::Result<passage_edge::evidence::GateEvidence> {
+    let dir = data.join("edge").join("evidence").join(venue.id.as_str());
+    let expiry = Duration::from_secs(u64::from(venue.retention.evidence_image_hours) * 3600);
+    let store = passage_edge::evidence::EvidenceStore::open(&dir, expiry, std::time::SystemTime::now())
+        .with_context(|| format!("cannot open the evidence store of venue {}", venue.id))?;
+    let (sweeper, stop) = (store.clone(), cancel.child_token());
+    tracker.spawn(async move { sweeper.sweep_every(Duration::from_secs(60), stop).await });
+    Ok(passage_edge::evidence::GateEvidence { store, anonymiser: anonymiser.clone() })
+}
+
 /// The demo's PKI: created on first use of a data directory, reused after.
-struct DemoPki {
-    dir: PkiDir,
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
-impl DemoPki {
-    fn ensure(dir: &std::path::Path, config: &passage_config::Config) -> anyhow::Result<DemoPki> {
-        let pki = PkiDir::new(dir);
-        let now = now_secs();
-        if !pki.ca_cert_path().exists() {
-            pki.init("Passage demo device CA", now)
-                .with_context(|| format!("cannot create the CA in {}", dir.display()))?;
+fn demo_pki(dir: &std::path::Path, config: &passage_config::Config) -> anyhow::Result<Pki> {
+    let pki = PkiDir::new(dir);
+    let now = now_secs();
+    if !pki.ca_cert_path().exists() {
+        pki.init("Passage demo device CA", now)
+            .with_context(|| format!("cannot create the CA in {}", dir.display()))?;
+    }
+    let hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+    let mut subjects = vec![
+        Subject::Server { name: "broker".into(), hosts: hosts.clone() },
+        Subject::Server { name: "services".into(), hosts },
+    ];
+    for name in ["service:matcher", "service:analytics"] {
+        subjects.push(Subject::Device(passage_policy::devices::Principal::parse(name)?));
+    }
+    for venue in &config.venues {
+        subjects.push(Subject::Device(passage_policy::devices::Principal::Edge { venue: venue.id.clone() }));
+    }
+    for subject in subjects {
+        if pki.current(&subject.name(), now)?.is_none() {
+            pki.issue(&subject, now, 90, rand::random())
+                .with_context(|| format!("cannot issue a certificate for {}", subject.name()))?;
         }
-        let hosts = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
-        let mut subjects = vec![
-            Subject::Server { name: "broker".into(), hosts: hosts.clone() },
-            Subject::Server { name: "services".into(), hosts },
-        ];
-        for name in ["service:matcher", "service:analytics"] {
-            subjects.push(Subject::Device(passage_policy::devices::Principal::parse(name)?));
-        }
-        for venue in &config.venues {
-            subjects.push(Subject::Device(passage_policy::devices::Principal::Edge { venue: venue.id.clone() }));
-        }
-        for subject in subjects {
-            if pki.current(&subject.name(), now)?.is_none() {
-                pki.issue(&subject, now, 90, rand::random())
-                    .with_context(|| format!("cannot issue a certificate for {}", subject.name()))?;
-            }
-        }
-        Ok(DemoPki { dir: pki })
     }
-
-    fn paths(&self, subject: &str) -> anyhow::Result<(PathBuf, PathBuf)> {
-        self.dir.current(subject, now_secs())?.with_context(|| format!("no valid certificate for {subject}"))
-    }
-
-    fn pem(&self, subject: &str) -> anyhow::Result<PkiPem> {
-        let (cert, key) = self.paths(subject)?;
-        Ok(PkiPem::load(&self.dir, &cert, &key)?)
-    }
-
-    fn client(&self, principal: &str) -> anyhow::Result<Arc<rustls::ClientConfig>> {
-        let pem = self.pem(principal)?;
-        Ok(client_config(&pem.ca, Some((&pem.cert, &pem.key)))?)
-    }
-
-    fn server_tls(&self, subject: &str, auth: ClientAuth) -> anyhow::Result<ServerTls> {
-        Ok(ServerTls::from_pki(&self.pem(subject)?, auth)?)
-    }
+    Ok(Pki { dir: pki })
 }
 
 /// Appends the device gateway's connections and refusals to the audit log (principals and

@@ -15,9 +15,9 @@ use clap::Args;
 use passage_edge::frames::{is_image_path, FfmpegSource, FrameSource};
 use passage_fhe::{FheRng, Params, Quantizer, SecretKey};
 use passage_policy::atomic_file::{self, Access};
-use passage_vision::anonymize::{anonymize_detected, AnonymizeConfig};
+use passage_vision::anonymize::{Anonymiser, AnonymizeConfig};
 use passage_vision::decode::{self, OutputFormat};
-use passage_vision::face::{CenterFaceConfig, FaceDetector, FacePipeline, PipelineConfig, UltraFace, UltraFaceConfig};
+use passage_vision::face::{CenterFaceConfig, FacePipeline, PipelineConfig, UltraFace, UltraFaceConfig};
 use passage_vision::inventory;
 use serde_json::{json, Value};
 
@@ -30,6 +30,9 @@ pub struct EmbedArgs {
     pub image: PathBuf,
     #[command(flatten)]
     pub models: DirArg,
+    /// Longest side of the detector's input (a deployment's `faces.detect_max_side`).
+    #[arg(long, default_value_t = 640)]
+    pub detect_max_side: u32,
 }
 
 /// Arguments of `passage anonymize`.
@@ -77,9 +80,10 @@ fn read_image(path: &Path) -> anyhow::Result<decode::RgbImage> {
 pub fn run_embed(args: &EmbedArgs) -> anyhow::Result<()> {
     let dir = args.models.resolve();
     require_face_models(&dir)?;
+    let detector = CenterFaceConfig { max_side: args.detect_max_side, ..CenterFaceConfig::default() };
     let pipeline = FacePipeline::load(
         &dir,
-        PipelineConfig { max_embedded: usize::MAX, min_face_px: 0.0, ..PipelineConfig::default() },
+        PipelineConfig { max_embedded: usize::MAX, min_face_px: 0.0, detector, ..PipelineConfig::default() },
     )?;
     let image = read_image(&args.image)?;
     let (faces, _) = pipeline.process(&image.rgb, image.w, image.h)?;
@@ -106,37 +110,17 @@ fn require_face_models(dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The detectors the anonymiser takes the union of.
-struct Detectors {
-    pipeline: FacePipeline,
-    second: UltraFace,
-}
-
-impl Detectors {
-    fn load(dir: &Path) -> anyhow::Result<Detectors> {
-        require_face_models(dir)?;
-        // Deliberately eager: mosaicking something that is not a face costs nothing, missing a
-        // face is a leak. The test oracle runs every detector at its usual thresholds.
-        let detector = CenterFaceConfig { min_score: 0.3, ..CenterFaceConfig::default() };
-        let config = PipelineConfig { liveness: false, detector, ..PipelineConfig::default() };
-        let pipeline = FacePipeline::load(dir, config)?;
-        let eager = UltraFaceConfig { min_score: 0.4, ..UltraFaceConfig::default() };
-        let second = UltraFace::load(&models::model_path(dir, &inventory::FR_DETECT), eager)?;
-        Ok(Detectors { pipeline, second })
+fn load_anonymiser(dir: &Path, config: AnonymizeConfig) -> anyhow::Result<Anonymiser> {
+    for spec in [&inventory::CENTERFACE, &inventory::FR_DETECT] {
+        models::require(dir, spec)?;
     }
-
-    /// Mosaics every face the two detectors find, pass after pass
-    /// ([`anonymize_detected`]); returns how many regions were mosaicked.
-    fn anonymize(&self, rgb: &mut [u8], w: u32, h: u32, config: &AnonymizeConfig) -> anyhow::Result<usize> {
-        let detectors: [&dyn FaceDetector; 2] = [self.pipeline.detector(), &self.second];
-        Ok(anonymize_detected(rgb, w, h, &detectors, config)?)
-    }
+    Ok(Anonymiser::load(dir, config)?)
 }
 
 /// Runs `passage anonymize`.
 pub fn run_anonymize(args: &AnonymizeArgs) -> anyhow::Result<()> {
-    let detectors = Detectors::load(&args.models.resolve())?;
     let config = AnonymizeConfig { margin: args.margin, blocks: args.blocks };
+    let anonymiser = load_anonymiser(&args.models.resolve(), config)?;
     if is_image_path(&args.input) {
         let format = args
             .output
@@ -145,16 +129,16 @@ pub fn run_anonymize(args: &AnonymizeArgs) -> anyhow::Result<()> {
             .and_then(OutputFormat::from_extension)
             .context("an image's output must end in .png, .jpg or .jpeg")?;
         let mut image = read_image(&args.input)?;
-        let regions = detectors.anonymize(&mut image.rgb, image.w, image.h, &config)?;
+        let regions = anonymiser.anonymize(&mut image.rgb, image.w, image.h)?;
         let bytes = decode::encode(&image.rgb, image.w, image.h, format)?;
         atomic_file::write(&args.output, &bytes, Access::Private)?;
         eprintln!("{regions} face region(s) anonymised; wrote {}", args.output.display());
         return Ok(());
     }
-    anonymize_video(&detectors, &config, &args.input, &args.output)
+    anonymize_video(&anonymiser, &args.input, &args.output)
 }
 
-fn anonymize_video(detectors: &Detectors, config: &AnonymizeConfig, input: &Path, output: &Path) -> anyhow::Result<()> {
+fn anonymize_video(anonymiser: &Anonymiser, input: &Path, output: &Path) -> anyhow::Result<()> {
     let input_text = input.to_str().context("the input path is not UTF-8")?;
     let mut source = FfmpegSource::open(input_text)?;
     let info = source.info().clone();
@@ -176,7 +160,7 @@ fn anonymize_video(detectors: &Detectors, config: &AnonymizeConfig, input: &Path
         let (mut frames, mut regions) = (0u64, 0usize);
         let started = Instant::now();
         while let Some(mut frame) = source.next_frame()? {
-            regions += detectors.anonymize(&mut frame.rgb, frame.w, frame.h, config)?;
+            regions += anonymiser.anonymize(&mut frame.rgb, frame.w, frame.h)?;
             stdin.write_all(&frame.rgb).context("ffmpeg stopped taking frames")?;
             frames += 1;
             if frames % 50 == 0 {

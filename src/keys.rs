@@ -41,14 +41,14 @@ pub struct VenueArgs {
     config: ConfigArg,
 }
 
-fn passphrase(var: &str) -> anyhow::Result<Zeroizing<String>> {
+pub(crate) fn passphrase(var: &str) -> anyhow::Result<Zeroizing<String>> {
     match std::env::var(var) {
         Ok(value) => Ok(Zeroizing::new(value)),
         Err(_) => bail!("set {var} to the key store passphrase (at least 12 characters)"),
     }
 }
 
-fn store(config: &Config) -> anyhow::Result<KeyStore> {
+pub(crate) fn store(config: &Config) -> anyhow::Result<KeyStore> {
     let Some(data) = &config.deployment.data_dir else {
         bail!("the configuration has no deployment.data_dir; the key store lives in {{data_dir}}/keys");
     };

@@ -13,10 +13,13 @@ mod bench_gate;
 mod count;
 mod demo;
 mod dpia_cmd;
+mod enrol_cmd;
 mod face_cmd;
 mod keys;
+mod matcher_cmd;
 mod models;
 mod pki_cmd;
+mod service;
 mod ticket_cmd;
 
 use std::path::PathBuf;
@@ -48,6 +51,13 @@ enum Command {
     /// The key holder's encrypted key store: create, rotate or destroy a venue's key.
     #[command(subcommand)]
     Keys(keys::KeysCommand),
+    /// The encrypted matcher on its own: persistent galleries, MQTT and HTTPS (mTLS) APIs.
+    #[command(subcommand)]
+    Matcher(matcher_cmd::MatcherCommand),
+    /// Enrol a visitor at a registration desk: photo (or embedding) and the reference of the
+    /// signed consent form; the template is encrypted under the venue's key and sent to the
+    /// matcher.
+    Enrol(enrol_cmd::EnrolArgs),
     /// Count line crossings in a video with the real detector and tracker (calibration: raw
     /// counts printed, nothing published).
     Count(count::CountArgs),
@@ -164,6 +174,8 @@ fn main() -> ExitCode {
         Command::Accounts(command) => accounts_cmd::run(&command),
         Command::Dpia(command) => dpia_cmd::run(&command),
         Command::Analytics(command) => analytics_cmd::run(&command),
+        Command::Matcher(command) => matcher_cmd::run(&command),
+        Command::Enrol(args) => enrol_cmd::run(&args),
         Command::Count(args) => count::run_count(&args),
         Command::Bench(BenchCommand::Count(args)) => count::run_bench_count(&args),
         Command::Bench(BenchCommand::Analytics(args)) => bench_analytics::run_analytics(&args),

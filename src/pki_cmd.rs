@@ -14,6 +14,8 @@ use passage_transport::{EmbeddedBroker, Gateway, GatewayEvent, GatewayOptions};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::service::now_secs;
+
 /// PKI commands.
 #[derive(Debug, Subcommand)]
 pub enum PkiCommand {
@@ -103,10 +105,6 @@ pub struct BrokerArgs {
     /// Its key.
     #[arg(long)]
     key: PathBuf,
-}
-
-fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
 }
 
 fn date(secs: i64) -> String {

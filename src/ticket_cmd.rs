@@ -9,6 +9,8 @@ use clap::{Args, Subcommand};
 use passage_policy::access::{check_ticket, GateContext};
 use passage_policy::tickets::Ticket;
 
+use crate::service::now_secs;
+
 /// Ticket commands.
 #[derive(Debug, Subcommand)]
 pub enum TicketCommand {
@@ -68,10 +70,6 @@ fn key_path(args: &KeyArgs) -> anyhow::Result<PathBuf> {
     Ok(args.data_dir.join("edge").join("tickets").join(format!("{venue}.key")))
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64)
-}
-
 /// Runs a ticket command.
 pub fn run(command: &TicketCommand) -> anyhow::Result<()> {
     match command {
@@ -79,7 +77,7 @@ pub fn run(command: &TicketCommand) -> anyhow::Result<()> {
             let path = key_path(&args.key)?;
             let key = passage_edge::gate::load_or_create_ticket_key(&path)
                 .with_context(|| format!("cannot open the ticket key {}", path.display()))?;
-            let from = args.from.unwrap_or_else(now);
+            let from = args.from.unwrap_or_else(now_secs);
             let ticket = Ticket {
                 id: args.id.clone().unwrap_or_else(|| format!("T-{:016x}", rand::random::<u64>())),
                 venue: args.key.venue.clone(),
@@ -105,7 +103,7 @@ pub fn run(command: &TicketCommand) -> anyhow::Result<()> {
             let key = passage_edge::gate::load_or_create_ticket_key(&path)
                 .with_context(|| format!("cannot open the ticket key {}", path.display()))?;
             let ticket = key.verify(&args.code).context("the code does not verify")?;
-            let ctx = GateContext { venue: &args.key.venue, zone: &args.zone, now: now(), skew_secs: 120 };
+            let ctx = GateContext { venue: &args.key.venue, zone: &args.zone, now: now_secs(), skew_secs: 120 };
             match check_ticket(&ticket, &ctx) {
                 Ok(()) => println!("valid: admits to {} now", args.zone),
                 Err(reason) => bail!("refused: {}", reason.code()),

@@ -219,7 +219,7 @@ impl Default for Faces {
     fn default() -> Faces {
         Faces {
             min_detection_score: 0.5,
-            detect_max_side: 640,
+            detect_max_side: 320,
             min_face_px: 40,
             min_liveness: None,
             approach_window_secs: 10,

@@ -13,7 +13,7 @@ use std::time::Duration;
 use passage_config::{Privacy, Venue};
 use passage_dp::{Budget, BudgetLedger};
 use passage_transport::Bus;
-use passage_wire::{EnrolStatus, Id, MatchMode};
+use passage_wire::{Id, MatchMode};
 use rand::Rng;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -28,6 +28,7 @@ use crate::count::detect::FrameValidator;
 use crate::count::release::VenueReleaser;
 use crate::count::track::Tracker;
 use crate::count::{ledger_file, CameraCounter};
+use crate::enrolment::{enrol_with_consent, Enrolment};
 use crate::gate::Gates;
 use crate::keyholder::KeyHolder;
 use crate::now_secs;
@@ -222,13 +223,9 @@ pub struct Governance {
 }
 
 impl Governance {
-    /// Appends to the audit log on a blocking thread; a failure is logged, never fatal to the
-    /// gate (the decision stands; the missing entry is visible as a warning).
-    async fn audit(&self, actor: String, action: &'static str, venue: &Id, subject: Option<&Id>, outcome: String) {
-        self.audit_optional_venue(actor, action, Some(venue), subject, outcome).await;
-    }
-
-    /// [`Governance::audit`] for events that concern no single venue (an export, an erasure).
+    /// Appends to the audit log on a blocking thread, for events of `venue` or of none (an
+    /// export, an erasure); a failure is logged, never fatal to the gate (the decision stands;
+    /// the missing entry is visible as a warning).
     pub(crate) async fn audit_optional_venue(
         &self,
         actor: String,
@@ -284,31 +281,17 @@ pub fn start_gates(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .publish_notice(&venue_id, notice_version);
-    let Ok(purpose) = Id::new(FACE_ACCESS) else { return stats };
     tracker.spawn(async move {
         let mut faces = FaceSimulator::new(rand::random(), dim);
         let mut visitors = Vec::with_capacity(n_visitors);
         for i in 0..n_visitors {
             let identity = faces.identity();
             let Ok(subject) = Id::new(&format!("subj-{i:04}")) else { continue };
-            // Explicit consent for this venue is recorded before anything biometric happens.
-            let granted = {
-                let mut registry = governance.consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                registry.grant(&subject, &venue_id, &purpose, notice_version, now_secs()).is_ok()
-            };
-            if !granted {
-                continue;
-            }
-            if let Some(store) = governance.subjects.clone() {
-                let now = now_secs();
-                let mut records = vec![SubjectRecord::Consent {
-                    venue: venue_id.to_string(),
-                    purpose: FACE_ACCESS.into(),
-                    notice: notice_version,
-                    granted: true,
-                    at: now,
-                }];
+            // Explicit consent for this venue, with its evidence, before anything biometric.
+            let mut records = Vec::new();
+            if governance.subjects.is_some() {
                 // A day ticket for the venue, as the box office would have sold.
+                let now = now_secs();
                 let ticket = Ticket {
                     id: format!("SIM-{i:04}-{:08x}", rand::random::<u32>()),
                     venue: venue_id.to_string(),
@@ -319,36 +302,16 @@ pub fn start_gates(
                 if let Ok(code) = gates.issue_ticket(&ticket) {
                     records.push(SubjectRecord::Ticket { venue: venue_id.to_string(), ticket: code, at: now });
                 }
-                let key = subject.to_string();
-                let kept = tokio::task::spawn_blocking(move || {
-                    let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-                    records.iter().try_for_each(|r| store.put(&key, r))
-                })
-                .await;
-                if !matches!(kept, Ok(Ok(()))) {
-                    // No evidence, no biometric processing.
-                    tracing::warn!("consent evidence not stored; the visitor is not enrolled");
-                    continue;
-                }
             }
-            let notice = format!("{FACE_ACCESS}, notice v{notice_version}");
-            governance.audit("visitor".into(), "consent.grant", &venue_id, Some(&subject), notice).await;
-            let enrolment = faces.observe(&identity);
-            let keyholder_actor = format!("keyholder:{venue_id}");
-            match keyholder.enrol(&bus, &subject, &enrolment).await {
-                Ok(response) if response.status == EnrolStatus::Ok => {
+            let enrolment =
+                Enrolment { venue: &venue_id, subject: &subject, notice_version, actor: "visitor".into(), records };
+            let face = faces.observe(&identity);
+            match enrol_with_consent(&governance, &keyholder, &bus, enrolment, &face).await {
+                Ok(()) => {
                     out.enrolled.fetch_add(1, Ordering::Relaxed);
-                    governance
-                        .audit(keyholder_actor, "template.enrol", &venue_id, Some(&subject), "stored".into())
-                        .await;
                     visitors.push((subject, identity));
                 }
-                Ok(response) => {
-                    tracing::warn!(status = ?response.status, detail = %response.detail, "enrolment refused");
-                    let outcome = format!("refused: {:?}", response.status);
-                    governance.audit(keyholder_actor, "template.enrol", &venue_id, Some(&subject), outcome).await;
-                }
-                Err(error) => tracing::warn!(%error, "enrolment failed"),
+                Err(error) => tracing::warn!(%error, "a simulated visitor was not enrolled"),
             }
             if cancel.is_cancelled() {
                 return;

@@ -34,6 +34,16 @@ pub enum EvidenceError {
     Encode(String),
 }
 
+/// Evidence mode at a venue's gates: the frames of their decisions, anonymised by `anonymiser`,
+/// kept in `store` until it expires them.
+#[derive(Debug, Clone)]
+pub struct GateEvidence {
+    /// Where the anonymised frames go.
+    pub store: EvidenceStore,
+    /// What mosaics their faces first.
+    pub anonymiser: std::sync::Arc<passage_vision::anonymize::Anonymiser>,
+}
+
 /// Anonymised evidence frames of one venue, with an expiry.
 #[derive(Debug, Clone)]
 pub struct EvidenceStore {

@@ -91,6 +91,42 @@ pub fn pipeline_config(faces: &passage_config::Faces) -> PipelineConfig {
     }
 }
 
+/// Why an enrolment photo gave no embedding.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EnrolmentPhotoError {
+    /// Not a JPEG or PNG image, or a damaged one.
+    #[error("the photo: {0}")]
+    Decode(String),
+    /// No face large enough.
+    #[error("no face large enough was found: use a well-lit photo of the face, looking at the camera")]
+    NoFace,
+    /// Two faces or more.
+    #[error("more than one face is in the photo: only the person enrolling may be")]
+    SeveralFaces,
+    /// The models failed on it.
+    #[error("the face chain failed on the photo: {0}")]
+    Pipeline(String),
+}
+
+/// The embedding of the one face of an enrolment photo (JPEG or PNG bytes); the decoded
+/// image is wiped before this returns, the embedding when it is dropped.
+///
+/// # Errors
+/// [`EnrolmentPhotoError`].
+pub fn enrolment_embedding(faces: &FacePipeline, photo: &[u8]) -> Result<Embedding, EnrolmentPhotoError> {
+    let image = passage_vision::decode::decode(photo).map_err(|e| EnrolmentPhotoError::Decode(e.to_string()))?;
+    let (found, _) =
+        faces.process(&image.rgb, image.w, image.h).map_err(|e| EnrolmentPhotoError::Pipeline(e.to_string()))?;
+    drop(image);
+    let mut embedded = found.into_iter().filter_map(|f| f.embedding);
+    match (embedded.next(), embedded.next()) {
+        (None, _) => Err(EnrolmentPhotoError::NoFace),
+        (Some(_), Some(_)) => Err(EnrolmentPhotoError::SeveralFaces),
+        (Some(one), None) => Ok(one),
+    }
+}
+
 /// What became of one face in a frame.
 #[derive(Debug)]
 pub enum FaceOutcome {

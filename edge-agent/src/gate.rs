@@ -35,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agents::{Governance, FACE_ACCESS};
+use crate::evidence::GateEvidence;
 use crate::face::{FaceOutcome, FaceStage};
 use crate::frames::RgbFrame;
 use crate::keyholder::{Identification, IdentifyTimes, KeyHolder};
@@ -171,6 +172,7 @@ struct Inner {
     seq: AtomicU64,
     stats: GatesStats,
     webhooks: Option<reqwest::Client>,
+    evidence: Option<GateEvidence>,
     tracker: TaskTracker,
 }
 
@@ -215,6 +217,9 @@ pub struct GateParts {
     pub notices: Arc<Notices>,
     /// A face stage per gate (`None`: tickets only).
     pub faces: Option<Box<dyn Fn() -> FaceStage + Send>>,
+    /// Evidence mode (`faces.evidence`; `None`: off, the default): each camera frame that led
+    /// to a decision is kept, anonymised, until the venue's evidence retention expires it.
+    pub evidence: Option<GateEvidence>,
 }
 
 impl Gates {
@@ -263,6 +268,7 @@ impl Gates {
                 seq: AtomicU64::new(1),
                 stats: GatesStats::default(),
                 webhooks: passage_transport::webhook::client(Duration::from_secs(5)),
+                evidence: parts.evidence,
                 tracker: tracker.clone(),
             }),
         }
@@ -392,42 +398,92 @@ impl Gates {
         let (gate_id, state, _attempt) = self.attempt(gate)?;
         let stage = state.faces.clone();
         let seen = Instant::now();
-        let (code, outcomes, qr_ms, face) = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            let code = find_qr(&frame);
-            let qr_ms = started.elapsed().as_secs_f64() * 1e3;
+        // The QR search runs on a second core beside the face chain; a ticket in the frame
+        // wins, and the faces' outcomes are then dropped (embeddings wiped).
+        let keep = self.inner.evidence.is_some();
+        let (code, outcomes, qr_ms, face, kept) = tokio::task::spawn_blocking(move || {
+            let (qr, faces) = std::thread::scope(|scope| {
+                let qr = scope.spawn(|| {
+                    let started = Instant::now();
+                    (find_qr(&frame), started.elapsed().as_secs_f64() * 1e3)
+                });
+                let faces = stage.as_ref().map(|stage| lock(stage).observe(&frame, seen));
+                (qr.join(), faces)
+            });
+            let kept = keep.then_some(frame);
+            let (code, qr_ms) = qr.map_err(|_| GateError::Frame("the QR search failed".into()))?;
             if code.is_some() {
-                return Ok((code, Vec::new(), qr_ms, StageTimes::default()));
+                return Ok((code, Vec::new(), qr_ms, StageTimes::default(), kept));
             }
-            let Some(stage) = stage else { return Err(GateError::NoFaces) };
-            let outcomes = lock(&stage).observe(&frame, seen).map_err(|e| GateError::Frame(e.to_string()));
-            drop(frame);
-            outcomes.map(|(o, face)| (None, o, qr_ms, face))
+            let Some(outcomes) = faces else { return Err(GateError::NoFaces) };
+            let (outcomes, face) = outcomes.map_err(|e| GateError::Frame(e.to_string()))?;
+            Ok((None, outcomes, qr_ms, face, kept))
         })
         .await
         .map_err(|_| GateError::Frame("the face chain stopped".into()))??;
         (times.qr_ms, times.face) = (qr_ms, face);
+        let decision = self.frame_decision(&gate_id, state, code, outcomes, times).await;
+        if let (Some(_), Some(frame)) = (&decision, kept) {
+            self.keep_evidence(&gate_id, frame);
+        }
+        Ok(decision)
+    }
+
+    /// The decision on one frame's ticket code or faces (`None`: nothing to decide yet).
+    async fn frame_decision(
+        &self,
+        gate_id: &Id,
+        state: &GateState,
+        code: Option<String>,
+        outcomes: Vec<FaceOutcome>,
+        times: &mut GateTimings,
+    ) -> Option<Decision> {
         if let Some(code) = code {
             let reason = self.ticket_reason(&code, &state.zone);
             drop(code);
             times.decided_at = Some(Instant::now());
-            return Ok(Some(self.conclude(&gate_id, state, reason, Via::Ticket, None).await));
+            return Some(self.conclude(gate_id, state, reason, Via::Ticket, None).await);
         }
         let sizeable: Vec<&FaceOutcome> = outcomes.iter().filter(|o| !matches!(o, FaceOutcome::NotEmbedded)).collect();
         let reason = match sizeable.as_slice() {
-            [] => return Ok(None),
+            [] | [FaceOutcome::Duplicate] | [FaceOutcome::NotEmbedded] => return None,
             [_, _, ..] => Reason::OneAtATime,
             [FaceOutcome::NotLive] => Reason::NotLive,
-            [FaceOutcome::Duplicate] => return Ok(None),
             [FaceOutcome::Probe(embedding)] => {
-                let (reason, subject) = self.face_reason(&gate_id, state, embedding.as_slice(), times).await;
+                let (reason, subject) = self.face_reason(gate_id, state, embedding.as_slice(), times).await;
                 times.decided_at = Some(Instant::now());
-                return Ok(Some(self.conclude(&gate_id, state, reason, Via::Face, subject).await));
+                return Some(self.conclude(gate_id, state, reason, Via::Face, subject).await);
             }
-            [FaceOutcome::NotEmbedded] => return Ok(None),
         };
         times.decided_at = Some(Instant::now());
-        Ok(Some(self.conclude(&gate_id, state, reason, Via::Face, None).await))
+        Some(self.conclude(gate_id, state, reason, Via::Face, None).await)
+    }
+
+    /// Evidence mode: anonymises `frame` off the decision path and keeps it; the original
+    /// pixels are wiped either way. Failures are logged without paths or contents.
+    fn keep_evidence(&self, gate: &Id, frame: RgbFrame) {
+        let Some(evidence) = self.inner.evidence.clone() else { return };
+        let (gate, governance, venue) = (gate.clone(), self.inner.governance.clone(), self.inner.venue.clone());
+        self.inner.tracker.spawn(async move {
+            let at = std::time::SystemTime::now();
+            let gate_name = gate.clone();
+            let kept = tokio::task::spawn_blocking(move || {
+                let RgbFrame { w, h, rgb, .. } = frame;
+                let anonymised = evidence.anonymiser.frame(rgb, w, h).map_err(|e| e.to_string())?;
+                evidence.store.save(&anonymised, &gate_name, at).map(|_| ()).map_err(|e| e.to_string())
+            })
+            .await;
+            let outcome = match kept {
+                Ok(Ok(())) => "anonymised frame kept".to_owned(),
+                _ => {
+                    tracing::warn!(%gate, "an evidence frame could not be kept");
+                    "not kept".to_owned()
+                }
+            };
+            governance
+                .audit_optional_venue(format!("gate:{venue}/{gate}"), "evidence.keep", Some(&venue), None, outcome)
+                .await;
+        });
     }
 
     /// A face already embedded (by the caller's own face stage, or the simulator) at `gate`.

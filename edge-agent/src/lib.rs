@@ -27,6 +27,7 @@
 
 pub mod agents;
 pub mod count;
+pub mod enrolment;
 pub mod evidence;
 pub mod face;
 pub mod frames;

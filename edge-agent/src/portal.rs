@@ -38,13 +38,15 @@ use passage_policy::subjects::{SubjectError, SubjectRecord};
 use passage_policy::tickets::TicketKey;
 use passage_transport::{Bus, ServerTls};
 use passage_vision::face::FacePipeline;
-use passage_wire::{EnrolStatus, Id};
+use passage_wire::Id;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::agents::{Governance, FACE_ACCESS};
+use crate::enrolment::{enrol_with_consent, Enrolment, EnrolmentError};
+use crate::face::{enrolment_embedding, EnrolmentPhotoError};
 use crate::keyholder::KeyHolder;
 use crate::notices::{topic_for_token_hash, Notices};
 use crate::{lock, now_secs};
@@ -207,21 +209,6 @@ impl Portal {
     async fn audit(&self, actor: String, action: &'static str, venue: Option<&Id>, subject: &Id, outcome: String) {
         self.inner.governance.audit_optional_venue(actor, action, venue, Some(subject), outcome).await;
     }
-
-    fn store_put(&self, subject: &Id, records: Vec<SubjectRecord>) -> Result<(), ApiError> {
-        let Some(store) = &self.inner.governance.subjects else { return Ok(()) };
-        let mut store = lock(store);
-        for record in &records {
-            store.put(subject.as_str(), record).map_err(|error| {
-                tracing::error!(%error, "subject record not stored");
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "your record could not be stored; nothing was enrolled",
-                )
-            })?;
-        }
-        Ok(())
-    }
 }
 
 /// An error answer.
@@ -367,21 +354,20 @@ fn check_ticket(ticket: Option<String>, venue: &Id, key: Option<&TicketKey>) -> 
 
 /// The one face of an enrolment photo, embedded (wiped on drop).
 fn embed_photo(faces: &FacePipeline, photo: &[u8]) -> Result<passage_vision::face::Embedding, ApiError> {
-    let unprocessable = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
-    let image = passage_vision::decode::decode(photo).map_err(|e| unprocessable(format!("the photo: {e}")))?;
-    let (found, _) = faces.process(&image.rgb, image.w, image.h).map_err(|error| {
-        tracing::warn!(%error, "face chain failed on an enrolment photo");
-        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the photo could not be processed")
-    })?;
-    drop(image);
-    let mut embedded = found.into_iter().filter_map(|f| f.embedding);
-    match (embedded.next(), embedded.next()) {
-        (None, _) => Err(unprocessable(
-            "no face large enough was found: use a well-lit photo of your face, looking at the camera".into(),
-        )),
-        (Some(_), Some(_)) => Err(unprocessable("more than one face is in the photo: only yours may be".into())),
-        (Some(one), None) => Ok(one),
-    }
+    enrolment_embedding(faces, photo).map_err(|error| match error {
+        EnrolmentPhotoError::Pipeline(_) => {
+            tracing::warn!(%error, "face chain failed on an enrolment photo");
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "the photo could not be processed")
+        }
+        EnrolmentPhotoError::NoFace => ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "no face large enough was found: use a well-lit photo of your face, looking at the camera",
+        ),
+        EnrolmentPhotoError::SeveralFaces => {
+            ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "more than one face is in the photo: only yours may be")
+        }
+        other => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, other.to_string()),
+    })
 }
 
 async fn register(
@@ -438,64 +424,41 @@ async fn register(
                 .map_err(|_| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "no pseudonym"))?
         }
     };
-    let purpose = &portal.inner.purpose;
     let now = now_secs();
     let version = venue.notice.version;
-    // Consent first, with its evidence, then the biometric template: no consent, no template.
-    lock(&portal.inner.governance.consent)
-        .grant(&subject, &venue_id, purpose, version, now)
-        .map_err(|e| ApiError::new(StatusCode::CONFLICT, e.to_string()))?;
-    let mut records = vec![SubjectRecord::Consent {
-        venue: venue_id.to_string(),
-        purpose: FACE_ACCESS.into(),
-        notice: version,
-        granted: true,
-        at: now,
-    }];
+    let mut records = Vec::new();
     if let Some(value) = contact {
         records.push(SubjectRecord::Contact { value, at: now });
     }
     if let Some(ticket) = ticket {
         records.push(SubjectRecord::Ticket { venue: venue_id.to_string(), ticket, at: now });
     }
-    let kept = {
-        let (portal, subject) = (portal.clone(), subject.clone());
-        tokio::task::spawn_blocking(move || portal.store_put(&subject, records)).await
+    // Consent first, with its evidence, then the biometric template: no consent, no template.
+    let enrolment = Enrolment {
+        venue: &venue_id,
+        subject: &subject,
+        notice_version: version,
+        actor: format!("visitor:{subject}"),
+        records,
     };
-    if !matches!(kept, Ok(Ok(()))) {
-        lock(&portal.inner.governance.consent).withdraw(&subject, &venue_id, purpose);
-        return Err(ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "your consent could not be recorded; nothing was enrolled",
-        ));
-    }
-    let actor = format!("visitor:{subject}");
-    portal
-        .audit(actor.clone(), "consent.grant", Some(&venue_id), &subject, format!("{FACE_ACCESS}, notice v{version}"))
-        .await;
-
-    let enrolled = venue.keyholder.enrol(&venue.bus, &subject, embedding.as_slice()).await;
+    let enrolled =
+        enrol_with_consent(&portal.inner.governance, &venue.keyholder, &venue.bus, enrolment, embedding.as_slice())
+            .await;
     drop(embedding);
-    let keyholder_actor = format!("keyholder:{venue_id}");
     match enrolled {
-        Ok(response) if response.status == EnrolStatus::Ok => {
-            portal.audit(keyholder_actor, "template.enrol", Some(&venue_id), &subject, "stored".into()).await;
+        Ok(()) => {}
+        Err(EnrolmentError::Consent(error)) => return Err(ApiError::new(StatusCode::CONFLICT, error.to_string())),
+        Err(EnrolmentError::Evidence(_)) => {
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "your consent could not be recorded; nothing was enrolled",
+            ))
         }
-        outcome => {
-            let why = match &outcome {
-                Ok(response) => format!("refused: {:?}", response.status),
-                Err(error) => {
-                    tracing::warn!(%error, "enrolment failed");
-                    "matcher unreachable".to_owned()
-                }
-            };
-            portal.audit(keyholder_actor, "template.enrol", Some(&venue_id), &subject, why).await;
-            // The consent served no purpose: withdrawn, with evidence of that.
-            withdraw_consent(&portal, &subject, &venue_id, version).await;
+        Err(_) => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "enrolment is unavailable right now (nothing biometric was kept); try again later or use your ticket",
-            ));
+            ))
         }
     }
 
@@ -526,23 +489,6 @@ async fn register(
         "notice_topic": notice_topic,
     });
     Ok(no_store((StatusCode::CREATED, Json(body)).into_response()))
-}
-
-/// Withdraws `subject`'s face-access consent at `venue` in the registry and records the
-/// withdrawal as evidence; returns whether the evidence was stored.
-async fn withdraw_consent(portal: &Portal, subject: &Id, venue: &Id, notice: u32) -> bool {
-    lock(&portal.inner.governance.consent).withdraw(subject, venue, &portal.inner.purpose);
-    let record = SubjectRecord::Consent {
-        venue: venue.to_string(),
-        purpose: FACE_ACCESS.into(),
-        notice,
-        granted: false,
-        at: now_secs(),
-    };
-    let (p, s) = (portal.clone(), subject.clone());
-    let stored = matches!(tokio::task::spawn_blocking(move || p.store_put(&s, vec![record])).await, Ok(Ok(())));
-    portal.audit(format!("visitor:{subject}"), "consent.withdraw", Some(venue), subject, FACE_ACCESS.into()).await;
-    stored
 }
 
 async fn export(
@@ -635,7 +581,11 @@ async fn withdraw(
     let venue =
         portal.inner.venues.get(&venue_id).ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "no such venue"))?;
     // The gates refuse this subject from here on, whatever happens next.
-    let evidence = withdraw_consent(&portal, &subject, &venue_id, venue.notice.version).await;
+    let evidence = portal
+        .inner
+        .governance
+        .withdraw_face_access(format!("visitor:{subject}"), &subject, &venue_id, venue.notice.version)
+        .await;
     let erased = erase_template(&portal, venue, &venue_id, &subject).await?;
     Ok(no_store(
         Json(json!({ "withdrawn": true, "evidence_recorded": evidence, "template_erased": erased })).into_response(),

@@ -24,16 +24,9 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 async fn health(State(matcher): State<Matcher>) -> Response {
-    let stats = matcher.stats();
-    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
-    Json(serde_json::json!({
-        "status": "ok",
-        "requests": load(&stats.requests),
-        "answered": load(&stats.answered),
-        "busy": load(&stats.busy),
-        "rejected": load(&stats.rejected),
-    }))
-    .into_response()
+    let mut body = matcher.stats().snapshot();
+    body["status"] = "ok".into();
+    Json(body).into_response()
 }
 
 async fn match_probe(State(matcher): State<Matcher>, body: Bytes) -> Response {

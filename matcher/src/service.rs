@@ -84,6 +84,21 @@ pub struct MatcherStats {
     pub erasures: AtomicU64,
 }
 
+impl MatcherStats {
+    /// The request counters as JSON (health endpoint, final summary line).
+    pub fn snapshot(&self) -> serde_json::Value {
+        let load = |c: &AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+        serde_json::json!({
+            "requests": load(&self.requests),
+            "answered": load(&self.answered),
+            "busy": load(&self.busy),
+            "rejected": load(&self.rejected),
+            "enrolments": load(&self.enrolments),
+            "erasures": load(&self.erasures),
+        })
+    }
+}
+
 struct VenueGallery {
     gallery: Gallery,
     subjects: Vec<Id>,

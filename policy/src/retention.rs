@@ -51,6 +51,16 @@ pub fn keep(
                 Some((false, withdrawn)) => now < withdrawn.saturating_add(rules_of(venue).consent_evidence_secs),
                 None => false,
             },
+            // Kept as long as the consent evidence of its venue.
+            SubjectRecord::ConsentForm { venue, at, .. } => {
+                let here: Vec<_> = last.iter().filter(|((v, _), _)| *v == venue.as_str()).map(|(_, g)| *g).collect();
+                if here.iter().any(|(granted, _)| *granted) {
+                    true
+                } else {
+                    let ended = here.iter().map(|(_, at)| *at).max().unwrap_or(*at);
+                    now < ended.saturating_add(rules_of(venue).consent_evidence_secs)
+                }
+            }
             SubjectRecord::Contact { at, .. } => {
                 let secs = last.keys().map(|(v, _)| rules_of(v).notice_secs).max().unwrap_or(fallback.notice_secs);
                 any_active || now < ended_at.max(*at).saturating_add(secs)
@@ -110,5 +120,18 @@ mod tests {
         let records = vec![consent("gone", true, 0), consent("gone", false, DAY), consent("arena", true, DAY)];
         let at = DAY + 31 * DAY;
         assert_eq!(keep(&records, at, rules, FALLBACK), vec![false, false, true]);
+    }
+
+    #[test]
+    fn a_consent_form_reference_lives_as_long_as_the_consent_evidence() {
+        let form = SubjectRecord::ConsentForm { venue: "arena".into(), reference: "FORM-17".into(), at: 0 };
+        let active = vec![consent("arena", true, 0), form.clone()];
+        assert_eq!(keep(&active, 5 * 365 * DAY, rules, FALLBACK), vec![true, true]);
+        let withdrawn = vec![consent("arena", true, 0), form.clone(), consent("arena", false, DAY)];
+        assert_eq!(keep(&withdrawn, 300 * DAY, rules, FALLBACK), vec![true, true, true]);
+        assert_eq!(keep(&withdrawn, DAY + 365 * DAY, rules, FALLBACK), vec![false; 3]);
+        // A form of another venue's consent does not keep this one alive.
+        let elsewhere = vec![consent("gone", true, 0), form];
+        assert_eq!(keep(&elsewhere, 400 * DAY, rules, FALLBACK), vec![true, false]);
     }
 }

@@ -41,6 +41,16 @@ pub enum SubjectRecord {
         /// When, Unix seconds.
         at: i64,
     },
+    /// Where the evidence of a consent given outside the portal is kept (a signed form at a
+    /// registration desk: `passage enrol --consent-ref`), by the venue's own reference.
+    ConsentForm {
+        /// Venue.
+        venue: String,
+        /// The venue's reference of the signed form.
+        reference: String,
+        /// When it was recorded, Unix seconds.
+        at: i64,
+    },
     /// A ticket the visitor linked to their registration (the gate checks its conditions).
     Ticket {
         /// Venue.

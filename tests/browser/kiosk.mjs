@@ -6,14 +6,14 @@
 //        --photo2 FACE2.jpg --stranger OTHER.jpg --wrong-ticket CODE --qr TICKET.png --out DIR
 //
 // The visitor registers through the portal API with consent, FACE.jpg and a ticket for
-// another zone (CODE); their "phone" (a second page holding only the access key) follows its
-// notice stream. Then, at kiosk /gate/arena/north-1:
+// another zone (CODE); their "phone" (the portal page with only the access key entered)
+// follows their gate refusals in its notices panel. Then, at kiosk /gate/arena/north-1:
 //   1. the visitor's face: red (their ticket is for another area); the kiosk shows only the
 //      neutral message, the phone receives the precise reason;
 //   2. an unregistered face: red; the phone receives nothing more;
 //   3. a QR ticket (TICKET.png) held up to the camera: green;
 //   4. the visitor withdraws consent; their face (FACE2.jpg) is refused at the next request.
-// Every state is screenshotted (DIR/kiosk-*.png). Requests to any host other than loopback
+// Every state is screenshotted (DIR/kiosk-*.png, DIR/phone-refusal.png). Requests to any host other than loopback
 // fail the run, as do console errors. Last stdout line is JSON: {"ok":true,...} or
 // {"ok":false,"error":"..."} with exit status 1. Progress goes to stderr.
 
@@ -78,30 +78,14 @@ async function main() {
     const { access_key: key } = await registered.json();
     log('visitor registered');
 
-    // The visitor's phone: a page of the portal's origin following the notice stream.
+    // The visitor's phone: the portal page following the visitor's refusals with the key.
     const phone = await context.newPage();
+    phone.on('pageerror', (err) => errors.push(`phone page error: ${err.message}`));
     await phone.goto(`${base}/`);
-    await phone.evaluate(async (accessKey) => {
-      window.notices = [];
-      const response = await fetch('/api/v1/me/notices', { headers: { Authorization: `Bearer ${accessKey}` } });
-      const reader = response.body.getReader();
-      const decoder = new TextDecoder();
-      let buffered = '';
-      (async () => {
-        for (;;) {
-          const { value, done } = await reader.read();
-          if (done) return;
-          buffered += decoder.decode(value, { stream: true });
-          let at;
-          while ((at = buffered.indexOf('\n\n')) >= 0) {
-            const block = buffered.slice(0, at);
-            buffered = buffered.slice(at + 2);
-            const data = block.split('\n').find((l) => l.startsWith('data:'));
-            if (data) window.notices.push(JSON.parse(data.slice(5)));
-          }
-        }
-      })();
-    }, key);
+    await phone.fill('#key-input', key);
+    await phone.click('#notices-follow');
+    await phone.waitForFunction(() => /Following/.test(document.getElementById('notices-status').textContent));
+    const refusals = () => phone.locator('#notices li').count();
 
     // The kiosk.
     const kiosk = await context.newPage();
@@ -136,9 +120,13 @@ async function main() {
     const redText = await shows('red', 'kiosk-red.png');
     if (/ticket is for another|anderen Eingang/.test(redText)) fail(`the kiosk shows the personal reason: ${redText}`);
     if (!/Not admitted here/.test(redText) || !/Kein Zutritt hier/.test(redText)) fail(`kiosk text: ${redText}`);
-    await phone.waitForFunction(() => window.notices.length >= 1, null, { timeout: 10_000 });
-    const notice = (await phone.evaluate(() => window.notices))[0];
-    if (notice.reason !== 'ticket_wrong_gate' || !/another entrance/.test(notice.en)) fail(`notice: ${JSON.stringify(notice)}`);
+    const notice = phone.locator('#notices li').first();
+    await notice.waitFor({ timeout: 10_000 });
+    const noticeText = await notice.innerText();
+    if ((await notice.getAttribute('data-reason')) !== 'ticket_wrong_gate' || !/another entrance/.test(noticeText)) {
+      fail(`notice: ${noticeText}`);
+    }
+    await phone.screenshot({ path: path.join(opts.out, 'phone-refusal.png'), fullPage: true });
     log('red with the reason on the phone only');
     await idle();
 
@@ -166,7 +154,7 @@ async function main() {
     const after = await frame(opts.photo2);
     if (after.decision !== 'red') fail(`after withdrawal: ${JSON.stringify(after)}`);
     await shows('red', 'kiosk-withdrawn.png');
-    const received = await phone.evaluate(() => window.notices.length);
+    const received = await refusals();
     if (received !== 1) fail(`the phone received ${received} notices, expected only its own one`);
     if (errors.length) fail(errors.join('\n'));
     if (blocked.length) fail(`requests off loopback: ${blocked.join(', ')}`);

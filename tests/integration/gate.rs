@@ -263,7 +263,64 @@ fn faces_and_tickets_open_the_gate_under_every_condition() {
     for secret in [ticket.as_bytes(), b"T-GATE-1", contact.as_bytes()] {
         assert!(!crate::portal::contains(&files, secret), "{} in the clear on disk", String::from_utf8_lossy(secret));
     }
+    // The frames that led to a decision, in order (obama3.jpg, the same approach, did not).
+    let decided = [
+        ("obama2.jpg", read("obama2.jpg")),
+        ("biden.jpg", read("biden.jpg")),
+        ("sample4.jpg", read("sample4.jpg")),
+        ("not-a-ticket QR", blank),
+        ("obama.jpg", read("obama.jpg")),
+        ("ticket QR", qr),
+        ("obama2.jpg", read("obama2.jpg")),
+        ("obama.jpg", read("obama.jpg")),
+    ];
+    evidence_was_anonymised_and_expires(dir.path(), &decided);
     rig.stop();
+}
+
+/// Evidence mode (on in the rig): each camera frame that led to a decision is kept as a PNG
+/// in which no detector of the inventory finds a face, its keeping is audited, and the
+/// agent's sweep deletes it once the venue's evidence retention has passed.
+fn evidence_was_anonymised_and_expires(data: &std::path::Path, frames: &[(&str, Vec<u8>)]) {
+    let dir = data.join("evidence");
+    let audit_dir = data.join("audit");
+    let kept_entries = || {
+        passage_policy::audit::read(&audit_dir, usize::MAX, |e| e.event.action == "evidence.keep").expect("audit log")
+    };
+    // Kept off the decision path: wait for the last frames' anonymisation.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while kept_entries().len() < frames.len() {
+        assert!(std::time::Instant::now() < deadline, "{} evidence entries", kept_entries().len());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let entries = kept_entries();
+    assert!(
+        entries.iter().all(|e| e.event.outcome == "anonymised frame kept" && e.event.subject.is_none()),
+        "{entries:?}"
+    );
+    let pngs: Vec<std::path::PathBuf> =
+        std::fs::read_dir(&dir).expect("evidence dir").map(|e| e.expect("entry").path()).collect();
+    assert_eq!(pngs.len(), entries.len(), "one file per evidence entry");
+    // Each file is the anonymised copy of one of the frames, in the order they were decided.
+    let mut pngs = pngs;
+    pngs.sort();
+    let detectors = crate::faces::detectors();
+    let mut background = Vec::new();
+    for (png, (name, original)) in pngs.iter().zip(frames) {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(png).expect("metadata").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{}", png.display());
+        let kept = passage_vision::decode::decode(&std::fs::read(png).expect("read")).expect("a PNG");
+        let original = passage_vision::decode::decode(original).expect("the frame decodes");
+        crate::faces::assert_anonymised(name, &original, &kept, &detectors, &mut background);
+    }
+    assert!(background.len() <= 2, "background detections: {background:?}");
+    let store =
+        passage_edge::evidence::EvidenceStore::open(&dir, Duration::from_secs(6 * 3600), std::time::SystemTime::now())
+            .expect("store");
+    assert_eq!(store.sweep(std::time::SystemTime::now()).expect("sweep"), 0, "nothing expires early");
+    let later = std::time::SystemTime::now() + Duration::from_secs(6 * 3600 + 60);
+    assert_eq!(store.sweep(later).expect("sweep"), pngs.len(), "all gone after six hours");
 }
 
 /// The kiosk in headless Chromium against `passage demo` (tests/browser/kiosk.mjs): a

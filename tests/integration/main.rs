@@ -13,5 +13,6 @@ mod keys;
 mod pki;
 mod portal;
 mod spool;
+mod standalone;
 mod support;
 mod video;

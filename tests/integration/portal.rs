@@ -178,6 +178,19 @@ impl Rig {
                     tickets: tickets.clone(),
                     notices: notices.clone(),
                     faces: gate_faces,
+                    // Evidence mode whenever the rig has faces (the gate test checks it).
+                    evidence: faces.as_ref().map(|_| passage_edge::evidence::GateEvidence {
+                        store: passage_edge::evidence::EvidenceStore::open(
+                            &dir.join("evidence"),
+                            Duration::from_secs(6 * 3600),
+                            std::time::SystemTime::now(),
+                        )
+                        .expect("evidence store"),
+                        anonymiser: Arc::new(
+                            passage_vision::anonymize::Anonymiser::load(&models(), Default::default())
+                                .expect("anonymiser"),
+                        ),
+                    }),
                 },
                 GateSettings { display: Duration::from_secs(1), ..GateSettings::default() },
                 &tracker,

@@ -27,24 +27,30 @@ pub async fn connect(port: u16, name: &str, cancel: &CancellationToken, tracker:
 /// root, where `.cache/models` is), reads its stdout up to the line that starts with `label`
 /// and returns the process, the first word after the label (a URL) and the lines still to come.
 pub fn start_demo(args: &[&str], data: &Path, label: &str) -> (Child, String, Lines<BufReader<ChildStdout>>) {
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_passage"))
-        .arg("demo")
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
+    let mut command = Command::new(env!("CARGO_BIN_EXE_passage"));
+    command.arg("demo").args(args).arg("--data-dir").arg(data);
+    let (demo, rest, lines) = spawn_until(command, label);
+    (demo, rest.split_whitespace().next().expect("a URL after the label").to_owned(), lines)
+}
+
+/// Spawns `command` (warn-level logs, from the repository root) and reads its stdout up to the
+/// line that starts with `label`; returns the process, the rest of that line and the lines
+/// still to come.
+pub fn spawn_until(mut command: Command, label: &str) -> (Child, String, Lines<BufReader<ChildStdout>>) {
+    let mut child = command
         .env("PASSAGE_LOG", "warn")
         .current_dir(repo_root())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("passage demo starts");
-    let mut lines = BufReader::new(demo.stdout.take().expect("stdout")).lines();
-    let url = loop {
-        let line = lines.next().unwrap_or_else(|| panic!("the demo prints {label}")).expect("readable");
+        .expect("passage starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let rest = loop {
+        let line = lines.next().unwrap_or_else(|| panic!("{command:?} prints {label}")).expect("readable");
         if let Some(rest) = line.trim().strip_prefix(label) {
-            break rest.split_whitespace().next().expect("a URL after the label").to_owned();
+            break rest.trim().to_owned();
         }
     };
-    (demo, url, lines)
+    (child, rest, lines)
 }
 
 /// Whether the browser tests can run here (Chromium, playwright-core, node). When not, says

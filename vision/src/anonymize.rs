@@ -7,9 +7,11 @@
 //! 108 numbers of a face region of thousands of pixels; what was discarded cannot be
 //! recovered, and no detector in the inventory finds a face in it (tested with all of them).
 
-use crate::face::{Face, FaceDetector};
+use std::path::Path;
+
+use crate::face::{CenterFace, CenterFaceConfig, Face, FaceDetector, UltraFace, UltraFaceConfig};
 use crate::image::check_rgb;
-use crate::VisionError;
+use crate::{inventory, VisionError};
 
 /// Anonymisation settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +157,55 @@ pub fn anonymize_frame(
 ) -> Result<AnonymisedFrame, VisionError> {
     anonymize(&mut rgb, w, h, faces, config)?;
     Ok(AnonymisedFrame { w, h, rgb: std::mem::take(&mut *rgb) })
+}
+
+/// The edge's anonymiser: every face that either of two different detectors finds (CenterFace
+/// and UltraFace, both more eager than the services' own thresholds: mosaicking something that
+/// is not a face costs nothing, missing a face is a leak), mosaicked pass after pass
+/// ([`anonymize_detected`]). `passage anonymize` and the gates' evidence mode use it.
+pub struct Anonymiser {
+    centerface: CenterFace,
+    ultraface: UltraFace,
+    config: AnonymizeConfig,
+}
+
+impl std::fmt::Debug for Anonymiser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Anonymiser").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+impl Anonymiser {
+    /// Loads both detectors from `{models_dir}/{name}/{file}`, checking their pins.
+    ///
+    /// # Errors
+    /// A model that cannot be read, is not the pinned file, or does not load.
+    pub fn load(models_dir: &Path, config: AnonymizeConfig) -> Result<Anonymiser, VisionError> {
+        let path = |spec: &inventory::ModelSpec| models_dir.join(spec.name).join(spec.file);
+        let eager = CenterFaceConfig { min_score: 0.3, ..CenterFaceConfig::default() };
+        let centerface = CenterFace::load(&path(&inventory::CENTERFACE), eager)?;
+        let eager = UltraFaceConfig { min_score: 0.4, ..UltraFaceConfig::default() };
+        let ultraface = UltraFace::load(&path(&inventory::FR_DETECT), eager)?;
+        Ok(Anonymiser { centerface, ultraface, config })
+    }
+
+    /// Mosaics every face in a packed RGB frame in place; returns how many regions were
+    /// mosaicked.
+    ///
+    /// # Errors
+    /// [`VisionError`] from a detector or a buffer of the wrong size.
+    pub fn anonymize(&self, rgb: &mut [u8], w: u32, h: u32) -> Result<usize, VisionError> {
+        anonymize_detected(rgb, w, h, &[&self.centerface, &self.ultraface], &self.config)
+    }
+
+    /// Mosaics every face of a frame, consuming the original pixels (wiped on failure).
+    ///
+    /// # Errors
+    /// As [`Anonymiser::anonymize`].
+    pub fn frame(&self, mut rgb: zeroize::Zeroizing<Vec<u8>>, w: u32, h: u32) -> Result<AnonymisedFrame, VisionError> {
+        self.anonymize(&mut rgb, w, h)?;
+        Ok(AnonymisedFrame { w, h, rgb: std::mem::take(&mut *rgb) })
+    }
 }
 
 #[cfg(test)]

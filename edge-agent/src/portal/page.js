@@ -1,6 +1,6 @@
 // The visitor portal: notice, consent, photo (upload or camera), registration, and the
-// visitor's own export, withdrawal and erasure with their access key. No third-party code;
-// talks only to this origin.
+// visitor's own export, withdrawal, erasure and gate-refusal notices with their access key.
+// No third-party code; talks only to this origin.
 'use strict';
 
 const $ = (id) => document.getElementById(id);
@@ -8,6 +8,7 @@ let venues = [];
 let lang = 'en';
 let photoBlob = null;
 let stream = null;
+let following = null;
 
 function status(el, text, ok) {
   el.textContent = text;
@@ -199,6 +200,65 @@ async function erase() {
   }
 }
 
+function showRefusal(notice) {
+  const item = document.createElement('li');
+  item.dataset.reason = notice.reason;
+  const when = new Date(notice.at * 1000);
+  const time = document.createElement('time');
+  time.dateTime = when.toISOString();
+  time.textContent = when.toLocaleString(lang === 'de' ? 'de-DE' : 'en-GB');
+  const venue = venues.find((v) => v.id === notice.venue);
+  const where = document.createElement('span');
+  where.textContent = ` ${venue ? venue.name : notice.venue}, gate ${notice.gate}: `;
+  const reason = document.createElement('span');
+  reason.lang = lang;
+  reason.textContent = notice[lang] || notice.en;
+  item.append(time, where, reason);
+  $('notices').prepend(item);
+}
+
+// The notice stream needs the access key in a header, which EventSource cannot send: read the
+// server-sent events from a fetch body instead.
+async function followRefusals() {
+  const out = $('notices-status');
+  const key = $('key-input').value.trim();
+  if (!key) return status(out, 'Enter your access key above.', false);
+  if (following) following.abort();
+  const controller = new AbortController();
+  following = controller;
+  $('notices').replaceChildren();
+  try {
+    const response = await fetch('/api/v1/me/notices', {
+      headers: { Authorization: `Bearer ${key}`, Accept: 'text/event-stream' },
+      cache: 'no-store',
+      signal: controller.signal,
+    });
+    if (!response.ok) {
+      const body = await response.json().catch(() => ({}));
+      return status(out, body.error || `Failed (${response.status}).`, false);
+    }
+    status(out, 'Following: a refusal at a gate appears here at once.', true);
+    const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buffered = '';
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) break;
+      buffered += value;
+      let end;
+      while ((end = buffered.indexOf('\n\n')) >= 0) {
+        const lines = buffered.slice(0, end).split('\n');
+        buffered = buffered.slice(end + 2);
+        const event = (lines.find((l) => l.startsWith('event:')) || '').slice(6).trim();
+        const data = lines.filter((l) => l.startsWith('data:')).map((l) => l.slice(5)).join('\n');
+        if (event === 'notice' && data) showRefusal(JSON.parse(data));
+      }
+    }
+    status(out, 'The connection closed; follow again to reconnect.', false);
+  } catch (err) {
+    if (err.name !== 'AbortError') status(out, `Refusals cannot be followed: ${err.message}`, false);
+  }
+}
+
 document.addEventListener('DOMContentLoaded', () => {
   $('venue').addEventListener('change', showNotice);
   $('lang-en').addEventListener('click', () => setLang('en'));
@@ -214,5 +274,6 @@ document.addEventListener('DOMContentLoaded', () => {
   $('export').addEventListener('click', exportData);
   $('withdraw').addEventListener('click', withdraw);
   $('erase').addEventListener('click', erase);
+  $('notices-follow').addEventListener('click', followRefusals);
   loadVenues().catch((err) => status($('register-status'), `The page could not load: ${err.message}`, false));
 });
