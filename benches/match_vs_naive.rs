@@ -2,8 +2,12 @@
 //! the approach any user of `tfhe`'s high-level API would write first (one encrypted
 //! multiplication per coefficient, summed: `Σ FheInt16(t_i) * FheInt16(p_i)`).
 //!
+//! A third side is TenSEAL (CKKS, encrypted probe times encrypted gallery, SIMD across
+//! templates: `benches/peer/tenseal_match.py`), run through the peer venv's Python
+//! (`scripts/peer-venv`; `PASSAGE_PEER_PYTHON` overrides it, `none` skips it).
+//!
 //! `cargo bench --bench match_vs_naive` prints one JSON line per side and the per-template
-//! ratio. Both sides compute the same integer inner products of int4 vectors and are checked
+//! ratios. Every side computes the same integer inner products of int4 vectors and is checked
 //! against the plaintext result. Options through the environment:
 //! `PASSAGE_BENCH_GALLERY` (engine gallery size, default 16384), `PASSAGE_BENCH_NAIVE_DIM`
 //! (coefficients the naive side computes, default 8; its per-template time is for the
@@ -78,4 +82,28 @@ fn main() {
         );
         println!("{}", serde_json::json!({"ratio_naive_over_passage": naive_us / engine_us}));
     });
+
+    // TenSEAL, in the peer venv, one batch of 4,096 templates (its SIMD width at N = 8192).
+    let python = std::env::var("PASSAGE_PEER_PYTHON").unwrap_or_else(|_| ".cache/peer-venv/bin/python".into());
+    if python == "none" {
+        return;
+    }
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peer/tenseal_match.py");
+    let output = std::process::Command::new(&python).arg(&script).args(["--dim", &d.to_string()]).output();
+    let line = match output {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or("").to_owned(),
+        Ok(out) => {
+            eprintln!("TenSEAL side failed: {}", String::from_utf8_lossy(&out.stderr));
+            return;
+        }
+        Err(error) => {
+            eprintln!("TenSEAL side skipped: cannot run {python} ({error}); make it with scripts/peer-venv");
+            return;
+        }
+    };
+    println!("{line}");
+    let peer: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+    if let Some(peer_us) = peer["per_template_us"].as_f64() {
+        println!("{}", serde_json::json!({"ratio_tenseal_over_passage": peer_us / engine_us}));
+    }
 }

@@ -49,6 +49,11 @@ pub struct MatchArgs {
     /// to measure the precision of decisions near the threshold.
     #[arg(long)]
     spread: Option<f32>,
+    /// Real embeddings: every face in the JPEG/PNG images of DIR (embedded with the models of
+    /// `PASSAGE_MODELS` or `.cache/models`) is enrolled first and used as the probes, in turn;
+    /// random unit vectors fill the rest of the gallery.
+    #[arg(long, value_name = "DIR")]
+    real_faces: Option<std::path::PathBuf>,
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -93,11 +98,20 @@ struct Workload {
 /// tests). Decision mode: quantised unit vectors (the decision needs the score bound of
 /// normalised embeddings); with `--spread`, every template's cosine to the probe is drawn
 /// uniformly within `threshold ± spread`, to measure the precision near the threshold.
-fn workload(args: &MatchArgs, params: &Params, r: &mut rand::rngs::StdRng) -> Workload {
+fn workload(args: &MatchArgs, params: &Params, r: &mut rand::rngs::StdRng, real: &[Vec<f32>]) -> Workload {
     let quantizer = Quantizer::new(params);
     let threshold = quantizer.score_threshold(args.threshold);
     let quantize =
         |v: &[f32]| quantizer.quantize(v).unwrap_or_else(|_| QuantizedVector::from_coefficients(vec![0; v.len()]));
+    if !real.is_empty() {
+        let templates = real
+            .iter()
+            .map(|v| quantize(v))
+            .chain((real.len()..args.gallery).map(|_| quantize(&unit_vector(r, params.dim))))
+            .collect();
+        let probes = (0..args.probes).map(|i| quantize(&real[i % real.len()])).collect();
+        return Workload { templates, probes, threshold };
+    }
     match (args.mode, args.spread) {
         (Mode::Score, _) => {
             let random = |r: &mut rand::rngs::StdRng| {
@@ -155,7 +169,14 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
     let mut fhe_rng = FheRng::from_seed(seed);
     let key = SecretKey::generate(params, &mut fhe_rng).map_err(anyhow::Error::msg)?;
     let mut r = rand::rngs::StdRng::from_os_rng();
-    let work = workload(args, &params, &mut r);
+    let real = match &args.real_faces {
+        Some(dir) => real_embeddings(dir, params.dim)?,
+        None => Vec::new(),
+    };
+    if real.len() > args.gallery {
+        bail!("{} real faces do not fit a gallery of {}", real.len(), args.gallery);
+    }
+    let work = workload(args, &params, &mut r, &real);
     let plain = &work.templates;
 
     let mut extra = serde_json::Map::new();
@@ -307,7 +328,42 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
     });
     if let Some(object) = line.as_object_mut() {
         object.extend(extra);
+        if !real.is_empty() {
+            object.insert("real_faces".into(), real.len().into());
+        }
     }
     println!("{line}");
     Ok(())
+}
+
+/// The L2-normalised embedding of every face in the JPEG/PNG images of `dir`, in file order.
+fn real_embeddings(dir: &std::path::Path, dim: usize) -> anyhow::Result<Vec<Vec<f32>>> {
+    use passage_vision::face::{FacePipeline, PipelineConfig};
+    let models = crate::models::models_dir(None);
+    let config =
+        PipelineConfig { liveness: false, max_embedded: usize::MAX, min_face_px: 0.0, ..PipelineConfig::default() };
+    let pipeline = FacePipeline::load(&models, config)
+        .with_context(|| format!("cannot load the face models from {} (passage models fetch)", models.display()))?;
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| passage_edge::frames::is_image_path(p))
+        .collect();
+    paths.sort();
+    let mut out = Vec::new();
+    for path in &paths {
+        let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let image =
+            passage_vision::decode::decode(&bytes).with_context(|| format!("cannot decode {}", path.display()))?;
+        let (faces, _) = pipeline.process(&image.rgb, image.w, image.h)?;
+        out.extend(faces.into_iter().filter_map(|f| f.embedding).map(|e| e.as_slice().to_vec()));
+    }
+    if out.is_empty() {
+        bail!("no face found in the images of {} (scripts/fetch-faces fetches the test photos)", dir.display());
+    }
+    if out.iter().any(|e| e.len() != dim) {
+        bail!("the face models make {}-d embeddings; run with --dim {}", out[0].len(), out[0].len());
+    }
+    eprintln!("{} real faces embedded from {} images in {}", out.len(), paths.len(), dir.display());
+    Ok(out)
 }
