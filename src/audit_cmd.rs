@@ -75,6 +75,13 @@ pub fn run(command: &AuditCommand) -> anyhow::Result<()> {
                 verified.signed_through,
                 verified.head
             );
+            if verified.pruned > 0 {
+                println!(
+                    "retention: the first {} entries were pruned behind a signed base; the {} kept verify from it",
+                    verified.pruned,
+                    verified.entries - verified.pruned
+                );
+            }
             if verified.signed_through < verified.entries {
                 println!(
                     "note: the last {} entries are not yet covered by a signed checkpoint (the writer is running)",

@@ -61,6 +61,11 @@ pub struct DemoArgs {
     /// Bind the broker and the HTTPS listeners to free ports instead of the configured ones.
     #[arg(long)]
     ephemeral_ports: bool,
+    /// Staff accounts file (`passage accounts add`): the dashboard, the DPO page and their APIs
+    /// then need a login (password and TOTP code), scoped to each account's venues and role.
+    /// Without it they are open on loopback, as a demo.
+    #[arg(long, value_name = "FILE")]
+    accounts: Option<PathBuf>,
 }
 
 struct DataDir {
@@ -199,7 +204,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             listen: with_port(&config.http.analytics, args.ephemeral_ports)?,
             tls: Some(tls.clone()),
             audit: Some(audit.clone()),
-            accounts: None,
+            accounts: args.accounts.clone(),
         },
         config.clone(),
         analytics_bus,

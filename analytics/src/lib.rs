@@ -181,7 +181,7 @@ pub async fn start(
 
     let board = Arc::new(alerts::AlertBoard::default());
     alerts::spawn_alerts(Some(bus.clone()), config.clone(), alert_store, board.clone(), cancel.child_token(), tracker);
-    retention::spawn_sweeper(config.clone(), sweep_store, cancel.child_token(), tracker);
+    retention::spawn_sweeper(config.clone(), sweep_store, options.audit.clone(), cancel.child_token(), tracker);
 
     let auth = match options.accounts {
         Some(path) => Some(Arc::new(

@@ -34,7 +34,13 @@ pub fn sweep(store: &mut Store, config: &Config, now: i64) -> Result<Vec<SweepEn
 
 /// Spawns the sweeper on `tracker`: a sweep at start and every [`SWEEP_EVERY`] until
 /// `cancel`.
-pub fn spawn_sweeper(config: Arc<Config>, store: Store, cancel: CancellationToken, tracker: &TaskTracker) {
+pub fn spawn_sweeper(
+    config: Arc<Config>,
+    store: Store,
+    audit: Option<Arc<passage_policy::audit::AuditLog>>,
+    cancel: CancellationToken,
+    tracker: &TaskTracker,
+) {
     let store = Arc::new(std::sync::Mutex::new(store));
     tracker.spawn(async move {
         let mut tick = tokio::time::interval(SWEEP_EVERY);
@@ -43,8 +49,13 @@ pub fn spawn_sweeper(config: Arc<Config>, store: Store, cancel: CancellationToke
                 () = cancel.cancelled() => break,
                 _ = tick.tick() => {}
             }
-            let (store, config) = (store.clone(), config.clone());
+            let (store, config, audit) = (store.clone(), config.clone(), audit.clone());
             let swept = tokio::task::spawn_blocking(move || {
+                // The audit store the DPO page writes to: entries past the audit retention go
+                // behind a signed base (the pruning is itself audited).
+                if let Some(log) = &audit {
+                    log.apply_retention(config.audit_retention_secs());
+                }
                 let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let entries = sweep(&mut store, &config, now_unix())?;
                 let merged = store.compact_rollup()?;

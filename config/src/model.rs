@@ -73,6 +73,12 @@ impl Config {
     pub fn venue(&self, venue: &Id) -> Option<&Venue> {
         self.venues.iter().find(|v| &v.id == venue)
     }
+
+    /// How long the audit log keeps an entry, in seconds: the longest `retention.audit_days` of
+    /// any venue (one log serves them all), three years without venues.
+    pub fn audit_retention_secs(&self) -> i64 {
+        i64::from(self.venues.iter().map(|v| v.retention.audit_days).max().unwrap_or(3 * 365)) * 86_400
+    }
 }
 
 /// Deployment name and where services keep their state.

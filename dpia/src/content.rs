@@ -227,7 +227,7 @@ impl Facts {
 /// The measures, existing and planned.
 pub fn measures(config: &Config, facts: &Facts) -> Vec<Measure> {
     use Risk::{Access, Disappearance, Modification};
-    use Status::{Existing, Planned};
+    use Status::Existing;
     let mode = facts.matching_mode;
     let threshold = facts.threshold;
     let mut out = vec![
@@ -413,11 +413,16 @@ pub fn measures(config: &Config, facts: &Facts) -> Vec<Measure> {
             number: 14,
             code: "ACCOUNTS",
             title: "Staff accounts with a second factor, per-venue scoping",
-            description: "Operator, venue manager and DPO accounts with Argon2id passwords and TOTP, hashed session and bearer tokens, lockout, and per-venue scoping of every page and API.".into(),
-            status: Planned,
+            description: "Operator, venue manager and DPO accounts with Argon2id passwords and TOTP (one use per step), hashed session and bearer tokens, per-account lockout and per-address rate limits, and per-venue scoping of every page and API (the dashboard, the DPO page and their APIs, in `passage analytics serve` and `passage demo` with `--accounts`). Visitors reach only their own data with their access key; the matcher's API admits devices by certificate only.".into(),
+            status: Existing,
             risks: vec![Access],
-            evidence: Vec::new(),
-            action: Some("Governance issue 7: login for every service and the demo (the analytics service has it with serve --accounts)"),
+            evidence: vec![
+                "tests/integration/auth.rs::logins_need_a_fresh_code_and_venues_and_roles_are_enforced",
+                "tests/integration/auth.rs::the_demo_puts_its_dashboard_and_dpo_page_behind_staff_login",
+                "policy/src/accounts.rs::login_needs_password_and_a_fresh_code_and_a_replayed_code_is_refused",
+                "policy/src/accounts.rs::five_failures_lock_the_account_for_fifteen_minutes",
+            ],
+            action: None,
         },
         Measure {
             number: 15,
@@ -455,10 +460,16 @@ pub fn measures(config: &Config, facts: &Facts) -> Vec<Measure> {
                 "Sweepers for consent evidence, denial notices and evidence images in every service, and pruning of the audit log behind a signed base checkpoint ({}).",
                 facts.retention_statement()
             ),
-            status: Planned,
+            status: Existing,
             risks: vec![Access],
-            evidence: Vec::new(),
-            action: Some("Governance issue 7: the sweepers run (subject store, denial notices, evidence images, counts); pruning of the audit log behind a signed base checkpoint is still to do"),
+            evidence: vec![
+                "policy/src/subjects.rs::retention_removes_expired_records_and_shreds_subjects_left_with_none",
+                "edge-agent/src/notices.rs::notices_expire_are_bounded_and_forgotten",
+                "edge-agent/src/evidence.rs::frames_are_kept_until_their_expiry_and_strays_are_removed",
+                "analytics/src/store/queries.rs::the_retention_sweep_deletes_what_expired_and_logs_it",
+                "policy/src/audit/store.rs::pruning_keeps_the_rest_verifiable_behind_a_signed_base",
+            ],
+            action: None,
         },
         Measure {
             number: 18,
@@ -506,7 +517,7 @@ pub fn risks(measures: &[Measure]) -> Vec<RiskAssessment> {
             let likelihood_why = if open > 0 {
                 format!("{open} planned measure(s) still open (see the action plan); with them in place: {}", gauge_name(residual))
             } else {
-                "every measure against this risk is in place and tested".into()
+                "Every measure against this risk is in place and tested.".into()
             };
             match risk {
                 Risk::Access => RiskAssessment {

@@ -43,6 +43,19 @@ fn the_default_deployment_gives_every_artifact_and_a_valid_cnil_file() {
 #[test]
 fn the_cnil_check_finds_what_the_tool_would_mangle() {
     let mut json = cnil_json(&generate(&Config::default()));
+    // Evaluations exist for planned measures only, and the default deployment has none left:
+    // add two as the generator writes them, to break.
+    let created = json["measures"][0]["created_at"].clone();
+    let evaluation = |id: u32, reference: &str| {
+        serde_json::json!({
+            "id": id, "pia_id": 1, "reference_to": reference, "status": 2, "global_status": 1,
+            "action_plan_comment": "to implement", "evaluation_comment": "planned",
+            "gauges": { "x": 0, "y": 0 }, "estimated_implementation_date": null,
+            "person_in_charge": "author", "evaluation_date": null, "created_at": created.clone(),
+        })
+    };
+    json["evaluations"] = Value::Array(vec![evaluation(1, "3.1.14"), evaluation(2, "3.1.17")]);
+    assert!(cnil::check(&json).is_ok(), "the added evaluations are well formed");
     json["answers"][0]["reference_to"] = Value::String("111".into());
     json["answers"][22]["data"]["gauge"] = Value::from(7);
     json["evaluations"][0]["reference_to"] = Value::String("3.1.999".into());

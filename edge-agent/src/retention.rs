@@ -43,7 +43,8 @@ pub fn sweep_subjects(store: &mut SubjectStore, config: &Config, now: i64) -> Re
     store.retain(|_, records| keep(records, now, lookup, fallback))
 }
 
-/// Spawns the sweeper on `tracker`: a sweep at start and every `every` until `cancel`.
+/// Spawns the sweeper on `tracker`: a sweep of the subject store (and a pruning of `audit`,
+/// when given) at start and every `every` until `cancel`.
 pub fn spawn_subject_sweeper(
     store: Arc<Mutex<SubjectStore>>,
     config: Arc<Config>,
@@ -64,7 +65,7 @@ pub fn spawn_subject_sweeper(
                 let done =
                     sweep_subjects(&mut store.lock().unwrap_or_else(PoisonError::into_inner), &config, now_secs())?;
                 if done != Retained::default() {
-                    if let Some(log) = audit {
+                    if let Some(log) = &audit {
                         let outcome = format!(
                             "{} records removed, {} subjects shredded",
                             done.records_removed, done.subjects_shredded
@@ -73,6 +74,9 @@ pub fn spawn_subject_sweeper(
                             tracing::warn!(%error, "retention report not audited");
                         }
                     }
+                }
+                if let Some(log) = &audit {
+                    log.apply_retention(config.audit_retention_secs());
                 }
                 Ok::<_, SubjectError>(done)
             })

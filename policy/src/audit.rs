@@ -4,5 +4,5 @@
 pub mod chain;
 pub mod store;
 
-pub use chain::{Broken, Checkpoint, Entry, Event, EventError, Verified};
+pub use chain::{Base, Broken, Checkpoint, Entry, Event, EventError, Verified};
 pub use store::{read, read_public_key, verify, AuditError, AuditLog};

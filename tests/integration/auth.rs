@@ -182,3 +182,51 @@ fn logins_need_a_fresh_code_and_venues_and_roles_are_enforced() {
         "reads of the log are audited: {views}"
     );
 }
+
+/// `passage demo --accounts FILE`: the demo's dashboard, its API and the DPO page (HTTPS, the
+/// demo's CA) need a staff login; the same account file's manager gets in with a fresh code.
+#[test]
+fn the_demo_puts_its_dashboard_and_dpo_page_behind_staff_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("accounts.json");
+    let file = file.to_str().expect("utf-8");
+    let mia = add(file, "mia", "manager", Some("arena"));
+    let data = dir.path().join("data");
+    let (demo, url, _lines) = crate::support::start_demo(
+        &["--ephemeral-ports", "--visitors", "0", "--accounts", file, "--exit-after", "120"],
+        &data,
+        "dashboard:",
+    );
+    let demo = Server(demo);
+    let addr = url.trim_start_matches("https://").split('/').next().expect("address").to_owned();
+    let ca = std::fs::read_to_string(data.join("pki").join("ca.pem")).expect("the demo's CA");
+    crate::support::runtime().block_on(async {
+        let get = |path: &'static str| crate::standalone::https_get(&addr, &ca, None, path);
+        let (status, _) = get("/api/v1/venues/arena/totals").await.expect("answered");
+        assert_eq!(status, 401, "the API needs a login");
+        let (status, head) = get("/venues/arena").await.expect("answered");
+        assert_eq!(status, 303, "the dashboard redirects to the login: {head}");
+        assert_eq!(get("/dpo").await.expect("answered").0, 303);
+        assert_eq!(get("/login").await.expect("answered").0, 200);
+        // The manager logs in with a fresh code and sees the arena.
+        let code = passage_policy::accounts::code_at(&mia, now()).expect("code");
+        let form = format!("name=mia&password=mia+has+a+long+password&code={code}");
+        let request = format!(
+            "POST /login HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{form}",
+            form.len()
+        );
+        let (status, head) = crate::standalone::https(&addr, &ca, None, &request).await.expect("answered");
+        assert_eq!(status, 303, "{head}");
+        let cookie = head
+            .lines()
+            .find_map(|l| l.to_ascii_lowercase().starts_with("set-cookie: passage_session=").then(|| l[28..].to_owned()))
+            .and_then(|v| v.split(';').next().map(str::to_owned))
+            .expect("a session cookie");
+        let request = format!(
+            "GET /api/v1/venues/arena/totals HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nCookie: passage_session={cookie}\r\n\r\n"
+        );
+        let (status, body) = crate::standalone::https(&addr, &ca, None, &request).await.expect("answered");
+        assert_eq!(status, 200, "{body}");
+    });
+    drop(demo);
+}

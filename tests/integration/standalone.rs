@@ -188,15 +188,29 @@ fn the_standalone_matcher_and_desk_enrolment_identify_a_real_face() {
     }
 }
 
-/// A TLS client request to the matcher's HTTPS API as `identity`; the status code, or `None`
-/// when the handshake or the request fails.
-async fn https_get(addr: &str, ca: &str, identity: Option<(&str, &str)>, path: &str) -> Option<(u16, String)> {
+/// A GET over TLS (the CA `ca`, as `identity` when given); the status and the whole response,
+/// or `None` when the handshake or the request fails.
+pub(crate) async fn https_get(
+    addr: &str,
+    ca: &str,
+    identity: Option<(&str, &str)>,
+    path: &str,
+) -> Option<(u16, String)> {
+    https(addr, ca, identity, &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")).await
+}
+
+/// One raw HTTP/1.1 `request` over TLS; the status and the whole response.
+pub(crate) async fn https(
+    addr: &str,
+    ca: &str,
+    identity: Option<(&str, &str)>,
+    request: &str,
+) -> Option<(u16, String)> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let client = passage_transport::client_config(ca, identity).ok()?;
     let tcp = tokio::net::TcpStream::connect(addr).await.ok()?;
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").ok()?;
     let mut stream = tokio_rustls::TlsConnector::from(client).connect(name, tcp).await.ok()?;
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.ok()?;
     let mut response = Vec::new();
     stream.read_to_end(&mut response).await.ok()?;

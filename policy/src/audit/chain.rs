@@ -244,11 +244,23 @@ impl Broken {
     }
 }
 
+/// The first line of a pruned log: a signed checkpoint over the entries removed (their number
+/// and the hash of the last one), from which the chain of the entries kept continues.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Base {
+    /// The checkpoint of the removed prefix.
+    pub base: Checkpoint,
+}
+
 /// A successful verification.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Verified {
-    /// Entries whose chain was checked.
+    /// Entries whose chain was checked, counting the pruned ones (whose count and last hash
+    /// the signed base vouches for).
     pub entries: u64,
+    /// Entries removed by retention before the base (0 for a log never pruned).
+    pub pruned: u64,
     /// Signed checkpoints checked.
     pub checkpoints: u64,
     /// Entries covered by the latest valid checkpoint.
@@ -261,6 +273,9 @@ pub struct Verified {
 #[derive(Debug)]
 pub struct Verifier {
     prev: [u8; 32],
+    /// Entries before the base of a pruned log, and the hash of the last of them.
+    offset: u64,
+    base_head: [u8; 32],
     heads: Vec<[u8; 32]>,
     signed: u64,
 }
@@ -279,17 +294,41 @@ fn decode_hash(text: &str) -> Option<[u8; 32]> {
 impl Verifier {
     /// A verifier at the start of the log.
     pub fn new() -> Verifier {
-        Verifier { prev: GENESIS, heads: Vec::new(), signed: 0 }
+        Verifier { prev: GENESIS, offset: 0, base_head: GENESIS, heads: Vec::new(), signed: 0 }
     }
 
-    /// Entries accepted so far.
+    /// Entries accepted so far, the pruned ones before a base included.
     pub fn len(&self) -> u64 {
-        self.heads.len() as u64
+        self.offset + self.heads.len() as u64
     }
 
     /// Whether no entry was accepted yet.
     pub fn is_empty(&self) -> bool {
-        self.heads.is_empty()
+        self.len() == 0
+    }
+
+    /// Entries removed before the base (0 without one).
+    pub fn pruned(&self) -> u64 {
+        self.offset
+    }
+
+    /// Starts a pruned log at its signed base: the chain continues from the base's head, at
+    /// the base's size.
+    ///
+    /// # Errors
+    /// [`Broken::Signature`] (index 0) for a bad signature, [`Broken::Sequence`] when entries
+    /// were already accepted.
+    pub fn base(&mut self, base: &Checkpoint, public_key: &[u8]) -> Result<(), Broken> {
+        if !self.is_empty() {
+            return Err(Broken::Sequence { index: self.len(), found: base.size });
+        }
+        let head = decode_hash(&base.head).ok_or(Broken::Signature { index: 0 })?;
+        let signature = hex::decode(&base.signature).map_err(|_| Broken::Signature { index: 0 })?;
+        UnparsedPublicKey::new(&ED25519, public_key)
+            .verify(&checkpoint_message(base.size, &head, base.at), &signature)
+            .map_err(|_| Broken::Signature { index: 0 })?;
+        (self.prev, self.offset, self.base_head, self.signed) = (head, base.size, head, base.size);
+        Ok(())
     }
 
     /// The hash of the last accepted entry (the genesis hash before any).
@@ -352,9 +391,13 @@ impl Verifier {
         if checkpoint.size > self.len() {
             return Err(Broken::Truncated { index, size: self.len() });
         }
-        let expected = match checkpoint.size {
-            0 => GENESIS,
-            // In range: size <= len was checked above.
+        if checkpoint.size < self.offset {
+            // It covers entries pruned behind the base, which vouches for them now.
+            return Ok(());
+        }
+        let expected = match checkpoint.size - self.offset {
+            0 => self.base_head,
+            // In range: offset < size <= len was checked above.
             n => self.heads[(n - 1) as usize],
         };
         if expected != head {

@@ -1,6 +1,10 @@
 //! The audit log on disk: a directory holding
 //!
-//! * `audit.jsonl`: one [`Entry`] per line, appended and synced before `append` returns;
+//! * `audit.jsonl`: one [`Entry`] per line, appended and synced before `append` returns; after
+//!   retention pruned it ([`AuditLog::prune`]), its first line is a signed [`Base`]: the
+//!   number of entries removed and the hash of the last of them, from which the chain of the
+//!   entries kept continues (one atomic file replacement, so a crash leaves the old log or
+//!   the pruned one);
 //! * `checkpoints.jsonl`: signed [`Checkpoint`]s, one every [`CHECKPOINT_EVERY`] entries and
 //!   one when the log is closed;
 //! * `signing.key` (mode 0600, PKCS#8 Ed25519) and `signing.pub` (hex public key), created with
@@ -24,7 +28,7 @@ use std::sync::Mutex;
 use ring::rand::SystemRandom;
 use ring::signature::{Ed25519KeyPair, KeyPair};
 
-use super::chain::{seal, sign_checkpoint, Broken, Checkpoint, Entry, Event, EventError, Verified, Verifier};
+use super::chain::{seal, sign_checkpoint, Base, Broken, Checkpoint, Entry, Event, EventError, Verified, Verifier};
 
 /// Entries between two automatic checkpoints.
 pub const CHECKPOINT_EVERY: u64 = 64;
@@ -255,6 +259,7 @@ pub fn verify(dir: &Path, public_key: Option<&[u8]>) -> Result<Verified, AuditEr
     }
     Ok(Verified {
         entries: verifier.len(),
+        pruned: verifier.pruned(),
         checkpoints: checkpoints.len() as u64,
         signed_through: verifier.signed_through(),
         head: hex::encode(verifier.head()),
@@ -266,16 +271,22 @@ pub fn verify(dir: &Path, public_key: Option<&[u8]>) -> Result<Verified, AuditEr
 fn check(dir: &Path, lines: &[String], checkpoints: &[String], public: &[u8]) -> Result<Verifier, AuditError> {
     let log = dir.join(LOG);
     let mut verifier = Verifier::new();
+    let broken = |broken| AuditError::Broken { path: log.clone(), broken };
+    let mut lines = lines.iter();
+    if let Some(first) = lines.clone().next().filter(|l| l.starts_with("{\"base\"")) {
+        let base: Base = serde_json::from_str(first)
+            .map_err(|error| broken(Broken::Unreadable { index: 0, why: format!("the base: {error}") }))?;
+        verifier.base(&base.base, public).map_err(broken)?;
+        lines.next();
+    }
     for line in lines {
-        verifier.entry_line(line).map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
+        verifier.entry_line(line).map_err(broken)?;
     }
     for (index, line) in checkpoints.iter().enumerate() {
         let index = index as u64;
         let checkpoint: Checkpoint = serde_json::from_str(line)
             .map_err(|_| AuditError::Broken { path: dir.join(CHECKPOINTS), broken: Broken::Signature { index } })?;
-        verifier
-            .checkpoint(index, &checkpoint, public)
-            .map_err(|broken| AuditError::Broken { path: log.clone(), broken })?;
+        verifier.checkpoint(index, &checkpoint, public).map_err(broken)?;
     }
     if verifier.len() - verifier.signed_through() >= CHECKPOINT_EVERY {
         let broken = Broken::Unsigned { from: verifier.signed_through(), to: verifier.len() - 1 };
@@ -480,6 +491,89 @@ impl AuditLog {
         Ok(())
     }
 
+    /// Retention: removes the entries recorded before `before` (seconds since the Unix epoch)
+    /// from the start of the log, behind a signed base (their number and the hash of the last
+    /// of them), so what is kept still verifies from the base on. The log is replaced in one
+    /// atomic rename; checkpoints that covered only removed entries are dropped after it. The
+    /// pruning itself is then audited (`audit.prune`). Returns how many entries were removed.
+    ///
+    /// # Errors
+    /// A broken log (nothing is removed then) or a failed write.
+    pub fn prune(&self, before: i64) -> Result<u64, AuditError> {
+        let log = self.dir.join(LOG);
+        let checkpoints_path = self.dir.join(CHECKPOINTS);
+        let (removed, base) = {
+            let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let (lines, _) = read_lines(&log)?;
+            let (checkpoints, _) = read_lines(&checkpoints_path)?;
+            // Verify before removing anything: a broken log is evidence, kept as it is.
+            let verifier = check(&self.dir, &lines, &checkpoints, self.key.public_key().as_ref())?;
+            let first = usize::from(lines.first().is_some_and(|l| l.starts_with("{\"base\"")));
+            let mut last_removed: Option<Entry> = None;
+            let mut cut = first;
+            for line in &lines[first..] {
+                let entry: Entry = serde_json::from_str(line).map_err(|error| AuditError::Broken {
+                    path: log.clone(),
+                    broken: Broken::Unreadable { index: verifier.pruned(), why: error.to_string() },
+                })?;
+                if entry.event.at >= before {
+                    break;
+                }
+                last_removed = Some(entry);
+                cut += 1;
+            }
+            let Some(last) = last_removed else { return Ok(0) };
+            let head: [u8; 32] = hex::decode(&last.hash)
+                .ok()
+                .and_then(|h| h.try_into().ok())
+                .ok_or_else(|| AuditError::Broken { path: log.clone(), broken: Broken::Content { index: last.seq } })?;
+            let size = last.seq + 1;
+            let base = Base { base: sign_checkpoint(&self.key, size, &head, now()) };
+            let mut text = serde_json::to_vec(&base).unwrap_or_default();
+            text.push(b'\n');
+            for line in &lines[cut..] {
+                text.extend_from_slice(line.as_bytes());
+                text.push(b'\n');
+            }
+            crate::atomic_file::write_private(&log, &text).map_err(io("replace", &log))?;
+            state.file = OpenOptions::new().append(true).open(&log).map_err(io("open", &log))?;
+            state.bytes = text.len() as u64;
+            // Checkpoints of removed entries only: the base vouches for them now.
+            let mut kept = Vec::new();
+            for line in &checkpoints {
+                if serde_json::from_str::<Checkpoint>(line).is_ok_and(|c| c.size >= size) {
+                    kept.extend_from_slice(line.as_bytes());
+                    kept.push(b'\n');
+                }
+            }
+            crate::atomic_file::write_private(&checkpoints_path, &kept).map_err(io("replace", &checkpoints_path))?;
+            state.checkpoints =
+                OpenOptions::new().append(true).open(&checkpoints_path).map_err(io("open", &checkpoints_path))?;
+            state.checkpoint_bytes = kept.len() as u64;
+            state.signed = state.signed.max(size);
+            (size - verifier.pruned(), size)
+        };
+        self.append(Event {
+            at: now(),
+            actor: "system".into(),
+            action: "audit.prune".into(),
+            venue: None,
+            subject: None,
+            outcome: format!("{removed} entries recorded before {before} removed; the log now starts at entry {base}"),
+        })?;
+        Ok(removed)
+    }
+
+    /// Retention run by the services' sweepers: [`AuditLog::prune`] of what is older than
+    /// `keep_secs` now; the outcome is logged, a failure never stops the sweeper.
+    pub fn apply_retention(&self, keep_secs: i64) {
+        match self.prune(now().saturating_sub(keep_secs)) {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "audit entries past their retention pruned behind a signed base"),
+            Err(error) => tracing::error!(%error, "audit log pruning failed"),
+        }
+    }
+
     /// Entries appended so far.
     pub fn len(&self) -> u64 {
         self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner).len
@@ -544,6 +638,48 @@ mod tests {
         assert_eq!(error.broken().map(Broken::index), Some(37), "{error}");
         assert!(error.to_string().contains("entry 37"), "{error}");
         assert!(AuditLog::open(dir.path()).is_err(), "a broken log is not appended to");
+    }
+
+    #[test]
+    fn pruning_keeps_the_rest_verifiable_behind_a_signed_base() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let at = |i: u64| Event { at: 1_700_000_000 + i as i64 * 86_400, ..event(i) };
+        {
+            let log = AuditLog::open(dir.path()).expect("open");
+            for i in 0..150 {
+                log.append(at(i)).expect("append");
+            }
+            // Entries of days 0..100 go; nothing before day 0 is there to prune the second time.
+            assert_eq!(log.prune(1_700_000_000 + 100 * 86_400).expect("prune"), 100);
+            assert_eq!(log.prune(1_600_000_000).expect("nothing older"), 0);
+            assert_eq!(log.len(), 151, "sequence numbers continue (the prune itself is entry 150)");
+            log.append(at(151)).expect("append after pruning");
+        }
+        let verified = verify(dir.path(), None).expect("the pruned log verifies");
+        assert_eq!((verified.entries, verified.pruned), (152, 100));
+        let kept = read(dir.path(), usize::MAX, |_| true).expect("read");
+        assert_eq!(kept.first().map(|e| e.seq), Some(100));
+        assert!(kept.iter().any(|e| e.event.action == "audit.prune" && e.event.outcome.starts_with("100 entries")));
+        assert!(!fs::read_to_string(dir.path().join(LOG)).expect("log").contains("version 99\""));
+        // Reopened, pruned again (a base replaced by a later one), still verifiable.
+        {
+            let log = AuditLog::open(dir.path()).expect("reopen");
+            assert_eq!(log.prune(1_700_000_000 + 120 * 86_400).expect("prune"), 20);
+        }
+        let verified = verify(dir.path(), None).expect("verifies");
+        assert_eq!(verified.pruned, 120);
+
+        // A forged base (another count, or another head) is caught by its signature.
+        let path = dir.path().join(LOG);
+        let original = fs::read_to_string(&path).expect("log");
+        rewrite_line(&path, 0, |l| l.replacen("\"size\":120", "\"size\":119", 1));
+        let error = verify(dir.path(), None).expect_err("forged base");
+        assert!(matches!(error.broken(), Some(Broken::Signature { .. })), "{error}");
+        fs::write(&path, &original).expect("restore");
+        // Removing the base and the entries after it is a broken chain, not a shorter log.
+        let without_base: Vec<&str> = original.lines().skip(1).collect();
+        fs::write(&path, without_base.join("\n") + "\n").expect("write");
+        assert!(verify(dir.path(), None).is_err(), "a log without its base does not verify");
     }
 
     #[test]
