@@ -124,7 +124,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Broker: the embedded broker listens on a loopback port that only the device gateway
     // uses; every party connects through the gateway with its client certificate, and the
     // gateway enforces each certificate's topic rules. An external broker is used as
-    // configured (Mosquitto: `passage pki acl` writes its ACL file).
+    // configured, over mTLS with the same certificates when `broker.tls` is set (Mosquitto:
+    // `passage pki acl` writes its ACL file).
     let mut gateway_events = None;
     let (broker_host, broker_port, tls_bus) = if config.broker.embedded {
         let broker = tokio::task::spawn_blocking(move || EmbeddedBroker::start(0))
@@ -147,7 +148,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             .context("cannot start the device gateway")?;
         ("127.0.0.1".to_owned(), gateway.local_addr().port(), true)
     } else {
-        (config.broker.host.clone(), config.broker.port, false)
+        (config.broker.host.clone(), config.broker.port, config.broker.tls)
     };
     let connect = |name: String, principal: String| {
         let broker = (broker_host.clone(), broker_port);

@@ -108,11 +108,16 @@ pub struct Broker {
     pub host: String,
     /// Broker port; 0 lets the embedded broker pick a free one.
     pub port: u16,
+    /// An external broker is reached over mTLS with the certificates of the data directory's
+    /// device CA (`{data_dir}/pki`): give the broker that CA, a server certificate from
+    /// `passage pki server --dir {data_dir}/pki` and the ACL of `passage pki acl`. The
+    /// embedded broker always sits behind the mTLS device gateway.
+    pub tls: bool,
 }
 
 impl Default for Broker {
     fn default() -> Broker {
-        Broker { embedded: true, host: "127.0.0.1".into(), port: 1883 }
+        Broker { embedded: true, host: "127.0.0.1".into(), port: 1883, tls: false }
     }
 }
 

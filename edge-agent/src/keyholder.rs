@@ -57,6 +57,9 @@ pub enum Identification {
     Ambiguous(usize),
 }
 
+/// The shortest wait for the matcher's answer to an enrolment.
+const ENROL_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The key holder of one venue.
 pub struct KeyHolder {
     venue: Id,
@@ -138,7 +141,9 @@ impl KeyHolder {
         };
         let request =
             EnrolRequest { venue: self.venue.clone(), subject: subject.clone(), template: template.to_bytes() };
-        let reply = bus.request(&topics::enrol(&self.venue), request.encode(), self.timeout).await?;
+        // Enrolment is not on a gate's critical path: wait longer than a match would, so a
+        // matcher busy installing a decision key still answers.
+        let reply = bus.request(&topics::enrol(&self.venue), request.encode(), self.timeout.max(ENROL_TIMEOUT)).await?;
         let response = EnrolResponse::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
         if response.status == EnrolStatus::Ok {
             *lock(&self.index) = None;

@@ -467,30 +467,19 @@ impl Matcher {
                         }
                     }
                     Some(message) = decision_keys.recv() => {
-                        let this = this.clone();
-                        let outcome = tokio::task::spawn_blocking(move || {
-                            let response = match DecisionKeyUpload::decode(&message.payload) {
-                                Ok(upload) if topics::venue_of(&message.topic).as_ref() == Some(&upload.venue) => {
-                                    this.install_decision_key(&upload)
-                                }
-                                Ok(_) => EnrolResponse {
-                                    status: EnrolStatus::Rejected,
-                                    slot: 0,
-                                    epoch: 0,
-                                    detail: "venue in topic and request differ".into(),
-                                },
-                                Err(error) => EnrolResponse {
-                                    status: EnrolStatus::Rejected,
-                                    slot: 0,
-                                    epoch: 0,
-                                    detail: error.to_string(),
-                                },
-                            };
-                            (message, response)
-                        }).await;
-                        if let Ok((message, response)) = outcome {
-                            let _ = bus.respond(&message, response.encode()).await;
-                        }
+                        // Expanding a decision key takes seconds: off this loop, so enrolments
+                        // and erasures are not held up behind it.
+                        let (this, bus) = (this.clone(), bus.clone());
+                        inner_tracker.spawn(async move {
+                            let outcome = tokio::task::spawn_blocking(move || {
+                                let response = this.on_decision_key(&message);
+                                (message, response)
+                            })
+                            .await;
+                            if let Ok((message, response)) = outcome {
+                                let _ = bus.respond(&message, response.encode()).await;
+                            }
+                        });
                     }
                     Some(message) = indexes.recv() => {
                         let reply = match topics::venue_of(&message.topic).and_then(|venue| this.index(&venue)) {
@@ -520,6 +509,18 @@ impl Matcher {
         };
         if let Err(error) = bus.respond(&message, response.encode()).await {
             tracing::warn!(%error, "match response not sent");
+        }
+    }
+
+    /// A decision-key upload from the bus: installed when its topic names its venue. Blocking.
+    fn on_decision_key(&self, message: &Message) -> EnrolResponse {
+        let refused = |detail: String| EnrolResponse { status: EnrolStatus::Rejected, slot: 0, epoch: 0, detail };
+        match DecisionKeyUpload::decode(&message.payload) {
+            Ok(upload) if topics::venue_of(&message.topic).as_ref() == Some(&upload.venue) => {
+                self.install_decision_key(&upload)
+            }
+            Ok(_) => refused("venue in topic and request differ".into()),
+            Err(error) => refused(error.to_string()),
         }
     }
 

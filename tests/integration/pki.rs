@@ -304,3 +304,55 @@ fn https_listeners_that_require_client_certificates_check_the_crl() {
     passage(&["pki", "revoke", "gate:arena/east-1", "--dir", pki.d()]);
     assert!(!handshake(serve_once(&pki), with_cert), "a revoked certificate is refused by the CRL");
 }
+
+/// `broker.tls` with an external broker: the whole demo (matcher, analytics, every venue's
+/// edge agent) reaches Mosquitto over mTLS with the certificates of its data directory's CA,
+/// under the generated ACL, and does its work: gate decisions answered, counts acknowledged.
+#[test]
+fn the_demo_reaches_an_external_mosquitto_over_mtls() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let pki = Pki { dir: data.join("pki"), _temp: tempfile::tempdir().expect("tempdir") };
+    passage(&["pki", "init", "--dir", pki.d()]);
+    let server = pki.issue(&["server", "--name", "broker", "--host", "127.0.0.1"]);
+    let mut config = passage_config::Config::default();
+    // The demo's own principals, issued before the ACL is written.
+    let mut principals = vec!["service:matcher".to_owned(), "service:analytics".to_owned()];
+    principals.extend(config.venues.iter().map(|v| format!("edge:{}", v.id)));
+    for principal in &principals {
+        pki.issue(&["issue", principal]);
+    }
+    let acl = pki.dir.join("mosquitto.acl");
+    passage(&["pki", "acl", "--dir", pki.d(), "--out", acl.to_str().expect("utf-8")]);
+    let settings = format!(
+        "user root\nallow_anonymous false\ncafile {}\ncertfile {}\nkeyfile {}\ncrlfile {}\nrequire_certificate true\nuse_identity_as_username true\nacl_file {}\n",
+        pki.dir.join("ca.pem").display(),
+        server.0.display(),
+        server.1.display(),
+        pki.dir.join("crl.pem").display(),
+        acl.display()
+    );
+    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+    let _mosquitto = Mosquitto::start_with(port, &settings);
+
+    config.deployment.data_dir = Some(data.clone());
+    config.broker.embedded = false;
+    config.broker.tls = true;
+    config.broker.port = port;
+    let config_path = dir.path().join("passage.toml");
+    std::fs::write(&config_path, toml::to_string(&config).expect("toml")).expect("write");
+    let output = Command::new(env!("CARGO_BIN_EXE_passage"))
+        .args(["demo", "--ephemeral-ports", "--exit-after", "35", "--gate-every", "1", "--interval", "5", "--config"])
+        .arg(&config_path)
+        .env("PASSAGE_LOG", "warn")
+        .current_dir(crate::support::repo_root())
+        .output()
+        .expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "demo failed: {}", String::from_utf8_lossy(&output.stderr));
+    let summary: serde_json::Value =
+        serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("JSON summary");
+    assert!(summary["matches_answered"].as_u64().is_some_and(|n| n > 0), "{summary}");
+    assert_eq!(summary["decisions"]["errors"], 0, "{summary}");
+    assert!(summary["counts_acknowledged"].as_u64().is_some_and(|n| n > 0), "{summary}");
+}
