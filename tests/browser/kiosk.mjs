@@ -3,16 +3,19 @@
 //
 // Usage:
 //   node tests/browser/kiosk.mjs --url https://127.0.0.1:PORT/ --input-key-file F --photo FACE.jpg
-//        --photo2 FACE2.jpg --stranger OTHER.jpg --wrong-ticket CODE --qr TICKET.png --out DIR
+//        --photo2 FACE2.jpg --stranger OTHER.png --wrong-ticket CODE --qr TICKET.png
+//        --visitor2 VISITOR2.jpg --ticket2 CODE2 --out DIR
 //
 // The visitor registers through the portal API with consent, FACE.jpg and a ticket for
 // another zone (CODE); their "phone" (the portal page with only the access key entered)
 // follows their gate refusals in its notices panel. Then, at kiosk /gate/arena/north-1:
 //   1. the visitor's face: red (their ticket is for another area); the kiosk shows only the
 //      neutral message, the phone receives the precise reason;
-//   2. an unregistered face: red; the phone receives nothing more;
-//   3. a QR ticket (TICKET.png) held up to the camera: green;
-//   4. the visitor withdraws consent; their face (FACE2.jpg) is refused at the next request.
+//   2. a second visitor (VISITOR2, registered with CODE2, a ticket for this gate's area): green;
+//   3. an unregistered face (OTHER: a single face cut from a group photo): red; the phone
+//      receives nothing more;
+//   4. a QR ticket (TICKET.png) held up to the camera: green;
+//   5. the visitor withdraws consent; their face (FACE2.jpg) is refused at the next request.
 // Every state is screenshotted (DIR/kiosk-*.png, DIR/phone-refusal.png). Requests to any host other than loopback
 // fail the run, as do console errors. Last stdout line is JSON: {"ok":true,...} or
 // {"ok":false,"error":"..."} with exit status 1. Progress goes to stderr.
@@ -24,7 +27,7 @@ import { chromium } from 'playwright-core';
 
 const CHROMIUM = '/usr/bin/chromium';
 const LOCAL_HOSTS = new Set(['127.0.0.1', 'localhost', '[::1]']);
-const NAMES = ['url', 'input-key-file', 'photo', 'photo2', 'stranger', 'wrong-ticket', 'qr', 'out'];
+const NAMES = ['url', 'input-key-file', 'photo', 'photo2', 'stranger', 'wrong-ticket', 'qr', 'visitor2', 'ticket2', 'out'];
 
 class CheckError extends Error {}
 const fail = (message) => {
@@ -62,20 +65,18 @@ async function main() {
     const api = context.request;
     const base = opts.url.href.replace(/\/$/, '');
 
-    // Registration through the portal API.
+    // Registrations through the portal API.
     const venues = await (await api.get(`${base}/api/v1/venues`)).json();
     const version = venues.venues[0].notice_version;
-    const registered = await api.post(`${base}/api/v1/register`, {
-      data: {
-        venue: 'arena',
-        notice_version: version,
-        consent: true,
-        photo: readFileSync(opts.photo).toString('base64'),
-        ticket: opts['wrong-ticket'],
-      },
-    });
-    if (registered.status() !== 201) fail(`registration: ${registered.status()} ${await registered.text()}`);
-    const { access_key: key } = await registered.json();
+    const register = async (photo, ticket) => {
+      const answer = await api.post(`${base}/api/v1/register`, {
+        data: { venue: 'arena', notice_version: version, consent: true, photo: readFileSync(photo).toString('base64'), ticket },
+      });
+      if (answer.status() !== 201) fail(`registration: ${answer.status()} ${await answer.text()}`);
+      return (await answer.json()).access_key;
+    };
+    const key = await register(opts.photo, opts['wrong-ticket']);
+    await register(opts.visitor2, opts.ticket2);
     log('visitor registered');
 
     // The visitor's phone: the portal page following the visitor's refusals with the key.
@@ -106,7 +107,7 @@ async function main() {
       if (answer.status() !== 200) fail(`${what}: ${answer.status()} ${await answer.text()}`);
       return answer.json();
     };
-    const frame = (file) => post('frame', readFileSync(file), 'image/jpeg');
+    const frame = (file) => post('frame', readFileSync(file), file.endsWith('.png') ? 'image/png' : 'image/jpeg');
     const shows = async (state, shot) => {
       await kiosk.waitForSelector(`body.${state}`, { timeout: 10_000 });
       await kiosk.screenshot({ path: path.join(opts.out, shot) });
@@ -130,13 +131,21 @@ async function main() {
     log('red with the reason on the phone only');
     await idle();
 
-    // 2. An unregistered face: red; nobody's phone hears of it.
+    // 2. A second registered visitor whose ticket is for this gate's area: green by face.
+    const welcome = await frame(opts.visitor2);
+    if (welcome.decision !== 'green' || welcome.via !== 'face') fail(`registered face, valid ticket: ${JSON.stringify(welcome)}`);
+    const welcomeText = await shows('green', 'kiosk-green-face.png');
+    if (!/Go ahead/.test(welcomeText)) fail(`kiosk text: ${welcomeText}`);
+    log('registered face with a valid ticket: green');
+    await idle();
+
+    // 3. An unregistered face: red; nobody's phone hears of it.
     const stranger = await frame(opts.stranger);
     if (stranger.decision !== 'red' || stranger.reason !== 'not_recognised') fail(`stranger: ${JSON.stringify(stranger)}`);
     await shows('red', 'kiosk-stranger.png');
     await idle();
 
-    // 3. A QR ticket held up to the camera: green.
+    // 4. A QR ticket held up to the camera: green.
     const qr = await post('frame', readFileSync(opts.qr), 'image/png');
     if (qr.decision !== 'green' || qr.via !== 'ticket') fail(`QR ticket: ${JSON.stringify(qr)}`);
     const greenText = await shows('green', 'kiosk-green.png');
@@ -144,7 +153,7 @@ async function main() {
     log('QR ticket: green');
     await idle();
 
-    // 4. Withdrawal: refused at the very next request (a new approach: past the window).
+    // 5. Withdrawal: refused at the very next request (a new approach: past the window).
     const withdrawn = await api.post(`${base}/api/v1/me/withdraw`, {
       headers: { Authorization: `Bearer ${key}` },
       data: { venue: 'arena' },
@@ -158,7 +167,7 @@ async function main() {
     if (received !== 1) fail(`the phone received ${received} notices, expected only its own one`);
     if (errors.length) fail(errors.join('\n'));
     if (blocked.length) fail(`requests off loopback: ${blocked.join(', ')}`);
-    console.log(JSON.stringify({ ok: true, own: first.reason, stranger: stranger.reason, qr: qr.reason, after: after.reason }));
+    console.log(JSON.stringify({ ok: true, own: first.reason, second: welcome.reason, stranger: stranger.reason, qr: qr.reason, after: after.reason }));
   } finally {
     await browser.close();
   }

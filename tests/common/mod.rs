@@ -17,6 +17,37 @@ pub fn repo_root() -> std::path::PathBuf {
     )
 }
 
+/// Single faces nobody enrolled: PNG crops of the group photo `sample4.jpg` (scripts/fetch-faces),
+/// each face with a margin of its width, boxes from the hand-made ground truth.
+pub fn stranger_crops() -> Vec<Vec<u8>> {
+    let root = repo_root();
+    let truth: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("tests/data/faces-ground-truth.json")).expect("ground truth"),
+    )
+    .expect("ground truth is JSON");
+    let photo = std::fs::read(root.join(".cache/testdata/faces/sample4.jpg")).expect("sample4.jpg");
+    let image = passage_vision::decode::decode(&photo).expect("the photo decodes");
+    let (w, h) = (i64::from(image.w), i64::from(image.h));
+    let faces = truth["images"]["sample4.jpg"]["faces"].as_array().expect("faces");
+    faces
+        .iter()
+        .map(|face| {
+            let b: Vec<i64> =
+                face["box"].as_array().expect("box").iter().filter_map(serde_json::Value::as_i64).collect();
+            let margin = b[2] - b[0];
+            let (x1, y1) = ((b[0] - margin).max(0), (b[1] - margin).max(0));
+            let (x2, y2) = ((b[2] + margin).min(w), (b[3] + margin).min(h));
+            let mut crop = Vec::with_capacity((3 * (x2 - x1) * (y2 - y1)) as usize);
+            for y in y1..y2 {
+                let row = (3 * (y * w + x1)) as usize;
+                crop.extend_from_slice(&image.rgb[row..row + 3 * (x2 - x1) as usize]);
+            }
+            let (cw, ch) = ((x2 - x1) as u32, (y2 - y1) as u32);
+            passage_vision::decode::encode(&crop, cw, ch, passage_vision::decode::OutputFormat::Png).expect("PNG")
+        })
+        .collect()
+}
+
 /// Where Mosquitto is installed, if it is.
 pub fn mosquitto_binary() -> Option<&'static str> {
     ["/usr/sbin/mosquitto", "/usr/bin/mosquitto", "/usr/local/sbin/mosquitto"]

@@ -340,16 +340,24 @@ fn the_kiosk_turns_green_and_red_in_chromium() {
     );
     std::thread::spawn(move || for _ in lines {});
     let wrong = crate::support::issue_ticket(data.path(), &["--zone", "stand-a"]);
+    let valid = crate::support::issue_ticket(data.path(), &["--zone", ZONE]);
+    let stranger = data.path().join("stranger.png");
+    let crop = crate::support::stranger_crops().into_iter().next().expect("a face in the group photo");
+    std::fs::write(&stranger, crop).expect("write the stranger's photo");
     let qr = data.path().join("ticket.png");
     crate::support::issue_ticket(data.path(), &["--zone", ZONE, "--png", &qr.to_string_lossy()]);
     let artifacts = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kiosk-screenshots");
-    let (key_file, photo, photo2, stranger) = (
+    let (key_file, photo, photo2, visitor2) = (
         data.path().join("edge/gate-input.key"),
         image_path("obama.jpg"),
         image_path("obama2.jpg"),
         image_path("biden.jpg"),
     );
-    let args: [&std::ffi::OsStr; 16] = [
+    let args: [&std::ffi::OsStr; 20] = [
+        "--visitor2".as_ref(),
+        visitor2.as_ref(),
+        "--ticket2".as_ref(),
+        valid.as_ref(),
         "--url".as_ref(),
         url.as_ref(),
         "--wrong-ticket".as_ref(),

@@ -342,7 +342,7 @@ fn the_demo_reaches_an_external_mosquitto_over_mtls() {
     let config_path = dir.path().join("passage.toml");
     std::fs::write(&config_path, toml::to_string(&config).expect("toml")).expect("write");
     let output = Command::new(env!("CARGO_BIN_EXE_passage"))
-        .args(["demo", "--ephemeral-ports", "--exit-after", "35", "--gate-every", "1", "--interval", "5", "--config"])
+        .args(["demo", "--ephemeral-ports", "--exit-after", "35", "--visitors", "8", "--interval", "5", "--config"])
         .arg(&config_path)
         .env("PASSAGE_LOG", "warn")
         .current_dir(crate::support::repo_root())
@@ -352,7 +352,11 @@ fn the_demo_reaches_an_external_mosquitto_over_mtls() {
     assert!(output.status.success(), "demo failed: {}", String::from_utf8_lossy(&output.stderr));
     let summary: serde_json::Value =
         serde_json::from_str(stdout.lines().last().expect("a summary line")).expect("JSON summary");
-    assert!(summary["matches_answered"].as_u64().is_some_and(|n| n > 0), "{summary}");
-    assert_eq!(summary["decisions"]["errors"], 0, "{summary}");
-    assert!(summary["counts_acknowledged"].as_u64().is_some_and(|n| n > 0), "{summary}");
+    let n = |path: &str| summary.pointer(path).and_then(serde_json::Value::as_u64).unwrap_or(0);
+    assert!(n("/matches_answered") >= 5, "{summary}");
+    assert!(n("/counts_acknowledged") >= 3, "{summary}");
+    // As in the demo's own test: decisions agree with the simulation's ground truth (a match
+    // that times out on a loaded machine is red `matcher_unavailable`, by design).
+    let decided = n("/decisions/green") + n("/decisions/red");
+    assert!(n("/decisions/agreeing_with_ground_truth") * 10 >= decided * 9, "{summary}");
 }

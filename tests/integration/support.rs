@@ -10,7 +10,7 @@ use passage_transport::{Bus, BusConfig};
 
 #[path = "../common/mod.rs"]
 mod common;
-pub(crate) use common::{repo_root, Mosquitto};
+pub(crate) use common::{repo_root, stranger_crops, Mosquitto};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 

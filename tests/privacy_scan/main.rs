@@ -95,36 +95,12 @@ fn duration() -> Duration {
     Duration::from_secs(secs)
 }
 
-/// Single faces nobody enrolled: PNG crops (each face with a margin of its width) of the
-/// group photo `sample4.jpg`, boxes from the hand-made ground truth.
+/// Single faces nobody enrolled, cut from `sample4.jpg` (`common::stranger_crops`).
 fn stranger_crops() -> Vec<(String, Vec<u8>)> {
-    let truth: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(repo_root().join("tests/data/faces-ground-truth.json")).expect("ground truth"),
-    )
-    .expect("ground truth is JSON");
-    let image = passage_vision::decode::decode(&std::fs::read(photo_path("sample4.jpg")).expect("photo"))
-        .expect("photo decodes");
-    let (w, h) = (image.w as i64, image.h as i64);
-    let faces = truth["images"]["sample4.jpg"]["faces"].as_array().expect("faces");
-    faces
-        .iter()
+    common::stranger_crops()
+        .into_iter()
         .enumerate()
-        .map(|(i, face)| {
-            let b: Vec<i64> =
-                face["box"].as_array().expect("box").iter().filter_map(serde_json::Value::as_i64).collect();
-            let margin = b[2] - b[0];
-            let (x1, y1) = ((b[0] - margin).max(0), (b[1] - margin).max(0));
-            let (x2, y2) = ((b[2] + margin).min(w), (b[3] + margin).min(h));
-            let mut crop = Vec::with_capacity((3 * (x2 - x1) * (y2 - y1)) as usize);
-            for y in y1..y2 {
-                let row = (3 * (y * w + x1)) as usize;
-                crop.extend_from_slice(&image.rgb[row..row + 3 * (x2 - x1) as usize]);
-            }
-            let crop = image::RgbImage::from_raw((x2 - x1) as u32, (y2 - y1) as u32, crop).expect("crop");
-            let mut png = std::io::Cursor::new(Vec::new());
-            crop.write_to(&mut png, image::ImageFormat::Png).expect("PNG");
-            (format!("sample4.jpg face {i} (crop)"), png.into_inner())
-        })
+        .map(|(i, png)| (format!("sample4.jpg face {i} (crop)"), png))
         .collect()
 }
 
