@@ -103,7 +103,10 @@ fn main() {
     };
     println!("{line}");
     let peer: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-    if let Some(peer_us) = peer["per_template_us"].as_f64() {
-        println!("{}", serde_json::json!({"ratio_tenseal_over_passage": peer_us / engine_us}));
+    match (peer["per_template_us"].as_f64(), peer["exact"].as_bool()) {
+        (Some(peer_us), Some(true)) => {
+            println!("{}", serde_json::json!({"ratio_tenseal_over_passage": peer_us / engine_us}));
+        }
+        _ => eprintln!("TenSEAL's scores did not all round to the plaintext ones: no ratio"),
     }
 }

@@ -30,9 +30,8 @@ pub enum AnalyticsCommand {
 pub struct ServeArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// The MQTT broker, HOST:PORT (default: the configuration's broker).
-    #[arg(long)]
-    broker: Option<String>,
+    #[command(flatten)]
+    broker: crate::service::BrokerArg,
     /// The DuckDB database file (created when absent).
     #[arg(long, default_value = "analytics.duckdb")]
     db: PathBuf,
@@ -96,7 +95,7 @@ fn export(args: &ExportArgs) -> anyhow::Result<()> {
 
 async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
     let config = Arc::new(args.config.load()?);
-    let broker = crate::service::broker_addr(args.broker.as_deref(), &config)?;
+    let broker = args.broker.addr(&config)?;
     let listen = match args.listen {
         Some(listen) => listen,
         None => config.http.analytics.parse().context("the configuration's http.analytics is not an address")?,

@@ -30,13 +30,15 @@ use passage_policy::audit::AuditLog;
 use passage_policy::subjects::{SubjectRecord, SubjectStore};
 use passage_policy::tickets::{Ticket, TicketKey};
 use passage_policy::ConsentRegistry;
-use passage_transport::{Bus, BusConfig, EmbeddedBroker};
+use passage_transport::EmbeddedBroker;
 use passage_vision::face::FacePipeline;
 use passage_wire::Id;
 use rand::Rng;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+
+use crate::bench::{median, ms};
 
 /// Result mode of the benchmark.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -80,15 +82,6 @@ pub struct GateArgs {
     /// Overrides `faces.min_liveness` (liveness then runs on every face).
     #[arg(long)]
     min_liveness: Option<f64>,
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
 fn read_photo(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -138,12 +131,14 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
     let tracker = TaskTracker::new();
     let broker = EmbeddedBroker::start(0).context("embedded broker")?;
     let connect = |name: &str| {
-        let config = BusConfig {
-            host: "127.0.0.1".into(),
-            port: broker.addr().port(),
-            client_id: format!("{name}-{}", std::process::id()),
-        };
-        Bus::connect(config, cancel.child_token(), &tracker)
+        let client_id = format!("{name}-{}", std::process::id());
+        crate::service::connect_bus(
+            ("127.0.0.1".into(), broker.addr().port()),
+            client_id,
+            None,
+            cancel.child_token(),
+            &tracker,
+        )
     };
     let mut venue = config.venues.first().cloned().context("the built-in deployment has a venue")?;
     for gate in &mut venue.gates {
@@ -303,9 +298,7 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
             runs.push(run);
         }
     }
-    cancel.cancel();
-    tracker.close();
-    let _ = tokio::time::timeout(Duration::from_secs(10), tracker.wait()).await;
+    crate::service::stop(&cancel, &tracker).await;
 
     let m = |f: &dyn Fn(&Run) -> f64| median(runs.iter().map(f).collect());
     let exchange = m(&|r| r.times.identify.exchange_ms);

@@ -283,6 +283,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     // Denial notices, in RAM for the longest denial-notice retention of any venue.
     let notice_hours = config.venues.iter().map(|v| v.retention.denial_notice_hours).max().unwrap_or(24);
     let notices = Arc::new(passage_edge::notices::Notices::new(i64::from(notice_hours) * 3600));
+    {
+        let (notices, stop) = (notices.clone(), cancel.child_token());
+        tracker.spawn(async move { notices.sweep_every(Duration::from_secs(60), stop).await });
+    }
     // Cameras and ticket scanners post to the gates with this key (kept hashed in RAM).
     let input_key = {
         let bits: [u8; 32] = rand::random();

@@ -24,7 +24,7 @@ use passage_wire::Id;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::service::{broker_addr, connect_bus, now_secs, stop, Pki};
+use crate::service::{connect_bus, now_secs, stop, Pki};
 use crate::{keys, models, ConfigArg};
 
 /// Largest enrolment photo read (as the portal).
@@ -52,9 +52,8 @@ pub struct EnrolArgs {
     /// is the venue's current one (default: the current one).
     #[arg(long)]
     notice_version: Option<u32>,
-    /// The MQTT broker, HOST:PORT (default: the configuration's broker).
-    #[arg(long)]
-    broker: Option<String>,
+    #[command(flatten)]
+    broker: crate::service::BrokerArg,
     /// The device CA directory: reach the broker over mTLS as the venue's edge agent
     /// (`edge:VENUE`).
     #[arg(long, value_name = "DIR")]
@@ -103,7 +102,7 @@ pub fn run(args: &EnrolArgs) -> anyhow::Result<()> {
     let bits: u128 = rand::random();
     let subject = Id::new(&format!("v-{bits:032x}")).context("no pseudonym")?;
     let pki = args.pki.as_ref().map(Pki::open).transpose()?;
-    let broker = broker_addr(args.broker.as_deref(), &config)?;
+    let broker = args.broker.addr(&config)?;
     crate::runtime()?.block_on(async {
         let cancel = CancellationToken::new();
         let tracker = TaskTracker::new();

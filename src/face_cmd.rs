@@ -21,6 +21,7 @@ use passage_vision::face::{CenterFaceConfig, FacePipeline, PipelineConfig, Ultra
 use passage_vision::inventory;
 use serde_json::{json, Value};
 
+use crate::bench::ms;
 use crate::models::{self, DirArg};
 
 /// Arguments of `passage embed`.
@@ -347,8 +348,4 @@ fn run_peer(python: &str, models_dir: &Path) -> anyhow::Result<Value> {
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).context("the peer printed no JSON line")?;
     serde_json::from_str(line).context("the peer's JSON line is unreadable")
-}
-
-fn ms(since: Instant) -> f64 {
-    since.elapsed().as_secs_f64() * 1e3
 }

@@ -13,7 +13,7 @@ use passage_transport::ClientAuth;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::service::{broker_addr, connect_bus, stop, Pki};
+use crate::service::{connect_bus, stop, Pki};
 use crate::ConfigArg;
 
 /// `passage matcher ...`.
@@ -29,9 +29,8 @@ pub enum MatcherCommand {
 pub struct ServeArgs {
     #[command(flatten)]
     config: ConfigArg,
-    /// The MQTT broker, HOST:PORT (default: the configuration's broker).
-    #[arg(long)]
-    broker: Option<String>,
+    #[command(flatten)]
+    broker: crate::service::BrokerArg,
     /// Directory of the galleries, one file per venue (default: {deployment.data_dir}/galleries).
     #[arg(long, value_name = "DIR")]
     galleries: Option<PathBuf>,
@@ -67,7 +66,7 @@ async fn serve(args: &ServeArgs) -> anyhow::Result<()> {
         bail!("--listen needs --pki: the HTTPS API requires client certificates of the device CA");
     }
     let pki = args.pki.as_ref().map(Pki::open).transpose()?;
-    let broker = broker_addr(args.broker.as_deref(), &config)?;
+    let broker = args.broker.addr(&config)?;
     let venues: Vec<_> = config.venues.iter().map(|v| v.id.clone()).collect();
     let options = MatcherOptions {
         gallery_dir: gallery_dir.clone(),

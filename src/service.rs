@@ -62,15 +62,25 @@ impl Pki {
     }
 }
 
-/// The broker to use: `--broker HOST:PORT` when given, else the configuration's.
-pub fn broker_addr(arg: Option<&str>, config: &Config) -> anyhow::Result<(String, u16)> {
-    match arg {
-        Some(broker) => {
-            let (host, port) = broker.rsplit_once(':').context("--broker must be HOST:PORT")?;
-            anyhow::ensure!(!host.is_empty(), "--broker must be HOST:PORT");
-            Ok((host.to_owned(), port.parse::<u16>().context("--broker must be HOST:PORT")?))
+/// The `--broker HOST:PORT` option of the commands that reach a broker.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerArg {
+    /// The MQTT broker, HOST:PORT (default: the configuration's broker).
+    #[arg(long)]
+    broker: Option<String>,
+}
+
+impl BrokerArg {
+    /// The broker to use: `--broker` when given, else the configuration's.
+    pub fn addr(&self, config: &Config) -> anyhow::Result<(String, u16)> {
+        match &self.broker {
+            Some(broker) => {
+                let (host, port) = broker.rsplit_once(':').context("--broker must be HOST:PORT")?;
+                anyhow::ensure!(!host.is_empty(), "--broker must be HOST:PORT");
+                Ok((host.to_owned(), port.parse::<u16>().context("--broker must be HOST:PORT")?))
+            }
+            None => Ok((config.broker.host.clone(), config.broker.port)),
         }
-        None => Ok((config.broker.host.clone(), config.broker.port)),
     }
 }
 

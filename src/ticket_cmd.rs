@@ -103,7 +103,12 @@ pub fn run(command: &TicketCommand) -> anyhow::Result<()> {
             let key = passage_edge::gate::load_or_create_ticket_key(&path)
                 .with_context(|| format!("cannot open the ticket key {}", path.display()))?;
             let ticket = key.verify(&args.code).context("the code does not verify")?;
-            let ctx = GateContext { venue: &args.key.venue, zone: &args.zone, now: now_secs(), skew_secs: 120 };
+            let ctx = GateContext {
+                venue: &args.key.venue,
+                zone: &args.zone,
+                now: now_secs(),
+                skew_secs: passage_edge::gate::GateSettings::default().skew_secs,
+            };
             match check_ticket(&ticket, &ctx) {
                 Ok(()) => println!("valid: admits to {} now", args.zone),
                 Err(reason) => bail!("refused: {}", reason.code()),

@@ -46,7 +46,7 @@ def main() -> int:
         print(json.dumps({"error": "--batches, --dim and --runs must be positive"}))
         return 2
 
-    ctx = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=POLY, coeff_mod_bit_sizes=[60, 40, 40, 60])
+    ctx = ts.context(ts.SCHEME_TYPE.CKKS, poly_modulus_degree=POLY, coeff_mod_bit_sizes=[60, 40, 40, 60], n_threads=1)
     ctx.global_scale = 2**40
     ctx.auto_relin = False
     ctx.auto_rescale = False

@@ -11,7 +11,7 @@ use passage_wire::{EnrolStatus, Id};
 
 use crate::agents::{Governance, FACE_ACCESS};
 use crate::keyholder::{KeyHolder, KeyHolderError};
-use crate::now_secs;
+use crate::{lock, now_secs};
 
 /// Why an enrolment did not happen. In every case nothing biometric was kept.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +116,7 @@ impl Governance {
         let Some(store) = self.subjects.clone() else { return Ok(()) };
         let subject = subject.to_string();
         let written = tokio::task::spawn_blocking(move || {
-            let mut store = store.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut store = lock(&store);
             records.iter().try_for_each(|r| store.put(&subject, r))
         })
         .await;
@@ -132,7 +132,7 @@ impl Governance {
     /// stored.
     pub async fn withdraw_face_access(&self, actor: String, subject: &Id, venue: &Id, notice: u32) -> bool {
         if let Ok(purpose) = Id::new(FACE_ACCESS) {
-            self.consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).withdraw(subject, venue, &purpose);
+            lock(&self.consent).withdraw(subject, venue, &purpose);
         }
         let record = SubjectRecord::Consent {
             venue: venue.to_string(),
@@ -166,13 +166,7 @@ pub async fn enrol_with_consent(
     let Enrolment { venue, subject, notice_version, actor, records } = enrolment;
     let purpose = Id::new(FACE_ACCESS).map_err(|e| EnrolmentError::Evidence(e.to_string()))?;
     let now = now_secs();
-    governance.consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).grant(
-        subject,
-        venue,
-        &purpose,
-        notice_version,
-        now,
-    )?;
+    lock(&governance.consent).grant(subject, venue, &purpose, notice_version, now)?;
     let mut evidence = vec![SubjectRecord::Consent {
         venue: venue.to_string(),
         purpose: FACE_ACCESS.into(),
@@ -183,7 +177,7 @@ pub async fn enrol_with_consent(
     evidence.extend(records);
     if let Err(error) = governance.put_records(subject, evidence).await {
         // No evidence, no biometric processing.
-        governance.consent.lock().unwrap_or_else(std::sync::PoisonError::into_inner).withdraw(subject, venue, &purpose);
+        lock(&governance.consent).withdraw(subject, venue, &purpose);
         return Err(EnrolmentError::Evidence(error));
     }
     let notice = format!("{FACE_ACCESS}, notice v{notice_version}");

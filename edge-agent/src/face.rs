@@ -38,6 +38,11 @@ impl ApproachFilter {
         true
     }
 
+    /// Forgets `embedding`'s approach (a frame that was decided otherwise).
+    pub fn forget(&mut self, embedding: &Embedding) {
+        self.recent.retain(|(_, e)| e.cosine(embedding) < self.same_person);
+    }
+
     /// Faces remembered now.
     pub fn len(&self) -> usize {
         self.recent.len()
@@ -155,6 +160,12 @@ impl FaceStage {
         FaceStage { pipeline, filter, config }
     }
 
+    /// Forgets the approach of a probe this stage let through, when its frame was decided by
+    /// something else (a QR ticket in the same frame): the face is then still new next time.
+    pub fn forget(&mut self, embedding: &Embedding) {
+        self.filter.forget(embedding);
+    }
+
     /// Processes one frame seen at `now`: one outcome per detected face, largest first.
     ///
     /// # Errors
@@ -204,6 +215,8 @@ mod tests {
         assert!(filter.admit(t0, &alice));
         assert!(!filter.admit(t0 + Duration::from_secs(1), &alice_again));
         assert!(filter.admit(t0 + Duration::from_secs(1), &bob));
+        filter.forget(&alice_again);
+        assert!(filter.admit(t0 + Duration::from_secs(2), &alice), "a forgotten approach starts again");
         // Alice keeps walking up: each sighting extends her window.
         assert!(!filter.admit(t0 + Duration::from_secs(9), &alice));
         assert!(!filter.admit(t0 + Duration::from_secs(18), &alice));

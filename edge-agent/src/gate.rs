@@ -218,7 +218,7 @@ pub struct GateParts {
     /// A face stage per gate (`None`: tickets only).
     pub faces: Option<Box<dyn Fn() -> FaceStage + Send>>,
     /// Evidence mode (`faces.evidence`; `None`: off, the default): each camera frame that led
-    /// to a decision is kept, anonymised, until the venue's evidence retention expires it.
+    /// to a face decision is kept, anonymised, until the venue's evidence retention expires it.
     pub evidence: Option<GateEvidence>,
 }
 
@@ -413,6 +413,14 @@ impl Gates {
             let kept = keep.then_some(frame);
             let (code, qr_ms) = qr.map_err(|_| GateError::Frame("the QR search failed".into()))?;
             if code.is_some() {
+                // The ticket decides: the faces seen beside it start no approach.
+                if let (Some(stage), Some(Ok((outcomes, _)))) = (&stage, &faces) {
+                    for outcome in outcomes {
+                        if let FaceOutcome::Probe(embedding) = outcome {
+                            lock(stage).forget(embedding);
+                        }
+                    }
+                }
                 return Ok((code, Vec::new(), qr_ms, StageTimes::default(), kept));
             }
             let Some(outcomes) = faces else { return Err(GateError::NoFaces) };
@@ -422,6 +430,8 @@ impl Gates {
         .await
         .map_err(|_| GateError::Frame("the face chain stopped".into()))??;
         (times.qr_ms, times.face) = (qr_ms, face);
+        // A frame decided by its ticket is not kept: the anonymiser hides faces, not the code.
+        let kept = kept.filter(|_| code.is_none());
         let decision = self.frame_decision(&gate_id, state, code, outcomes, times).await;
         if let (Some(_), Some(frame)) = (&decision, kept) {
             self.keep_evidence(&gate_id, frame);

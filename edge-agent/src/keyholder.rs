@@ -57,9 +57,6 @@ pub enum Identification {
     Ambiguous(usize),
 }
 
-/// The shortest wait for the matcher's answer to an enrolment.
-const ENROL_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// The key holder of one venue.
 pub struct KeyHolder {
     venue: Id,
@@ -69,6 +66,9 @@ pub struct KeyHolder {
     rng: Mutex<FheRng>,
     index: Mutex<Option<GalleryIndex>>,
     timeout: Duration,
+    /// Enrolment is off a gate's critical path: by default it waits longer than a match, so a
+    /// matcher busy installing a decision key still answers.
+    enrol_timeout: Duration,
 }
 
 impl std::fmt::Debug for KeyHolder {
@@ -110,14 +110,16 @@ impl KeyHolder {
             rng: Mutex::new(rng),
             index: Mutex::new(None),
             timeout: Duration::from_secs(10),
+            enrol_timeout: Duration::from_secs(30),
         })
     }
 
-    /// Waits `timeout` for each answer of the matcher (default 10 s; decision mode over a
-    /// large gallery takes longer).
+    /// Waits `timeout` for each answer of the matcher, enrolments included (by default 10 s
+    /// for a match, 30 s for an enrolment; decision mode over a large gallery takes longer).
     #[must_use]
     pub fn with_timeout(mut self, timeout: Duration) -> KeyHolder {
         self.timeout = timeout;
+        self.enrol_timeout = timeout;
         self
     }
 
@@ -141,9 +143,7 @@ impl KeyHolder {
         };
         let request =
             EnrolRequest { venue: self.venue.clone(), subject: subject.clone(), template: template.to_bytes() };
-        // Enrolment is not on a gate's critical path: wait longer than a match would, so a
-        // matcher busy installing a decision key still answers.
-        let reply = bus.request(&topics::enrol(&self.venue), request.encode(), self.timeout.max(ENROL_TIMEOUT)).await?;
+        let reply = bus.request(&topics::enrol(&self.venue), request.encode(), self.enrol_timeout).await?;
         let response = EnrolResponse::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
         if response.status == EnrolStatus::Ok {
             *lock(&self.index) = None;

@@ -22,7 +22,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use tokio::sync::broadcast;
 
-use crate::lock;
+use crate::{lock, now_secs};
 
 /// Most notices kept per visitor.
 pub const PER_VISITOR: usize = 20;
@@ -139,6 +139,23 @@ impl Notices {
             !queue.is_empty()
         });
         dropped
+    }
+
+    /// Sweeps every `every` until `cancel` fires: notices past the retention leave RAM even
+    /// when their visitor never reads them.
+    pub async fn sweep_every(&self, every: std::time::Duration, cancel: tokio_util::sync::CancellationToken) {
+        let mut ticks = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                () = cancel.cancelled() => return,
+                _ = ticks.tick() => {
+                    let dropped = self.sweep(now_secs());
+                    if dropped > 0 {
+                        tracing::debug!(dropped, "denial notices past their retention dropped");
+                    }
+                }
+            }
+        }
     }
 
     /// New notices as they are posted (every subject's: filter by subject).

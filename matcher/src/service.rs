@@ -438,6 +438,29 @@ impl Matcher {
             .subscribe(&topics::shared("matcher-decision-key", topics::DECISION_KEY_FILTER), QoS::AtLeastOnce, 2)
             .await
             .map_err(MatcherError::Subscribe)?;
+        // Expanding a decision key takes seconds: its own task, so enrolments and erasures are
+        // not held up behind it, one upload at a time in arrival order, so the latest key wins.
+        let (this, keys_bus, keys_cancel) = (self.clone(), bus.clone(), cancel.clone());
+        tracker.spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    () = keys_cancel.cancelled() => break,
+                    message = decision_keys.recv() => match message {
+                        Some(message) => message,
+                        None => break,
+                    },
+                };
+                let this = this.clone();
+                let outcome = tokio::task::spawn_blocking(move || {
+                    let response = this.on_decision_key(&message);
+                    (message, response)
+                })
+                .await;
+                if let Ok((message, response)) = outcome {
+                    let _ = keys_bus.respond(&message, response.encode()).await;
+                }
+            }
+        });
         let this = self.clone();
         let bus = bus.clone();
         let inner_tracker = tracker.clone();
@@ -465,21 +488,6 @@ impl Matcher {
                         if let Ok((message, reply)) = outcome {
                             let _ = bus.respond(&message, reply).await;
                         }
-                    }
-                    Some(message) = decision_keys.recv() => {
-                        // Expanding a decision key takes seconds: off this loop, so enrolments
-                        // and erasures are not held up behind it.
-                        let (this, bus) = (this.clone(), bus.clone());
-                        inner_tracker.spawn(async move {
-                            let outcome = tokio::task::spawn_blocking(move || {
-                                let response = this.on_decision_key(&message);
-                                (message, response)
-                            })
-                            .await;
-                            if let Ok((message, response)) = outcome {
-                                let _ = bus.respond(&message, response.encode()).await;
-                            }
-                        });
                     }
                     Some(message) = indexes.recv() => {
                         let reply = match topics::venue_of(&message.topic).and_then(|venue| this.index(&venue)) {

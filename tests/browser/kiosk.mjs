@@ -161,7 +161,9 @@ async function main() {
     if (withdrawn.status() !== 200) fail(`withdraw: ${withdrawn.status()}`);
     await new Promise((r) => setTimeout(r, 11_000));
     const after = await frame(opts.photo2);
-    if (after.decision !== 'red') fail(`after withdrawal: ${JSON.stringify(after)}`);
+    if (after.decision !== 'red' || !['not_recognised', 'consent_withdrawn'].includes(after.reason)) {
+      fail(`after withdrawal: ${JSON.stringify(after)}`);
+    }
     await shows('red', 'kiosk-withdrawn.png');
     const received = await refusals();
     if (received !== 1) fail(`the phone received ${received} notices, expected only its own one`);

@@ -22,25 +22,49 @@ fn passage(args: &[&str]) -> String {
 
 /// A PKI made with the CLI: the CA, a server certificate for 127.0.0.1 and device
 /// certificates. Returns the paths `(cert, key)` per name.
-struct Pki {
-    dir: PathBuf,
-    _temp: tempfile::TempDir,
+pub(crate) struct Pki {
+    pub(crate) dir: PathBuf,
+    _temp: Option<tempfile::TempDir>,
 }
 
 impl Pki {
     fn new() -> Pki {
         let temp = tempfile::tempdir().expect("tempdir");
-        let dir = temp.path().join("pki");
-        passage(&["pki", "init", "--dir", dir.to_str().expect("utf-8")]);
-        Pki { dir, _temp: temp }
+        let mut pki = Pki::init_at(temp.path().join("pki"));
+        pki._temp = Some(temp);
+        pki
     }
 
-    fn d(&self) -> &str {
+    /// A new CA in `dir` (a deployment's `{data_dir}/pki`, say).
+    pub(crate) fn init_at(dir: PathBuf) -> Pki {
+        passage(&["pki", "init", "--dir", dir.to_str().expect("utf-8")]);
+        Pki { dir, _temp: None }
+    }
+
+    pub(crate) fn d(&self) -> &str {
         self.dir.to_str().expect("utf-8")
     }
 
+    /// Writes the ACL of every certificate issued so far and starts Mosquitto on a free
+    /// loopback port with TLS: `server`'s certificate, client certificates of this CA required
+    /// (the CRL checked), the certificate's name as user, the ACL enforced.
+    pub(crate) fn mosquitto(&self, server: &(PathBuf, PathBuf)) -> Mosquitto {
+        let acl = self.dir.join("mosquitto.acl");
+        passage(&["pki", "acl", "--dir", self.d(), "--out", acl.to_str().expect("utf-8")]);
+        let settings = format!(
+            "user root\nallow_anonymous false\ncafile {}\ncertfile {}\nkeyfile {}\ncrlfile {}\nrequire_certificate true\nuse_identity_as_username true\nacl_file {}\n",
+            self.dir.join("ca.pem").display(),
+            server.0.display(),
+            server.1.display(),
+            self.dir.join("crl.pem").display(),
+            acl.display()
+        );
+        let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
+        Mosquitto::start_with(port, &settings)
+    }
+
     /// Issues and returns (cert, key) paths, read from the command's output.
-    fn issue(&self, args: &[&str]) -> (PathBuf, PathBuf) {
+    pub(crate) fn issue(&self, args: &[&str]) -> (PathBuf, PathBuf) {
         let mut all = vec!["pki"];
         all.extend_from_slice(args);
         all.extend_from_slice(&["--dir", self.d()]);
@@ -223,18 +247,7 @@ fn mosquitto_with_the_generated_acl_refuses_another_cameras_topic() {
     let server = pki.issue(&["server", "--name", "broker", "--host", "127.0.0.1"]);
     let cam1 = pki.issue(&["issue", "camera:arena/cam-1"]);
     let analytics = pki.issue(&["issue", "service:analytics"]);
-    let acl = pki.dir.join("mosquitto.acl");
-    passage(&["pki", "acl", "--dir", pki.d(), "--out", acl.to_str().expect("utf-8")]);
-    let settings = format!(
-        "user root\nallow_anonymous false\ncafile {}\ncertfile {}\nkeyfile {}\ncrlfile {}\nrequire_certificate true\nuse_identity_as_username true\nacl_file {}\n",
-        pki.dir.join("ca.pem").display(),
-        server.0.display(),
-        server.1.display(),
-        pki.dir.join("crl.pem").display(),
-        acl.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let mosquitto = Mosquitto::start_with(port, &settings);
+    let mosquitto = pki.mosquitto(&server);
     let ca = pki.ca();
     let rt = runtime();
     rt.block_on(async {
@@ -312,8 +325,7 @@ fn https_listeners_that_require_client_certificates_check_the_crl() {
 fn the_demo_reaches_an_external_mosquitto_over_mtls() {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
-    let pki = Pki { dir: data.join("pki"), _temp: tempfile::tempdir().expect("tempdir") };
-    passage(&["pki", "init", "--dir", pki.d()]);
+    let pki = Pki::init_at(data.join("pki"));
     let server = pki.issue(&["server", "--name", "broker", "--host", "127.0.0.1"]);
     let mut config = passage_config::Config::default();
     // The demo's own principals, issued before the ACL is written.
@@ -322,23 +334,12 @@ fn the_demo_reaches_an_external_mosquitto_over_mtls() {
     for principal in &principals {
         pki.issue(&["issue", principal]);
     }
-    let acl = pki.dir.join("mosquitto.acl");
-    passage(&["pki", "acl", "--dir", pki.d(), "--out", acl.to_str().expect("utf-8")]);
-    let settings = format!(
-        "user root\nallow_anonymous false\ncafile {}\ncertfile {}\nkeyfile {}\ncrlfile {}\nrequire_certificate true\nuse_identity_as_username true\nacl_file {}\n",
-        pki.dir.join("ca.pem").display(),
-        server.0.display(),
-        server.1.display(),
-        pki.dir.join("crl.pem").display(),
-        acl.display()
-    );
-    let port = std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let _mosquitto = Mosquitto::start_with(port, &settings);
+    let mosquitto = pki.mosquitto(&server);
 
     config.deployment.data_dir = Some(data.clone());
     config.broker.embedded = false;
     config.broker.tls = true;
-    config.broker.port = port;
+    config.broker.port = mosquitto.port;
     let config_path = dir.path().join("passage.toml");
     std::fs::write(&config_path, toml::to_string(&config).expect("toml")).expect("write");
     let output = Command::new(env!("CARGO_BIN_EXE_passage"))

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::faces::{image_path, media_present, models};
+use crate::pki::Pki;
 use crate::portal::{all_bytes, contains};
 use crate::support::{connect, runtime, spawn_until, Mosquitto};
 
@@ -222,37 +223,14 @@ pub(crate) async fn https(
 #[test]
 fn the_standalone_matcher_and_desk_enrolment_work_over_a_tls_broker_with_device_certificates() {
     let data = tempfile::tempdir().expect("tempdir");
-    let pki = data.path().join("pki");
-    let d = pki.to_str().expect("utf-8 path");
-    let cli = |args: &[&str]| {
-        let out = Command::new(env!("CARGO_BIN_EXE_passage")).args(args).output().expect("passage runs");
-        assert!(out.status.success(), "passage {args:?}: {}", stderr(&out));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
-    let issued = |out: String| {
-        let path = |label: &str| {
-            let line = out.lines().find(|l| l.trim_start().starts_with(label)).expect("path in the output");
-            line.split_whitespace().nth(1).expect("a path").to_owned()
-        };
-        (path("certificate:"), path("key:"))
-    };
-    cli(&["pki", "init", "--dir", d]);
-    let broker_cert = issued(cli(&["pki", "server", "--dir", d, "--name", "broker", "--host", "127.0.0.1"]));
-    cli(&["pki", "server", "--dir", d, "--name", "matcher", "--host", "127.0.0.1"]);
-    cli(&["pki", "issue", "--dir", d, "service:matcher"]);
-    let edge = issued(cli(&["pki", "issue", "--dir", d, "edge:arena"]));
-    let acl = pki.join("mosquitto.acl");
-    cli(&["pki", "acl", "--dir", d, "--out", acl.to_str().expect("utf-8 path")]);
-    let settings = format!(
-        "user root\nallow_anonymous false\ncafile {}\ncertfile {}\nkeyfile {}\ncrlfile {}\nrequire_certificate true\nuse_identity_as_username true\nacl_file {}\n",
-        pki.join("ca.pem").display(),
-        broker_cert.0,
-        broker_cert.1,
-        pki.join("crl.pem").display(),
-        acl.display()
-    );
+    let pki = Pki::init_at(data.path().join("pki"));
+    let broker_cert = pki.issue(&["server", "--name", "broker", "--host", "127.0.0.1"]);
+    pki.issue(&["server", "--name", "matcher", "--host", "127.0.0.1"]);
+    pki.issue(&["issue", "service:matcher"]);
+    let edge = pki.issue(&["issue", "edge:arena"]);
+    let broker = pki.mosquitto(&broker_cert);
+    let d = pki.d();
     let free_port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
-    let broker = Mosquitto::start_with(free_port(), &settings);
 
     let mut config = passage_config::Config::default();
     config.deployment.data_dir = Some(data.path().to_owned());
@@ -282,7 +260,7 @@ fn the_standalone_matcher_and_desk_enrolment_work_over_a_tls_broker_with_device_
     let out = passage(&["enrol", "--venue", "arena", "--embedding", file, "--consent-ref", FORM], &config_path);
     assert!(!out.status.success() && stderr(&out).contains("cannot reach the broker"), "{}", stderr(&out));
 
-    let ca = std::fs::read_to_string(pki.join("ca.pem")).expect("ca");
+    let ca = std::fs::read_to_string(pki.dir.join("ca.pem")).expect("ca");
     let (cert, cert_key) =
         (std::fs::read_to_string(&edge.0).expect("cert"), std::fs::read_to_string(&edge.1).expect("key"));
     runtime().block_on(async {
@@ -313,4 +291,87 @@ fn the_standalone_matcher_and_desk_enrolment_work_over_a_tls_broker_with_device_
         tracker.wait().await;
     });
     kill(matcher);
+}
+
+/// `passage matcher serve` killed with SIGKILL while enrolments stream in: restarted on the
+/// same directory, its gallery loads, holds every enrolment it acknowledged and nothing it was
+/// never sent, and those subjects are identified.
+#[test]
+fn a_matcher_killed_during_enrolment_restarts_with_a_consistent_gallery() {
+    let broker = Mosquitto::start();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = passage_config::Config::default();
+    config.deployment.data_dir = Some(data.path().to_owned());
+    config.broker.embedded = false;
+    config.broker.port = broker.port;
+    let config_path = data.path().join("passage.toml");
+    std::fs::write(&config_path, toml::to_string(&config).expect("serialise")).expect("write config");
+    let venue = config.venues.first().expect("a venue").id.clone();
+    let out = passage(&["keys", "init", "--venue", venue.as_str()], &config_path);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let key =
+        || KeyStore::open(&data.path().join("keys")).expect("store").load(&venue, Params::DEFAULT, PASS).expect("key");
+    let (matcher, _lines) = start_matcher(&config_path);
+
+    runtime().block_on(async {
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let gate = connect(broker.port, "edge-kill", &cancel, &tracker).await;
+        let holder = Arc::new(
+            KeyHolder::from_key(venue.clone(), key(), config.matching.threshold)
+                .expect("holder")
+                .with_timeout(std::time::Duration::from_secs(3)),
+        );
+        let mut faces = passage_edge::sim::FaceSimulator::new(11, 128);
+        let people: Vec<(Id, Vec<f32>)> =
+            (0..400).map(|i| (Id::new(&format!("p-{i:03}")).expect("id"), faces.identity())).collect();
+        // Sixteen enrolments in flight; SIGKILL once 60 are acknowledged.
+        let acknowledged = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut in_flight = tokio::task::JoinSet::new();
+        let mut matcher = Some(matcher);
+        let mut sent = 0;
+        for (subject, identity) in &people {
+            if acknowledged.lock().expect("lock").len() >= 60 {
+                if let Some(child) = matcher.take() {
+                    kill(child);
+                }
+                break;
+            }
+            let (holder, gate, acknowledged) = (holder.clone(), gate.clone(), acknowledged.clone());
+            let (subject, face) = (subject.clone(), faces.observe(identity));
+            in_flight.spawn(async move {
+                if let Ok(response) = holder.enrol(&gate, &subject, &face).await {
+                    if response.status == passage_wire::EnrolStatus::Ok {
+                        acknowledged.lock().expect("lock").push(subject);
+                    }
+                }
+            });
+            sent += 1;
+            while in_flight.len() >= 16 {
+                in_flight.join_next().await;
+            }
+        }
+        assert!(matcher.is_none(), "the matcher was killed while enrolments were in flight");
+        while in_flight.join_next().await.is_some() {}
+        let acknowledged = acknowledged.lock().expect("lock").clone();
+        assert!(sent > acknowledged.len(), "some enrolments were cut off by the kill");
+
+        let (matcher, _lines) = start_matcher(&config_path);
+        let holder = KeyHolder::from_key(venue.clone(), key(), config.matching.threshold).expect("holder");
+        let stored = holder.enrolled_subjects(&gate).await.expect("index after restart");
+        let sent_ids: std::collections::HashSet<&Id> = people[..sent].iter().map(|(id, _)| id).collect();
+        for subject in &acknowledged {
+            assert!(stored.contains(subject), "{subject} was acknowledged but is gone after the kill");
+        }
+        assert!(stored.iter().all(|s| sent_ids.contains(s)), "the gallery holds a subject never sent");
+        for subject in acknowledged.iter().take(3) {
+            let identity = &people.iter().find(|(id, _)| id == subject).expect("known").1;
+            let got = holder.identify(&gate, &Id::new("north-1").expect("id"), &faces.observe(identity)).await;
+            assert_eq!(got.expect("answered"), Identification::Match(subject.clone()));
+        }
+        kill(matcher);
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+    });
 }

@@ -253,9 +253,9 @@ impl Needles {
             found(m.start(), self.binary[m.pattern().as_usize()].clone());
         }
         for (what, pattern) in &self.patterns {
+            // Kind and offset only: the report must not repeat what it found.
             if let Some(m) = pattern.find(data) {
-                let text = String::from_utf8_lossy(&data[m.start()..m.end().min(m.start() + 40)]).into_owned();
-                found(m.start(), format!("{what} ({text:?})"));
+                found(m.start(), format!("{what} ({} bytes)", m.end() - m.start()));
             }
         }
         if self.dim > 0 {
