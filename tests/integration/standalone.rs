@@ -39,6 +39,23 @@ fn passage(args: &[&str], config: &Path) -> Output {
         .expect("passage runs")
 }
 
+/// The built-in deployment with its data in `data` and the broker on loopback `port`, changed
+/// by `adjust`, written to `{data}/passage.toml`.
+fn deployment(
+    data: &Path,
+    port: u16,
+    adjust: impl FnOnce(&mut passage_config::Config),
+) -> (passage_config::Config, std::path::PathBuf) {
+    let mut config = passage_config::Config::default();
+    config.deployment.data_dir = Some(data.to_owned());
+    config.broker.embedded = false;
+    config.broker.port = port;
+    adjust(&mut config);
+    let path = data.join("passage.toml");
+    std::fs::write(&path, toml::to_string(&config).expect("serialise")).expect("write config");
+    (config, path)
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
@@ -70,13 +87,7 @@ fn the_standalone_matcher_and_desk_enrolment_identify_a_real_face() {
     }
     let broker = Mosquitto::start();
     let data = tempfile::tempdir().expect("tempdir");
-    let mut config = passage_config::Config::default();
-    config.deployment.data_dir = Some(data.path().to_owned());
-    config.broker.embedded = false;
-    config.broker.port = broker.port;
-    config.matching.threads = 2;
-    let config_path = data.path().join("passage.toml");
-    std::fs::write(&config_path, toml::to_string(&config).expect("serialise")).expect("write config");
+    let (config, config_path) = deployment(data.path(), broker.port, |c| c.matching.threads = 2);
     let venue_config = config.venues.first().expect("a venue").clone();
     let venue = venue_config.id.clone();
     let v = venue.as_str();
@@ -232,13 +243,8 @@ fn the_standalone_matcher_and_desk_enrolment_work_over_a_tls_broker_with_device_
     let d = pki.d();
     let free_port = || std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("port").port();
 
-    let mut config = passage_config::Config::default();
-    config.deployment.data_dir = Some(data.path().to_owned());
-    config.broker.embedded = false;
-    config.broker.port = broker.port;
-    config.http.matcher = format!("127.0.0.1:{}", free_port());
-    let config_path = data.path().join("passage.toml");
-    std::fs::write(&config_path, toml::to_string(&config).expect("serialise")).expect("write config");
+    let (config, config_path) =
+        deployment(data.path(), broker.port, |c| c.http.matcher = format!("127.0.0.1:{}", free_port()));
     let venue = Id::new("arena").expect("id");
     assert!(config.venues.iter().any(|v| v.id == venue), "the default deployment has the arena");
 
@@ -300,12 +306,7 @@ fn the_standalone_matcher_and_desk_enrolment_work_over_a_tls_broker_with_device_
 fn a_matcher_killed_during_enrolment_restarts_with_a_consistent_gallery() {
     let broker = Mosquitto::start();
     let data = tempfile::tempdir().expect("tempdir");
-    let mut config = passage_config::Config::default();
-    config.deployment.data_dir = Some(data.path().to_owned());
-    config.broker.embedded = false;
-    config.broker.port = broker.port;
-    let config_path = data.path().join("passage.toml");
-    std::fs::write(&config_path, toml::to_string(&config).expect("serialise")).expect("write config");
+    let (config, config_path) = deployment(data.path(), broker.port, |_| {});
     let venue = config.venues.first().expect("a venue").id.clone();
     let out = passage(&["keys", "init", "--venue", venue.as_str()], &config_path);
     assert!(out.status.success(), "{}", stderr(&out));
