@@ -222,6 +222,7 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
 
     let target = if args.one_to_one { Target::Slot((args.gallery / 2) as u32) } else { Target::All };
     let (mut encrypt, mut eval, mut decrypt, mut prepare) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut decode = Vec::new();
     let mut exact = true;
     let mut max_noise: f64 = 0.0;
     let mut response_bytes = 0;
@@ -250,6 +251,8 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
         let wrong = match decision_key {
             None => {
                 let decoded = passage_fhe::ScoreResult::from_bytes(params, &bytes)?;
+                decode.push(ms(t));
+                let t = Instant::now();
                 let scores = key.decrypt_scores(&decoded).map_err(anyhow::Error::msg)?;
                 decrypt.push(ms(t));
                 evaluated = scores.scores.len();
@@ -320,6 +323,7 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
         "probe_prepare_ms": median(prepare),
         "eval_ms": eval_ms,
         "decrypt_ms": median(decrypt),
+        "decode_ms": if decode.is_empty() { serde_json::Value::Null } else { median(decode).into() },
         "pack_ms": pack_ms,
         "response_bytes": response_bytes,
         "response_bytes_per_template": response_bytes as f64 / evaluated as f64,

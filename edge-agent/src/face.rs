@@ -17,7 +17,16 @@ use crate::frames::RgbFrame;
 pub struct ApproachFilter {
     window: Duration,
     same_person: f32,
-    recent: Vec<(Instant, Embedding)>,
+    recent: Vec<Approach>,
+}
+
+/// A face let through: when it was last seen, and when it may try again while still in view
+/// (after a refusal that concerned the attempt, not the person).
+#[derive(Debug)]
+struct Approach {
+    seen: Instant,
+    retry_at: Option<Instant>,
+    embedding: Embedding,
 }
 
 impl ApproachFilter {
@@ -28,19 +37,30 @@ impl ApproachFilter {
 
     /// Whether `embedding`, seen at `now`, starts a new approach (and remembers it if so).
     pub fn admit(&mut self, now: Instant, embedding: &Embedding) -> bool {
-        self.recent.retain(|(t, _)| now.saturating_duration_since(*t) < self.window);
-        if let Some(entry) = self.recent.iter_mut().find(|(_, e)| e.cosine(embedding) >= self.same_person) {
+        self.recent.retain(|a| now.saturating_duration_since(a.seen) < self.window);
+        if let Some(entry) = self.recent.iter_mut().find(|a| a.embedding.cosine(embedding) >= self.same_person) {
             // Still approaching: the window runs from the last sighting.
-            entry.0 = now;
+            entry.seen = now;
+            if entry.retry_at.is_some_and(|at| now >= at) {
+                entry.retry_at = None;
+                return true;
+            }
             return false;
         }
-        self.recent.push((now, embedding.clone()));
+        self.recent.push(Approach { seen: now, retry_at: None, embedding: embedding.clone() });
         true
     }
 
     /// Forgets `embedding`'s approach (a frame that was decided otherwise).
     pub fn forget(&mut self, embedding: &Embedding) {
-        self.recent.retain(|(_, e)| e.cosine(embedding) < self.same_person);
+        self.recent.retain(|a| a.embedding.cosine(embedding) < self.same_person);
+    }
+
+    /// Lets `embedding`'s approach try again when seen from `at` on, still in view.
+    pub fn retry_at(&mut self, embedding: &Embedding, at: Instant) {
+        for entry in self.recent.iter_mut().filter(|a| a.embedding.cosine(embedding) >= self.same_person) {
+            entry.retry_at = Some(at);
+        }
     }
 
     /// Faces remembered now.
@@ -166,6 +186,12 @@ impl FaceStage {
         self.filter.forget(embedding);
     }
 
+    /// Lets a probe this stage let through try again from `at` while its person stays in view
+    /// (the attempt was refused for a reason that may pass: [`passage_policy::access::Reason::is_retryable`]).
+    pub fn retry_at(&mut self, embedding: &Embedding, at: Instant) {
+        self.filter.retry_at(embedding, at);
+    }
+
     /// Processes one frame seen at `now`: one outcome per detected face, largest first.
     ///
     /// # Errors
@@ -223,5 +249,21 @@ mod tests {
         // She leaves; after a full window without her she is a new approach.
         assert!(filter.admit(t0 + Duration::from_secs(29), &alice));
         assert_eq!(filter.len(), 1, "bob's entry expired");
+    }
+
+    #[test]
+    fn a_refused_attempt_tries_again_after_the_pause_while_in_view() {
+        let mut filter = ApproachFilter::new(Duration::from_secs(10), 0.5);
+        let t0 = Instant::now();
+        let alice = unit(&[1.0, 0.0, 0.0]);
+        let bob = unit(&[0.0, 1.0, 0.0]);
+        assert!(filter.admit(t0, &alice));
+        assert!(filter.admit(t0, &bob));
+        // Alice's attempt was refused "try again": she may from t0 + 2 s, Bob may not.
+        filter.retry_at(&alice, t0 + Duration::from_secs(2));
+        assert!(!filter.admit(t0 + Duration::from_secs(1), &alice), "not before the pause");
+        assert!(filter.admit(t0 + Duration::from_secs(2), &alice), "again after it, still in view");
+        assert!(!filter.admit(t0 + Duration::from_secs(3), &alice), "once: then the approach holds again");
+        assert!(!filter.admit(t0 + Duration::from_secs(3), &bob));
     }
 }

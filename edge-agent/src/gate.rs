@@ -57,13 +57,26 @@ pub struct GateSettings {
     pub skew_secs: i64,
     /// Largest step back of the gate's clock tolerated between decisions, seconds.
     pub clock_tolerance_secs: i64,
+    /// After a refusal that concerned the attempt ([`Reason::is_retryable`]: several faces,
+    /// matcher or clock unavailable, zone full), how long before the same person, still in
+    /// view, is decided again.
+    pub retry_pause: Duration,
 }
 
 impl Default for GateSettings {
     fn default() -> GateSettings {
-        GateSettings { display: Duration::from_secs(4), skew_secs: 120, clock_tolerance_secs: 300 }
+        GateSettings {
+            display: Duration::from_secs(4),
+            skew_secs: 120,
+            clock_tolerance_secs: 300,
+            retry_pause: Duration::from_secs(2),
+        }
     }
 }
+
+/// A retryable refusal already notified to a visitor at a gate is not notified again for
+/// this long (they are waiting in view and decided again after each pause).
+const NOTICE_REPEAT_SECS: i64 = 300;
 
 /// What the kiosk shows.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -312,6 +325,16 @@ impl Gates {
         Ok((id, state, guard))
     }
 
+    /// Refuses early when `gate` is unknown or deciding on another attempt, so a caller can skip
+    /// work (decoding a frame) that would be answered busy anyway. Takes nothing: the attempt
+    /// itself checks again.
+    ///
+    /// # Errors
+    /// Unknown or busy gate.
+    pub fn ready(&self, gate: &str) -> Result<(), GateError> {
+        self.attempt(gate).map(|_| ())
+    }
+
     /// The result mode of `gate`.
     pub fn mode(&self, gate: &Id) -> Option<MatchMode> {
         self.inner.gates.get(gate).map(|g| g.mode)
@@ -455,18 +478,24 @@ impl Gates {
             return Some(self.conclude(gate_id, state, reason, Via::Ticket, None).await);
         }
         let sizeable: Vec<&FaceOutcome> = outcomes.iter().filter(|o| !matches!(o, FaceOutcome::NotEmbedded)).collect();
-        let reason = match sizeable.as_slice() {
+        let (reason, subject) = match sizeable.as_slice() {
             [] | [FaceOutcome::Duplicate] | [FaceOutcome::NotEmbedded] => return None,
-            [_, _, ..] => Reason::OneAtATime,
-            [FaceOutcome::NotLive] => Reason::NotLive,
-            [FaceOutcome::Probe(embedding)] => {
-                let (reason, subject) = self.face_reason(gate_id, state, embedding.as_slice(), times).await;
-                times.decided_at = Some(Instant::now());
-                return Some(self.conclude(gate_id, state, reason, Via::Face, subject).await);
-            }
+            [_, _, ..] => (Reason::OneAtATime, None),
+            [FaceOutcome::NotLive] => (Reason::NotLive, None),
+            [FaceOutcome::Probe(embedding)] => self.face_reason(gate_id, state, embedding.as_slice(), times).await,
         };
         times.decided_at = Some(Instant::now());
-        Some(self.conclude(gate_id, state, reason, Via::Face, None).await)
+        if let (true, Some(stage)) = (reason.is_retryable(), &state.faces) {
+            // The refusal concerned the attempt: whoever stays in view tries again shortly.
+            let at = Instant::now() + self.inner.settings.retry_pause;
+            let mut stage = lock(stage);
+            for outcome in &outcomes {
+                if let FaceOutcome::Probe(embedding) = outcome {
+                    stage.retry_at(embedding, at);
+                }
+            }
+        }
+        Some(self.conclude(gate_id, state, reason, Via::Face, subject).await)
     }
 
     /// Evidence mode: anonymises `frame` off the decision path and keeps it; the original
@@ -612,7 +641,12 @@ impl Gates {
         let records = match records {
             Ok(Ok(records)) => records,
             Ok(Err(passage_policy::subjects::SubjectError::NoKey)) => Vec::new(),
-            _ => return Err(Reason::MatcherUnavailable),
+            _ => {
+                // The visitor sees the "try again / use ticket" outcome; the operator the cause
+                // (not the error itself: its path names the subject's file).
+                tracing::warn!("the subject store could not be read; red (try again / use ticket)");
+                return Err(Reason::MatcherUnavailable);
+            }
         };
         let venue = self.inner.venue.as_str();
         Ok(records
@@ -664,7 +698,16 @@ impl Gates {
             )
             .await;
         if let (Some(subject), false) = (&subject, reason.is_green()) {
-            self.notify(subject, Notice::new(&inner.venue, gate, reason, now_secs())).await;
+            // A visitor waiting in view is decided again after each pause: tell them once.
+            let now = now_secs();
+            let repeated =
+                reason.is_retryable()
+                    && inner.notices.pending(subject, now).iter().any(|n| {
+                        n.reason == reason.code() && n.gate == gate.as_str() && now - n.at < NOTICE_REPEAT_SECS
+                    });
+            if !repeated {
+                self.notify(subject, Notice::new(&inner.venue, gate, reason, now)).await;
+            }
         }
         Decision { reason, via }
     }

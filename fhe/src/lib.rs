@@ -15,7 +15,7 @@
 //!   ([`EncryptedProbe`]). The external product `GGSW(P) ⊡ GLWE(T)` has, at coefficient
 //!   `d·j`, Δ·⟨t_j, p⟩ — the negacyclic product puts no cross-template term there.
 //! * Response: per group, the output mask and the `d·j` body coefficients, modulus-switched
-//!   to 32 bits ([`ScoreResult`]); the key holder decrypts one exact integer score per
+//!   to 24 bits and packed ([`ScoreResult`]); the key holder decrypts one exact integer score per
 //!   template ([`SecretKey::decrypt_scores`]).
 //! * Decision mode: with the key holder's [`DecisionKey`] (key-switching and bootstrapping
 //!   keys), the matcher turns each score into `[score ≥ threshold]` with one key switch and

@@ -31,7 +31,8 @@ pub struct Params {
 
 impl Params {
     /// The default: N = 2048, d = 128 (16 templates per GLWE), int4, Δ = 2^48, GGSW
-    /// decomposition 2^16 x 2, 32-bit responses.
+    /// decomposition 2^16 x 2, 24-bit responses (the least that keeps 8 bits of noise margin
+    /// below Δ: see `docs/fhe.md`).
     pub const DEFAULT: Params = Params {
         polynomial_size: 2048,
         dim: 128,
@@ -39,7 +40,7 @@ impl Params {
         delta_log: 48,
         decomp_base_log: 16,
         decomp_levels: 2,
-        response_bits: 32,
+        response_bits: 24,
         quant_bits: 4,
     };
 
@@ -52,7 +53,9 @@ impl Params {
         let dim_log = dim.max(1).ilog2();
         let delta_log = Params::DEFAULT.delta_log.min(56u32.saturating_sub(dim_log));
         let decomp_levels = if dim >= 512 { 3 } else { Params::DEFAULT.decomp_levels };
-        Params { dim, delta_log, decomp_levels, ..Params::DEFAULT }
+        // A smaller Δ needs as many more response bits to keep the same margin.
+        let response_bits = Params::DEFAULT.response_bits.max(64 - delta_log + 8);
+        Params { dim, delta_log, decomp_levels, response_bits, ..Params::DEFAULT }
     }
 
     /// Templates packed in one GLWE ciphertext.

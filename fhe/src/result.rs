@@ -1,5 +1,8 @@
 //! Encrypted match results and their decryption by the key holder.
 
+use rayon::prelude::*;
+use zeroize::Zeroizing;
+
 use crate::codec::{self, CodecError};
 use crate::{Params, SecretKey, SlotId};
 
@@ -49,34 +52,53 @@ impl ScoreResult {
 
     /// Size of the encoding in bytes.
     pub fn encoded_len(&self) -> usize {
-        codec::HEADER_LEN + 4 + self.groups.iter().map(|g| 8 + 4 * (g.mask.len() + g.bodies.len())).sum::<usize>()
+        let bits = self.params.response_bits;
+        codec::HEADER_LEN
+            + 4
+            + self.groups.iter().map(|g| 8 + packed_len(g.mask.len() + g.bodies.len(), bits)).sum::<usize>()
     }
 
-    /// Encodes for the wire.
+    /// Encodes for the wire: per group its first slot, position and count, then the mask and
+    /// the bodies as `response_bits`-bit words packed little-endian (the group's last byte
+    /// padded with zero bits). Groups are written in parallel on the current rayon pool.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = codec::header(TAG, self.params.id(), self.encoded_len());
+        let bits = self.params.response_bits;
+        let total = self.encoded_len();
+        let mut out = codec::header(TAG, self.params.id(), total);
         out.extend_from_slice(&(self.groups.len() as u32).to_le_bytes());
+        let start = out.len();
+        out.resize(total, 0);
+        // Every group's encoding has a known length: cut the buffer, then fill the parts.
+        let mut rest = &mut out[start..];
+        let mut parts = Vec::with_capacity(self.groups.len());
         for g in &self.groups {
-            out.extend_from_slice(&g.first_slot.to_le_bytes());
-            out.extend_from_slice(&g.first_position.to_le_bytes());
-            out.extend_from_slice(&(g.bodies.len() as u16).to_le_bytes());
-            for w in g.mask.iter().chain(&g.bodies) {
-                out.extend_from_slice(&w.to_le_bytes());
-            }
+            let (part, tail) =
+                std::mem::take(&mut rest).split_at_mut(8 + packed_len(g.mask.len() + g.bodies.len(), bits));
+            parts.push((g, part));
+            rest = tail;
         }
+        parts.into_par_iter().for_each(|(g, part)| {
+            part[..4].copy_from_slice(&g.first_slot.to_le_bytes());
+            part[4..6].copy_from_slice(&g.first_position.to_le_bytes());
+            part[6..8].copy_from_slice(&(g.bodies.len() as u16).to_le_bytes());
+            pack_words(&mut part[8..], g.mask.iter().chain(&g.bodies).copied(), bits);
+        });
         out
     }
 
-    /// Decodes a result, checking every count against the parameters before reading it.
+    /// Decodes a result, checking every count against the parameters before reading it; the
+    /// groups' words are unpacked in parallel on the current rayon pool.
     ///
     /// # Errors
-    /// On a wrong tag, version, parameter set, an impossible count or a length mismatch.
+    /// On a wrong tag, version, parameter set, an impossible count, a length mismatch or
+    /// non-zero padding bits.
     pub fn from_bytes(params: Params, bytes: &[u8]) -> Result<ScoreResult, CodecError> {
         const WHAT: &str = "score result";
         // The length depends on the counts inside; check the header with the body it claims.
         let body_len = bytes.len().saturating_sub(codec::HEADER_LEN);
         let body = codec::open(bytes, TAG, WHAT, params.id(), body_len)?;
         let n = params.polynomial_size;
+        let bits = params.response_bits;
         let per = params.templates_per_glwe();
         let invalid = |reason: String| CodecError::Invalid { what: WHAT, reason };
         let mut rest = body;
@@ -90,11 +112,12 @@ impl ScoreResult {
         };
         let read_u32 = |b: &[u8]| u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
         let n_groups = read_u32(take(4)?) as usize;
-        // Each group takes at least 8 + 4N bytes: refuse counts the input cannot hold.
-        if n_groups == 0 || n_groups > body.len() / (8 + 4 * n) {
+        // Each group takes at least 8 bytes plus its packed mask: refuse counts the input
+        // cannot hold.
+        if n_groups == 0 || n_groups > body.len() / (8 + packed_len(n, bits)) {
             return Err(invalid(format!("{n_groups} groups cannot fit in {} bytes", body.len())));
         }
-        let mut groups = Vec::with_capacity(n_groups);
+        let mut parts = Vec::with_capacity(n_groups);
         for _ in 0..n_groups {
             let head = take(8)?;
             let first_slot = read_u32(&head[..4]);
@@ -105,25 +128,105 @@ impl ScoreResult {
                     "{count} templates from position {first_position} exceed {per} per ciphertext"
                 )));
             }
-            let words = take(4 * (n + count))?;
-            let mut values = words.chunks_exact(4).map(read_u32);
-            let mask = values.by_ref().take(n).collect();
-            let bodies = values.collect();
-            groups.push(GroupResult { first_slot, first_position, mask, bodies });
+            parts.push((first_slot, first_position, count, take(packed_len(n + count, bits))?));
         }
         if !rest.is_empty() {
             return Err(invalid(format!("{} trailing bytes", rest.len())));
         }
+        let groups = parts
+            .into_par_iter()
+            .map(|(first_slot, first_position, count, words)| {
+                let mut mask =
+                    unpack_words(words, n + count, bits).ok_or_else(|| invalid("non-zero padding bits".into()))?;
+                let bodies = mask.split_off(n);
+                Ok(GroupResult { first_slot, first_position, mask, bodies })
+            })
+            .collect::<Result<Vec<_>, CodecError>>()?;
         Ok(ScoreResult { params, groups })
     }
 }
 
+/// Bytes taken by `count` words of `bits` bits, packed.
+fn packed_len(count: usize, bits: u32) -> usize {
+    (count * bits as usize).div_ceil(8)
+}
+
+/// Writes `words` (each below 2^bits) into `out` (zeroed, exactly [`packed_len`] bytes) as a
+/// little-endian bit stream; the last byte's unused bits stay zero.
+fn pack_words(out: &mut [u8], words: impl Iterator<Item = u32>, bits: u32) {
+    // Whole bytes: the widths the parameters use, written without the bit accumulator.
+    match bits {
+        24 => {
+            for (dst, w) in out.chunks_exact_mut(3).zip(words) {
+                let b = w.to_le_bytes();
+                dst.copy_from_slice(&[b[0], b[1], b[2]]);
+            }
+            return;
+        }
+        32 => {
+            for (dst, w) in out.chunks_exact_mut(4).zip(words) {
+                dst.copy_from_slice(&w.to_le_bytes());
+            }
+            return;
+        }
+        _ => {}
+    }
+    let mut acc: u64 = 0;
+    let mut filled = 0u32;
+    let mut at = 0;
+    for w in words {
+        acc |= u64::from(w) << filled;
+        filled += bits;
+        while filled >= 8 {
+            out[at] = acc as u8;
+            at += 1;
+            acc >>= 8;
+            filled -= 8;
+        }
+    }
+    if filled > 0 {
+        out[at] = acc as u8;
+    }
+}
+
+/// Reads `count` words of `bits` bits from exactly [`packed_len`] bytes; `None` when the
+/// padding bits are not zero (every result has one encoding).
+fn unpack_words(bytes: &[u8], count: usize, bits: u32) -> Option<Vec<u32>> {
+    match bits {
+        24 if bytes.len() == 3 * count => {
+            return Some(bytes.chunks_exact(3).map(|c| u32::from_le_bytes([c[0], c[1], c[2], 0])).collect());
+        }
+        32 if bytes.len() == 4 * count => {
+            return Some(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+        }
+        24 | 32 => return None,
+        _ => {}
+    }
+    let mask = (1u64 << bits) - 1;
+    let mut words = Vec::with_capacity(count);
+    let mut acc: u64 = 0;
+    let mut filled = 0u32;
+    let mut input = bytes.iter();
+    for _ in 0..count {
+        while filled < bits {
+            acc |= u64::from(*input.next()?) << filled;
+            filled += 8;
+        }
+        words.push((acc & mask) as u32);
+        acc >>= bits;
+        filled -= bits;
+    }
+    (acc == 0 && input.next().is_none()).then_some(words)
+}
+
 impl SecretKey {
-    /// Decrypts every score of `result`.
+    /// Decrypts every score of `result`, on the current rayon pool.
     ///
     /// For a packed output (A, B) modulus-switched to 2^w, the phase at coefficient m is
     /// `B_m - Σ_{i≤m} A_{m-i}·s_i + Σ_{i>m} A_{N+m-i}·s_i` (negacyclic), and the score is the
-    /// phase rounded to a multiple of Δ' = 2^(w - (64 - log Δ)).
+    /// phase rounded to a multiple of Δ' = 2^(w - (64 - log Δ)). The phase is computed modulo
+    /// 2^32 (w ≤ 32) as two masked sums against a row of key bits per position, which the
+    /// compiler vectorises.
     ///
     /// # Errors
     /// If the result was made for other parameters.
@@ -132,43 +235,110 @@ impl SecretKey {
         if result.params != p {
             return Err("result parameters do not match the key".into());
         }
-        let n = p.polynomial_size;
-        let ones: Vec<usize> = (0..n).filter(|&i| self.bit(i) == 1).collect();
-        let message_bits = 64 - p.delta_log;
-        let delta_shift = p.response_bits - message_bits;
-        let modulus_mask: u64 = if p.response_bits == 64 { u64::MAX } else { (1u64 << p.response_bits) - 1 };
+        let rows = PhaseRows::new(self);
+        let groups: Vec<(Vec<(SlotId, i32)>, f64)> = result.groups.par_iter().map(|g| rows.decrypt(g)).collect();
         let mut scores = Vec::with_capacity(result.n_templates());
         let mut max_noise: f64 = 0.0;
-        for g in &result.groups {
-            for (k, &b) in g.bodies.iter().enumerate() {
-                let m = p.dim * (usize::from(g.first_position) + k);
-                let mut phase = u64::from(b);
-                for &i in &ones {
-                    if i <= m {
-                        phase = phase.wrapping_sub(u64::from(g.mask[m - i]));
-                    } else {
-                        phase = phase.wrapping_add(u64::from(g.mask[n + m - i]));
-                    }
-                }
-                let phase = phase & modulus_mask;
-                let rounded = (phase + (1u64 << (delta_shift - 1))) >> delta_shift;
-                // Signed message in [-2^(bits-1), 2^(bits-1)).
-                let message = rounded & ((1u64 << message_bits) - 1);
-                let score = if message >= 1u64 << (message_bits - 1) {
-                    message as i64 - (1i64 << message_bits)
-                } else {
-                    message as i64
-                };
-                let noise = phase.wrapping_sub((score as u64) << delta_shift) & modulus_mask;
-                let noise = if noise >= 1u64 << (p.response_bits - 1) {
-                    noise as i64 - (1i64 << p.response_bits)
-                } else {
-                    noise as i64
-                };
-                max_noise = max_noise.max((noise as f64 / (1u64 << delta_shift) as f64).abs());
-                scores.push((g.first_slot + k as SlotId, score as i32));
-            }
+        for (group_scores, noise) in groups {
+            scores.extend(group_scores);
+            max_noise = max_noise.max(noise);
         }
         Ok(DecryptedScores { scores, max_noise_fraction: max_noise })
+    }
+}
+
+/// The key's bits arranged for decryption: for each template position `k` of a packed GLWE
+/// (coefficient `m = d·k`), a row with all ones at `j` where the phase takes `A_j`: `s_{m-j}`
+/// for `j ≤ m` (subtracted), `s_{N+m-j}` for `j > m` (added). Key material: zeroized on drop.
+struct PhaseRows {
+    params: Params,
+    rows: Zeroizing<Vec<u32>>,
+}
+
+impl PhaseRows {
+    fn new(key: &SecretKey) -> PhaseRows {
+        let p = key.params;
+        let n = p.polynomial_size;
+        let per = p.templates_per_glwe();
+        let mut rows = Zeroizing::new(vec![0u32; per * n]);
+        for (k, row) in rows.chunks_exact_mut(n).enumerate() {
+            let m = p.dim * k;
+            for (j, r) in row.iter_mut().enumerate() {
+                let bit = if j <= m { key.bit(m - j) } else { key.bit(n + m - j) };
+                *r = if bit == 1 { u32::MAX } else { 0 };
+            }
+        }
+        PhaseRows { params: p, rows }
+    }
+
+    /// The scores of one group and the largest |noise| / Δ among them.
+    fn decrypt(&self, g: &GroupResult) -> (Vec<(SlotId, i32)>, f64) {
+        let p = self.params;
+        let n = p.polynomial_size;
+        let message_bits = 64 - p.delta_log;
+        let delta_shift = p.response_bits - message_bits;
+        let modulus_mask: u64 = (1u64 << p.response_bits) - 1;
+        let mut max_noise: f64 = 0.0;
+        let mut scores = Vec::with_capacity(g.bodies.len());
+        for (k, &b) in g.bodies.iter().enumerate() {
+            let position = usize::from(g.first_position) + k;
+            let m = p.dim * position;
+            let row = &self.rows[position * n..][..n];
+            let phase = b
+                .wrapping_sub(masked_sum(&g.mask[..=m], &row[..=m]))
+                .wrapping_add(masked_sum(&g.mask[m + 1..], &row[m + 1..]));
+            let phase = u64::from(phase) & modulus_mask;
+            let rounded = (phase + (1u64 << (delta_shift - 1))) >> delta_shift;
+            // Signed message in [-2^(bits-1), 2^(bits-1)).
+            let message = rounded & ((1u64 << message_bits) - 1);
+            let score = if message >= 1u64 << (message_bits - 1) {
+                message as i64 - (1i64 << message_bits)
+            } else {
+                message as i64
+            };
+            let noise = phase.wrapping_sub((score as u64) << delta_shift) & modulus_mask;
+            let noise = if noise >= 1u64 << (p.response_bits - 1) {
+                noise as i64 - (1i64 << p.response_bits)
+            } else {
+                noise as i64
+            };
+            max_noise = max_noise.max((noise as f64 / (1u64 << delta_shift) as f64).abs());
+            scores.push((g.first_slot + k as SlotId, score as i32));
+        }
+        (scores, max_noise)
+    }
+}
+
+/// `Σ a_j & mask_j` modulo 2^32.
+fn masked_sum(a: &[u32], mask: &[u32]) -> u32 {
+    a.iter().zip(mask).fold(0u32, |sum, (x, m)| sum.wrapping_add(x & m))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{pack_words, packed_len, unpack_words};
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn packed_words_round_trip(bits in 20u32..=32, seed in proptest::collection::vec(any::<u32>(), 0..100)) {
+            let words: Vec<u32> = seed.iter().map(|w| if bits == 32 { *w } else { w & ((1 << bits) - 1) }).collect();
+            let mut bytes = vec![0u8; packed_len(words.len(), bits)];
+            pack_words(&mut bytes, words.iter().copied(), bits);
+            prop_assert_eq!(unpack_words(&bytes, words.len(), bits), Some(words));
+        }
+    }
+
+    #[test]
+    fn padding_bits_must_be_zero() {
+        // Three 25-bit words take 75 bits: the last 5 bits of the 10th byte are padding.
+        let mut bytes = vec![0u8; packed_len(3, 25)];
+        assert_eq!(bytes.len(), 10);
+        pack_words(&mut bytes, [1, 2, 3].into_iter(), 25);
+        assert!(unpack_words(&bytes, 3, 25).is_some());
+        bytes[9] |= 0x80;
+        assert_eq!(unpack_words(&bytes, 3, 25), None);
+        // A byte too many or too few is refused as well.
+        assert_eq!(unpack_words(&bytes[..9], 3, 25), None);
     }
 }

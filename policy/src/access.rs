@@ -80,6 +80,13 @@ impl Reason {
         self == Reason::Admitted
     }
 
+    /// Whether the refusal concerns the attempt, not the person: several faces at once, the
+    /// matcher or the clock unavailable, the zone full. The gate lets a visitor who stays in
+    /// view try again after a short pause instead of waiting out their approach.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Reason::OneAtATime | Reason::MatcherUnavailable | Reason::ClockUnreliable | Reason::ZoneFull)
+    }
+
     /// The stable reason code (audit log, notices, API).
     pub fn code(self) -> &'static str {
         match self {

@@ -192,7 +192,11 @@ impl Rig {
                         ),
                     }),
                 },
-                GateSettings { display: Duration::from_secs(1), ..GateSettings::default() },
+                GateSettings {
+                    display: Duration::from_secs(1),
+                    retry_pause: Duration::from_secs(1),
+                    ..GateSettings::default()
+                },
                 &tracker,
             );
             let portal = Portal::new(venues, governance.clone(), faces, Some(dir.join("portal-keys.json")), notices)

@@ -163,6 +163,10 @@ async fn frame(
     if body.len() > MAX_FRAME_BYTES {
         return error(StatusCode::PAYLOAD_TOO_LARGE, "the frame is larger than 8 MiB");
     }
+    // A busy gate answers before the frame is decoded.
+    if let Err(e) = gates.ready(&gate) {
+        return gate_error(&e).into_response();
+    }
     let decoded = tokio::task::spawn_blocking(move || passage_vision::decode::decode(&body)).await;
     let image = match decoded {
         Ok(Ok(image)) => image,

@@ -1,5 +1,5 @@
-//! One frame through the whole face chain: detect, then per face (largest first) liveness,
-//! align and embed, with the time of each stage.
+//! One frame through the whole face chain: detect, then per face (largest first) liveness on
+//! a second thread beside alignment and embedding, with the time of each stage.
 
 use std::path::Path;
 use std::time::Instant;
@@ -117,21 +117,39 @@ impl FacePipeline {
                 out.push(ProcessedFace { face, liveness: None, embedding: None });
                 continue;
             }
-            let liveness = match &self.liveness {
-                Some(model) => {
+            // Liveness reads its own crop of the frame: it runs on a second thread beside
+            // alignment and embedding (a gate has two cores; each stage keeps its own time).
+            let (liveness, embedded) = std::thread::scope(|scope| {
+                let liveness = self.liveness.as_ref().map(|model| {
+                    let face = &face;
+                    scope.spawn(move || {
+                        let started = Instant::now();
+                        model.score(rgb, w, h, face).map(|score| (score, ms(started)))
+                    })
+                });
+                let embedded = (|| {
                     let started = Instant::now();
-                    let score = model.score(rgb, w, h, &face)?;
-                    times.liveness_ms += ms(started);
+                    let aligned = Embedder::align(rgb, w, h, &face)?;
+                    let align_ms = ms(started);
+                    let started = Instant::now();
+                    let embedding = self.embedder.embed_aligned(&aligned)?;
+                    Ok::<_, VisionError>((embedding, align_ms, ms(started)))
+                })();
+                let liveness = liveness.map(|handle| {
+                    handle.join().unwrap_or_else(|_| Err(VisionError::Runtime("the liveness model stopped".into())))
+                });
+                (liveness.transpose(), embedded)
+            });
+            let liveness = match liveness? {
+                Some((score, took)) => {
+                    times.liveness_ms += took;
                     Some(score)
                 }
                 None => None,
             };
-            let started = Instant::now();
-            let aligned = Embedder::align(rgb, w, h, &face)?;
-            times.align_ms += ms(started);
-            let started = Instant::now();
-            let embedding = self.embedder.embed_aligned(&aligned)?;
-            times.embed_ms += ms(started);
+            let (embedding, align_ms, embed_ms) = embedded?;
+            times.align_ms += align_ms;
+            times.embed_ms += embed_ms;
             out.push(ProcessedFace { face, liveness, embedding: Some(embedding) });
         }
         Ok((out, times))
