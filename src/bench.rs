@@ -222,7 +222,7 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
 
     let target = if args.one_to_one { Target::Slot((args.gallery / 2) as u32) } else { Target::All };
     let (mut encrypt, mut eval, mut decrypt, mut prepare) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut decode = Vec::new();
+    let (mut decode, mut encode) = (Vec::new(), Vec::new());
     let mut exact = true;
     let mut max_noise: f64 = 0.0;
     let mut response_bytes = 0;
@@ -242,7 +242,13 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
         prepare.push(ms(t));
         let t = Instant::now();
         let bytes = match &decision_key {
-            None => pool.install(|| gallery.evaluate(&prepared, target))?.to_bytes(),
+            None => {
+                let result = pool.install(|| gallery.evaluate(&prepared, target))?;
+                let evaluated = ms(t);
+                let bytes = pool.install(|| result.to_bytes());
+                encode.push(ms(t) - evaluated);
+                bytes
+            }
             Some(dk) => pool.install(|| gallery.evaluate_decisions(&prepared, target, dk, work.threshold))?.to_bytes(),
         };
         eval.push(ms(t));
@@ -323,6 +329,7 @@ pub fn run_match(args: &MatchArgs) -> anyhow::Result<()> {
         "probe_prepare_ms": median(prepare),
         "eval_ms": eval_ms,
         "decrypt_ms": median(decrypt),
+        "encode_ms": if encode.is_empty() { serde_json::Value::Null } else { median(encode).into() },
         "decode_ms": if decode.is_empty() { serde_json::Value::Null } else { median(decode).into() },
         "pack_ms": pack_ms,
         "response_bytes": response_bytes,

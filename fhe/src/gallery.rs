@@ -5,7 +5,7 @@ use tfhe::core_crypto::algorithms::polynomial_algorithms::polynomial_wrapping_mo
 use tfhe::core_crypto::prelude::*;
 use thiserror::Error;
 
-use crate::result::{GroupResult, ScoreResult};
+use crate::result::{pack_words, packed_len, GroupResult, ScoreResult};
 use crate::{EncryptedTemplate, Params, PreparedProbe};
 
 /// Index of a template in a gallery.
@@ -310,7 +310,10 @@ fn evaluate_group(
     external_product(params, group, probe, ws);
     let shift = 64 - params.response_bits;
     let switch = |x: u64| (x.wrapping_add(1u64 << (shift - 1)) >> shift) as u32;
-    let mask = ws.out[..n].iter().map(|&x| switch(x)).collect();
-    let bodies = (first..first + count).map(|j| switch(ws.out[n + params.dim * j])).collect();
-    GroupResult { first_slot, first_position: first as u16, mask, bodies }
+    let words = n + count;
+    let mut packed = vec![0u8; packed_len(words, params.response_bits)];
+    let mask = ws.out[..n].iter().map(|&x| switch(x));
+    let bodies = (first..first + count).map(|j| switch(ws.out[n + params.dim * j]));
+    pack_words(&mut packed, mask.chain(bodies), params.response_bits);
+    GroupResult { first_slot, first_position: first as u16, count: count as u16, packed }
 }

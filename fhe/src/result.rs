@@ -8,18 +8,19 @@ use crate::{Params, SecretKey, SlotId};
 
 const TAG: &[u8; 4] = b"PSR1";
 
-/// The result of one packed external product, modulus-switched: the output mask polynomial and
-/// the body coefficients of the evaluated templates.
+/// The result of one packed external product, modulus-switched to `response_bits` and kept as
+/// it travels: the output mask and the body coefficients of the evaluated templates, packed.
 #[derive(Clone, PartialEq, Eq)]
 pub(crate) struct GroupResult {
     /// Slot of the first evaluated template.
     pub(crate) first_slot: SlotId,
     /// Position (0..N/d) of that template inside its packed GLWE.
     pub(crate) first_position: u16,
-    /// Output mask, N coefficients.
-    pub(crate) mask: Vec<u32>,
-    /// Body coefficients d·j for j = first_position .. first_position + bodies.len().
-    pub(crate) bodies: Vec<u32>,
+    /// Templates evaluated (body coefficients d·j for j = first_position ..
+    /// first_position + count).
+    pub(crate) count: u16,
+    /// The N mask words, then the `count` body words, packed by [`pack_words`].
+    pub(crate) packed: Vec<u8>,
 }
 
 /// Encrypted scores: what the matcher returns. Only the key holder can read them.
@@ -47,47 +48,30 @@ pub struct DecryptedScores {
 impl ScoreResult {
     /// Number of templates the result covers.
     pub fn n_templates(&self) -> usize {
-        self.groups.iter().map(|g| g.bodies.len()).sum()
+        self.groups.iter().map(|g| usize::from(g.count)).sum()
     }
 
     /// Size of the encoding in bytes.
     pub fn encoded_len(&self) -> usize {
-        let bits = self.params.response_bits;
-        codec::HEADER_LEN
-            + 4
-            + self.groups.iter().map(|g| 8 + packed_len(g.mask.len() + g.bodies.len(), bits)).sum::<usize>()
+        codec::HEADER_LEN + 4 + self.groups.iter().map(|g| 8 + g.packed.len()).sum::<usize>()
     }
 
     /// Encodes for the wire: per group its first slot, position and count, then the mask and
     /// the bodies as `response_bits`-bit words packed little-endian (the group's last byte
-    /// padded with zero bits). Groups are written in parallel on the current rayon pool.
+    /// padded with zero bits), as the evaluation left them.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let bits = self.params.response_bits;
-        let total = self.encoded_len();
-        let mut out = codec::header(TAG, self.params.id(), total);
+        let mut out = codec::header(TAG, self.params.id(), self.encoded_len());
         out.extend_from_slice(&(self.groups.len() as u32).to_le_bytes());
-        let start = out.len();
-        out.resize(total, 0);
-        // Every group's encoding has a known length: cut the buffer, then fill the parts.
-        let mut rest = &mut out[start..];
-        let mut parts = Vec::with_capacity(self.groups.len());
         for g in &self.groups {
-            let (part, tail) =
-                std::mem::take(&mut rest).split_at_mut(8 + packed_len(g.mask.len() + g.bodies.len(), bits));
-            parts.push((g, part));
-            rest = tail;
+            out.extend_from_slice(&g.first_slot.to_le_bytes());
+            out.extend_from_slice(&g.first_position.to_le_bytes());
+            out.extend_from_slice(&g.count.to_le_bytes());
+            out.extend_from_slice(&g.packed);
         }
-        parts.into_par_iter().for_each(|(g, part)| {
-            part[..4].copy_from_slice(&g.first_slot.to_le_bytes());
-            part[4..6].copy_from_slice(&g.first_position.to_le_bytes());
-            part[6..8].copy_from_slice(&(g.bodies.len() as u16).to_le_bytes());
-            pack_words(&mut part[8..], g.mask.iter().chain(&g.bodies).copied(), bits);
-        });
         out
     }
 
-    /// Decodes a result, checking every count against the parameters before reading it; the
-    /// groups' words are unpacked in parallel on the current rayon pool.
+    /// Decodes a result, checking every count against the parameters before reading it.
     ///
     /// # Errors
     /// On a wrong tag, version, parameter set, an impossible count, a length mismatch or
@@ -117,43 +101,39 @@ impl ScoreResult {
         if n_groups == 0 || n_groups > body.len() / (8 + packed_len(n, bits)) {
             return Err(invalid(format!("{n_groups} groups cannot fit in {} bytes", body.len())));
         }
-        let mut parts = Vec::with_capacity(n_groups);
+        let mut groups = Vec::with_capacity(n_groups);
         for _ in 0..n_groups {
             let head = take(8)?;
             let first_slot = read_u32(&head[..4]);
             let first_position = u16::from_le_bytes([head[4], head[5]]);
-            let count = usize::from(u16::from_le_bytes([head[6], head[7]]));
-            if count == 0 || usize::from(first_position) + count > per {
+            let count = u16::from_le_bytes([head[6], head[7]]);
+            if count == 0 || usize::from(first_position) + usize::from(count) > per {
                 return Err(invalid(format!(
                     "{count} templates from position {first_position} exceed {per} per ciphertext"
                 )));
             }
-            parts.push((first_slot, first_position, count, take(packed_len(n + count, bits))?));
+            let words = n + usize::from(count);
+            let packed = take(packed_len(words, bits))?;
+            if !padding_is_zero(packed, words, bits) {
+                return Err(invalid("non-zero padding bits".into()));
+            }
+            groups.push(GroupResult { first_slot, first_position, count, packed: packed.to_vec() });
         }
         if !rest.is_empty() {
             return Err(invalid(format!("{} trailing bytes", rest.len())));
         }
-        let groups = parts
-            .into_par_iter()
-            .map(|(first_slot, first_position, count, words)| {
-                let mut mask =
-                    unpack_words(words, n + count, bits).ok_or_else(|| invalid("non-zero padding bits".into()))?;
-                let bodies = mask.split_off(n);
-                Ok(GroupResult { first_slot, first_position, mask, bodies })
-            })
-            .collect::<Result<Vec<_>, CodecError>>()?;
         Ok(ScoreResult { params, groups })
     }
 }
 
 /// Bytes taken by `count` words of `bits` bits, packed.
-fn packed_len(count: usize, bits: u32) -> usize {
+pub(crate) fn packed_len(count: usize, bits: u32) -> usize {
     (count * bits as usize).div_ceil(8)
 }
 
 /// Writes `words` (each below 2^bits) into `out` (zeroed, exactly [`packed_len`] bytes) as a
 /// little-endian bit stream; the last byte's unused bits stay zero.
-fn pack_words(out: &mut [u8], words: impl Iterator<Item = u32>, bits: u32) {
+pub(crate) fn pack_words(out: &mut [u8], words: impl Iterator<Item = u32>, bits: u32) {
     // Whole bytes: the widths the parameters use, written without the bit accumulator.
     match bits {
         24 => {
@@ -189,34 +169,35 @@ fn pack_words(out: &mut [u8], words: impl Iterator<Item = u32>, bits: u32) {
     }
 }
 
-/// Reads `count` words of `bits` bits from exactly [`packed_len`] bytes; `None` when the
-/// padding bits are not zero (every result has one encoding).
-fn unpack_words(bytes: &[u8], count: usize, bits: u32) -> Option<Vec<u32>> {
+/// Whether the bits after `count` words of `bits` bits in `bytes` (exactly [`packed_len`]
+/// bytes) are zero: every result has one encoding.
+fn padding_is_zero(bytes: &[u8], count: usize, bits: u32) -> bool {
+    let used = (count * bits as usize) % 8;
+    used == 0 || bytes.last().is_some_and(|&last| last >> used == 0)
+}
+
+/// Reads `count` words of `bits` bits from [`packed_len`] bytes into `out` (cleared first).
+fn unpack_words(bytes: &[u8], count: usize, bits: u32, out: &mut Vec<u32>) {
+    out.clear();
     match bits {
-        24 if bytes.len() == 3 * count => {
-            return Some(bytes.chunks_exact(3).map(|c| u32::from_le_bytes([c[0], c[1], c[2], 0])).collect());
+        24 => out.extend(bytes.chunks_exact(3).take(count).map(|c| u32::from_le_bytes([c[0], c[1], c[2], 0]))),
+        32 => out.extend(bytes.chunks_exact(4).take(count).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))),
+        _ => {
+            let mask = (1u64 << bits) - 1;
+            let mut acc: u64 = 0;
+            let mut filled = 0u32;
+            let mut input = bytes.iter();
+            for _ in 0..count {
+                while filled < bits {
+                    acc |= u64::from(input.next().copied().unwrap_or(0)) << filled;
+                    filled += 8;
+                }
+                out.push((acc & mask) as u32);
+                acc >>= bits;
+                filled -= bits;
+            }
         }
-        32 if bytes.len() == 4 * count => {
-            return Some(bytes.chunks_exact(4).map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
-        }
-        24 | 32 => return None,
-        _ => {}
     }
-    let mask = (1u64 << bits) - 1;
-    let mut words = Vec::with_capacity(count);
-    let mut acc: u64 = 0;
-    let mut filled = 0u32;
-    let mut input = bytes.iter();
-    for _ in 0..count {
-        while filled < bits {
-            acc |= u64::from(*input.next()?) << filled;
-            filled += 8;
-        }
-        words.push((acc & mask) as u32);
-        acc >>= bits;
-        filled -= bits;
-    }
-    (acc == 0 && input.next().is_none()).then_some(words)
 }
 
 impl SecretKey {
@@ -278,15 +259,18 @@ impl PhaseRows {
         let message_bits = 64 - p.delta_log;
         let delta_shift = p.response_bits - message_bits;
         let modulus_mask: u64 = (1u64 << p.response_bits) - 1;
+        let mut words = Vec::with_capacity(n + usize::from(g.count));
+        unpack_words(&g.packed, n + usize::from(g.count), p.response_bits, &mut words);
+        let (mask, bodies) = words.split_at(n);
         let mut max_noise: f64 = 0.0;
-        let mut scores = Vec::with_capacity(g.bodies.len());
-        for (k, &b) in g.bodies.iter().enumerate() {
+        let mut scores = Vec::with_capacity(bodies.len());
+        for (k, &b) in bodies.iter().enumerate() {
             let position = usize::from(g.first_position) + k;
             let m = p.dim * position;
             let row = &self.rows[position * n..][..n];
             let phase = b
-                .wrapping_sub(masked_sum(&g.mask[..=m], &row[..=m]))
-                .wrapping_add(masked_sum(&g.mask[m + 1..], &row[m + 1..]));
+                .wrapping_sub(masked_sum(&mask[..=m], &row[..=m]))
+                .wrapping_add(masked_sum(&mask[m + 1..], &row[m + 1..]));
             let phase = u64::from(phase) & modulus_mask;
             let rounded = (phase + (1u64 << (delta_shift - 1))) >> delta_shift;
             // Signed message in [-2^(bits-1), 2^(bits-1)).
@@ -316,7 +300,7 @@ fn masked_sum(a: &[u32], mask: &[u32]) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::{pack_words, packed_len, unpack_words};
+    use super::{pack_words, packed_len, padding_is_zero, unpack_words};
     use proptest::prelude::*;
 
     proptest! {
@@ -325,7 +309,10 @@ mod tests {
             let words: Vec<u32> = seed.iter().map(|w| if bits == 32 { *w } else { w & ((1 << bits) - 1) }).collect();
             let mut bytes = vec![0u8; packed_len(words.len(), bits)];
             pack_words(&mut bytes, words.iter().copied(), bits);
-            prop_assert_eq!(unpack_words(&bytes, words.len(), bits), Some(words));
+            prop_assert!(padding_is_zero(&bytes, words.len(), bits));
+            let mut back = Vec::new();
+            unpack_words(&bytes, words.len(), bits, &mut back);
+            prop_assert_eq!(back, words);
         }
     }
 
@@ -335,10 +322,10 @@ mod tests {
         let mut bytes = vec![0u8; packed_len(3, 25)];
         assert_eq!(bytes.len(), 10);
         pack_words(&mut bytes, [1, 2, 3].into_iter(), 25);
-        assert!(unpack_words(&bytes, 3, 25).is_some());
+        assert!(padding_is_zero(&bytes, 3, 25));
         bytes[9] |= 0x80;
-        assert_eq!(unpack_words(&bytes, 3, 25), None);
-        // A byte too many or too few is refused as well.
-        assert_eq!(unpack_words(&bytes[..9], 3, 25), None);
+        assert!(!padding_is_zero(&bytes, 3, 25));
+        // Whole bytes have no padding.
+        assert!(padding_is_zero(&[0xff; 9], 3, 24));
     }
 }
