@@ -217,13 +217,17 @@ impl SecretKey {
             return Err("result parameters do not match the key".into());
         }
         let rows = PhaseRows::new(self);
-        let groups: Vec<(Vec<(SlotId, i32)>, f64)> = result.groups.par_iter().map(|g| rows.decrypt(g)).collect();
-        let mut scores = Vec::with_capacity(result.n_templates());
-        let mut max_noise: f64 = 0.0;
-        for (group_scores, noise) in groups {
-            scores.extend(group_scores);
-            max_noise = max_noise.max(noise);
+        // Each group writes its scores straight into its part of the one output (no copies of
+        // scores are left behind in freed memory; the caller wipes the output).
+        let mut scores = vec![(0 as SlotId, 0i32); result.n_templates()];
+        let mut rest = scores.as_mut_slice();
+        let mut parts = Vec::with_capacity(result.groups.len());
+        for g in &result.groups {
+            let (part, tail) = std::mem::take(&mut rest).split_at_mut(usize::from(g.count));
+            parts.push((g, part));
+            rest = tail;
         }
+        let max_noise = parts.into_par_iter().map(|(g, out)| rows.decrypt(g, out)).reduce(|| 0.0, f64::max);
         Ok(DecryptedScores { scores, max_noise_fraction: max_noise })
     }
 }
@@ -252,8 +256,9 @@ impl PhaseRows {
         PhaseRows { params: p, rows }
     }
 
-    /// The scores of one group and the largest |noise| / Δ among them.
-    fn decrypt(&self, g: &GroupResult) -> (Vec<(SlotId, i32)>, f64) {
+    /// Writes the scores of one group into `out` (one per template) and returns the largest
+    /// |noise| / Δ among them.
+    fn decrypt(&self, g: &GroupResult, out: &mut [(SlotId, i32)]) -> f64 {
         let p = self.params;
         let n = p.polynomial_size;
         let message_bits = 64 - p.delta_log;
@@ -263,8 +268,7 @@ impl PhaseRows {
         unpack_words(&g.packed, n + usize::from(g.count), p.response_bits, &mut words);
         let (mask, bodies) = words.split_at(n);
         let mut max_noise: f64 = 0.0;
-        let mut scores = Vec::with_capacity(bodies.len());
-        for (k, &b) in bodies.iter().enumerate() {
+        for (k, (&b, score_out)) in bodies.iter().zip(out.iter_mut()).enumerate() {
             let position = usize::from(g.first_position) + k;
             let m = p.dim * position;
             let row = &self.rows[position * n..][..n];
@@ -287,9 +291,9 @@ impl PhaseRows {
                 noise as i64
             };
             max_noise = max_noise.max((noise as f64 / (1u64 << delta_shift) as f64).abs());
-            scores.push((g.first_slot + k as SlotId, score as i32));
+            *score_out = (g.first_slot + k as SlotId, score as i32);
         }
-        (scores, max_noise)
+        max_noise
     }
 }
 
