@@ -7,6 +7,8 @@ use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use passage_transport::QoS;
@@ -167,8 +169,16 @@ fn kill_9_during_ingest_keeps_every_acknowledged_record_exactly_once() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let publisher = camera.clone();
         let stream = all.clone();
+        let acked_count = Arc::new(AtomicUsize::new(0));
+        let killed = Arc::new(AtomicBool::new(false));
+        let (count, stop) = (acked_count.clone(), killed.clone());
         let publishing = tokio::spawn(async move {
-            for chunk in stream.chunks(50) {
+            for (i, chunk) in stream.chunks(50).enumerate() {
+                // At most 1,000 records ahead of the acknowledgements until the kill, however
+                // slow the service is under load: the kill always lands while records arrive.
+                while !stop.load(Ordering::Relaxed) && (i * 50).saturating_sub(count.load(Ordering::Relaxed)) > 1000 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
                 for record in chunk {
                     let topic = topics::counts(&record.venue, &record.camera);
                     if publisher.publish(&topic, QoS::AtLeastOnce, record.encode()).await.is_err() {
@@ -178,8 +188,20 @@ fn kill_9_during_ingest_keeps_every_acknowledged_record_exactly_once() {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
         });
-        publish_and_collect(&camera, &mut acks, &[], &mut acked, 1500, Duration::from_secs(60)).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while acked.len() < 1500 {
+            match tokio::time::timeout_at(deadline, acks.recv()).await {
+                Ok(Some(message)) => {
+                    let ack = CountAck::decode(&message.payload).expect("a valid acknowledgement");
+                    assert!(ack.refused.is_empty(), "refused: {:?}", ack.refused);
+                    acked.extend(ack.ids);
+                    acked_count.store(acked.len(), Ordering::Relaxed);
+                }
+                _ => break,
+            }
+        }
         service.kill();
+        killed.store(true, Ordering::Relaxed);
         let at_kill = acked.len();
         assert!(at_kill >= 1500, "only {at_kill} acknowledged before the kill");
         assert!(!publishing.is_finished(), "the kill came after the camera had published everything");
