@@ -701,10 +701,7 @@ impl Gates {
             // A visitor waiting in view is decided again after each pause: tell them once.
             let now = now_secs();
             let repeated =
-                reason.is_retryable()
-                    && inner.notices.pending(subject, now).iter().any(|n| {
-                        n.reason == reason.code() && n.gate == gate.as_str() && now - n.at < NOTICE_REPEAT_SECS
-                    });
+                reason.is_retryable() && inner.notices.told_recently(subject, gate, reason, now, NOTICE_REPEAT_SECS);
             if !repeated {
                 self.notify(subject, Notice::new(&inner.venue, gate, reason, now)).await;
             }

@@ -128,6 +128,14 @@ impl Notices {
         out
     }
 
+    /// Whether `subject` was told `reason` at `gate` less than `within_secs` before `now`
+    /// (a visitor waiting in view is decided again after each pause, but told once).
+    pub fn told_recently(&self, subject: &Id, gate: &Id, reason: Reason, now: i64, within_secs: i64) -> bool {
+        lock(&self.inner).notices.get(subject).is_some_and(|queue| {
+            queue.iter().any(|n| n.reason == reason.code() && n.gate == gate.as_str() && now - n.at < within_secs)
+        })
+    }
+
     /// Drops every notice older than the retention at `now`; returns how many went.
     pub fn sweep(&self, now: i64) -> usize {
         let mut boxes = lock(&self.inner);
@@ -210,6 +218,18 @@ mod tests {
         notices.bind_topic(&s, "abc".into());
         notices.forget(&s);
         assert!(notices.pending(&s, 9000).is_empty() && notices.topic(&s).is_none());
+    }
+
+    #[test]
+    fn a_repeated_reason_at_a_gate_is_told_recently() {
+        let notices = Notices::new(3600);
+        let (v, g, other, s) = (id("arena"), id("north"), id("south"), id("v-1"));
+        notices.post(&s, Notice::new(&v, &g, Reason::ZoneFull, 1000));
+        assert!(notices.told_recently(&s, &g, Reason::ZoneFull, 1100, 300));
+        assert!(!notices.told_recently(&s, &g, Reason::ZoneFull, 1300, 300), "older than the window");
+        assert!(!notices.told_recently(&s, &other, Reason::ZoneFull, 1100, 300), "another gate");
+        assert!(!notices.told_recently(&s, &g, Reason::NoValidTicket, 1100, 300), "another reason");
+        assert!(!notices.told_recently(&id("v-2"), &g, Reason::ZoneFull, 1100, 300), "another visitor");
     }
 
     #[test]

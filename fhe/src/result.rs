@@ -227,7 +227,11 @@ impl SecretKey {
             parts.push((g, part));
             rest = tail;
         }
-        let max_noise = parts.into_par_iter().map(|(g, out)| rows.decrypt(g, out)).reduce(|| 0.0, f64::max);
+        // One buffer of unpacked words per worker, reused across its groups.
+        let max_noise = parts
+            .into_par_iter()
+            .map_init(Vec::new, |words, (g, out)| rows.decrypt(g, out, words))
+            .reduce(|| 0.0, f64::max);
         Ok(DecryptedScores { scores, max_noise_fraction: max_noise })
     }
 }
@@ -256,16 +260,15 @@ impl PhaseRows {
         PhaseRows { params: p, rows }
     }
 
-    /// Writes the scores of one group into `out` (one per template) and returns the largest
-    /// |noise| / Δ among them.
-    fn decrypt(&self, g: &GroupResult, out: &mut [(SlotId, i32)]) -> f64 {
+    /// Writes the scores of one group into `out` (one per template), unpacking its words into
+    /// `words`, and returns the largest |noise| / Δ among them.
+    fn decrypt(&self, g: &GroupResult, out: &mut [(SlotId, i32)], words: &mut Vec<u32>) -> f64 {
         let p = self.params;
         let n = p.polynomial_size;
         let message_bits = 64 - p.delta_log;
         let delta_shift = p.response_bits - message_bits;
         let modulus_mask: u64 = (1u64 << p.response_bits) - 1;
-        let mut words = Vec::with_capacity(n + usize::from(g.count));
-        unpack_words(&g.packed, n + usize::from(g.count), p.response_bits, &mut words);
+        unpack_words(&g.packed, n + usize::from(g.count), p.response_bits, words);
         let (mask, bodies) = words.split_at(n);
         let mut max_noise: f64 = 0.0;
         for (k, (&b, score_out)) in bodies.iter().zip(out.iter_mut()).enumerate() {
