@@ -17,12 +17,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
+use passage_config::MatchLink;
 use passage_edge::agents::{Governance, FACE_ACCESS};
 use passage_edge::face::{FaceStage, FaceStageConfig};
 use passage_edge::frames::RgbFrame;
 use passage_edge::gate::kiosk::{self, Kiosks};
 use passage_edge::gate::{GateParts, GateSettings, GateTimings, Gates};
-use passage_edge::keyholder::KeyHolder;
+use passage_edge::keyholder::{HttpsMatcher, KeyHolder};
 use passage_edge::notices::Notices;
 use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
@@ -82,6 +83,19 @@ pub struct GateArgs {
     /// Overrides `faces.min_liveness` (liveness then runs on every face).
     #[arg(long)]
     min_liveness: Option<f64>,
+    /// Overrides `matching.link`: match requests over the broker (`mqtt`) or straight to the
+    /// matcher's HTTPS API with mutual TLS (`https`).
+    #[arg(long, value_enum)]
+    link: Option<LinkArg>,
+}
+
+/// `--link`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LinkArg {
+    /// Through the broker.
+    Mqtt,
+    /// The matcher's HTTPS API.
+    Https,
 }
 
 fn read_photo(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
@@ -120,6 +134,11 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
     if let Some(liveness) = args.min_liveness {
         config.faces.min_liveness = Some(liveness);
     }
+    match args.link {
+        Some(LinkArg::Mqtt) => config.matching.link = MatchLink::Mqtt,
+        Some(LinkArg::Https) => config.matching.link = MatchLink::Https,
+        None => {}
+    }
     let pipeline = FacePipeline::load(&args.models, passage_edge::face::pipeline_config(&config.faces))
         .with_context(|| format!("cannot load the face models from {}", args.models.display()))?;
     let enrol_photo = read_photo(&args.enrol)?;
@@ -156,10 +175,22 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
     matcher.serve_mqtt(&matcher_bus, cancel.child_token(), &tracker).await?;
     let bus = connect("edge").await?;
     // Decision mode bootstraps once per template: give the matcher time to answer.
-    let keyholder = Arc::new(
-        KeyHolder::generate(venue.id.clone(), Params::DEFAULT, config.matching.threshold)?
-            .with_timeout(Duration::from_secs(600)),
-    );
+    let mut keyholder = KeyHolder::generate(venue.id.clone(), Params::DEFAULT, config.matching.threshold)?
+        .with_timeout(Duration::from_secs(600));
+    if config.matching.link == MatchLink::Https {
+        // The demo's PKI in the temporary directory: the matcher API requires the edge's
+        // client certificate, as in a deployment.
+        let pki = crate::demo::demo_pki(&dir.path().join("pki"), &config)?;
+        let tls = pki.server_tls("server:services", passage_transport::ClientAuth::Required)?;
+        let listen = SocketAddr::from(([127, 0, 0, 1], 0));
+        let addr = passage_matcher::serve(listen, tls, matcher.clone(), cancel.child_token(), &tracker)
+            .await
+            .context("cannot serve the matcher API")?;
+        let client = passage_transport::https::client(&pki.client(&format!("edge:{}", venue.id))?)
+            .context("cannot build the matcher's HTTPS client")?;
+        keyholder = keyholder.with_https_matcher(HttpsMatcher::new(client, &format!("https://{addr}")));
+    }
+    let keyholder = Arc::new(keyholder);
 
     // The gallery: the visitor first, then random faces, a few requests in flight at a time.
     let visitor = Id::new("bench-visitor")?;
@@ -311,6 +342,7 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
         "green": runs.iter().filter(|r| r.green).count(),
         "detect_max_side": config.faces.detect_max_side,
         "min_liveness": config.faces.min_liveness,
+        "link": match config.matching.link { MatchLink::Mqtt => "mqtt", MatchLink::Https => "https" },
         "frame_to_decision_ms": m(&|r| r.total_ms),
         "frame_to_decision_max_ms": runs.iter().map(|r| r.total_ms).fold(0.0, f64::max),
         "stages_ms": {

@@ -13,11 +13,12 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use clap::Args;
 use passage_analytics::AnalyticsOptions;
+use passage_config::MatchLink;
 use passage_edge::agents::{self, CountingStats, GateStats, Governance};
 use passage_edge::face::FaceStage;
 use passage_edge::gate::kiosk::Kiosks;
 use passage_edge::gate::{GateParts, GateSettings, Gates};
-use passage_edge::keyholder::KeyHolder;
+use passage_edge::keyholder::{HttpsMatcher, KeyHolder};
 use passage_edge::portal::{Portal, PortalVenue};
 use passage_edge::sim::Scene;
 use passage_edge::spool::forward::{self, ForwardOptions};
@@ -325,7 +326,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
             cancel.child_token(),
             &tracker,
         )?);
-        let keyholder = Arc::new(venue_keyholder(&data.path, &venue.id, params, config.matching.threshold)?);
+        let mut keyholder = venue_keyholder(&data.path, &venue.id, params, config.matching.threshold)?;
+        if config.matching.link == MatchLink::Https {
+            let tls = pki.client(&format!("edge:{}", venue.id))?;
+            let client = passage_transport::https::client(&tls).context("cannot build the matcher's HTTPS client")?;
+            keyholder = keyholder.with_https_matcher(HttpsMatcher::new(client, &format!("https://{matcher_addr}")));
+        }
+        let keyholder = Arc::new(keyholder);
         let notice = passage_dpia::privacy_notice(&config, venue);
         let notice_version = notice.version;
         let ticket_key = Arc::new(
@@ -501,7 +508,7 @@ fn evidence_store(
 }
 
 /// The demo's PKI: created on first use of a data directory, reused after.
-fn demo_pki(dir: &std::path::Path, config: &passage_config::Config) -> anyhow::Result<Pki> {
+pub(crate) fn demo_pki(dir: &std::path::Path, config: &passage_config::Config) -> anyhow::Result<Pki> {
     let pki = PkiDir::new(dir);
     let now = now_secs();
     if !pki.ca_cert_path().exists() {

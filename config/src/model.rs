@@ -183,6 +183,19 @@ pub enum MatchingMode {
     Decision,
 }
 
+/// How the gates' key holders send match requests to the matcher.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchLink {
+    /// Over the MQTT bus, as every other message (request and response through the broker).
+    #[default]
+    Mqtt,
+    /// Straight to the matcher's HTTPS API (`http.matcher`, mutual TLS with the edge's
+    /// certificate): one hop instead of two through the broker, for large galleries whose
+    /// score responses are tens of megabytes.
+    Https,
+}
+
 /// Encrypted face matching.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -195,11 +208,13 @@ pub struct Matching {
     pub queue: usize,
     /// Evaluation threads; 0 means one per core.
     pub threads: usize,
+    /// How the gates send match requests: `mqtt` (default) or `https`.
+    pub link: MatchLink,
 }
 
 impl Default for Matching {
     fn default() -> Matching {
-        Matching { mode: MatchingMode::Score, threshold: 0.5, queue: 32, threads: 0 }
+        Matching { mode: MatchingMode::Score, threshold: 0.5, queue: 32, threads: 0, link: MatchLink::Mqtt }
     }
 }
 

@@ -35,6 +35,9 @@ pub enum KeyHolderError {
     /// The matcher's answer could not be decoded.
     #[error("malformed answer from the matcher: {0}")]
     Answer(String),
+    /// The matcher's HTTPS API could not be reached or did not answer in time.
+    #[error("matcher unreachable over HTTPS: {0}")]
+    Https(String),
     /// The matcher refused the request.
     #[error("matcher answered {status:?}: {detail}")]
     Refused {
@@ -57,6 +60,41 @@ pub enum Identification {
     Ambiguous(usize),
 }
 
+/// The matcher's HTTPS API as the key holder's way to send match requests
+/// (`[matching] link = "https"`): one mutually authenticated TLS connection straight to the
+/// matcher instead of two hops through the broker. The score response of a large gallery is
+/// tens of megabytes (387.5 bytes per template), and each broker hop copies it several times.
+/// Enrolments, erasures and the gallery index stay on the bus.
+#[derive(Debug, Clone)]
+pub struct HttpsMatcher {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl HttpsMatcher {
+    /// Match requests go to `{base}/api/v1/match` (`base`: `https://host:port`) through
+    /// `client`, which carries the edge's client certificate and trusts the matcher's CA.
+    pub fn new(client: reqwest::Client, base: &str) -> HttpsMatcher {
+        HttpsMatcher { client, url: format!("{}/api/v1/match", base.trim_end_matches('/')) }
+    }
+
+    /// Posts one encoded request; the answer is a `MatchResponse` frame whatever the HTTP
+    /// status (the matcher maps its statuses onto HTTP ones).
+    async fn request(&self, body: Vec<u8>, timeout: Duration) -> Result<bytes::Bytes, KeyHolderError> {
+        let unreachable = |error: reqwest::Error| KeyHolderError::Https(error.without_url().to_string());
+        let response = self
+            .client
+            .post(&self.url)
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .timeout(timeout)
+            .body(body)
+            .send()
+            .await
+            .map_err(unreachable)?;
+        response.bytes().await.map_err(unreachable)
+    }
+}
+
 /// The key holder of one venue.
 pub struct KeyHolder {
     venue: Id,
@@ -69,6 +107,8 @@ pub struct KeyHolder {
     /// Enrolment is off a gate's critical path: by default it waits longer than a match, so a
     /// matcher busy installing a decision key still answers.
     enrol_timeout: Duration,
+    /// Match requests over HTTPS instead of the bus, when set.
+    https: Option<HttpsMatcher>,
 }
 
 impl std::fmt::Debug for KeyHolder {
@@ -111,7 +151,16 @@ impl KeyHolder {
             index: Mutex::new(None),
             timeout: Duration::from_secs(10),
             enrol_timeout: Duration::from_secs(30),
+            https: None,
         })
+    }
+
+    /// Sends match requests (identification and verification) to the matcher's HTTPS API
+    /// instead of over the bus.
+    #[must_use]
+    pub fn with_https_matcher(mut self, https: HttpsMatcher) -> KeyHolder {
+        self.https = Some(https);
+        self
     }
 
     /// Waits `timeout` for each answer of the matcher, enrolments included (by default 10 s
@@ -274,10 +323,13 @@ impl KeyHolder {
     ) -> Result<Option<(Vec<u32>, u64)>, KeyHolderError> {
         let mode = request.mode;
         let started = Instant::now();
-        let reply = bus.request(&topics::match_requests(&self.venue), request.encode(), self.timeout).await?;
+        let reply = match &self.https {
+            Some(https) => https.request(request.encode(), self.timeout).await?,
+            None => bus.request(&topics::match_requests(&self.venue), request.encode(), self.timeout).await?.payload,
+        };
         times.exchange_ms = ms(started);
         let started = Instant::now();
-        let response = MatchResponse::decode(&reply.payload).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
+        let response = MatchResponse::decode(&reply).map_err(|e| KeyHolderError::Answer(e.to_string()))?;
         match response.status {
             MatchStatus::Ok => {}
             MatchStatus::EmptyGallery => return Ok(None),

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use passage_edge::keyholder::{Identification, KeyHolder, KeyHolderError};
+use passage_edge::keyholder::{HttpsMatcher, Identification, KeyHolder, KeyHolderError};
 use passage_edge::sim::FaceSimulator;
 use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
@@ -174,6 +174,110 @@ fn mosquitto_carries_the_same_components_unchanged() {
     let rt = runtime();
     rt.block_on(pubsub_and_request_response(mosquitto.port));
     rt.block_on(encrypted_matching(mosquitto.port));
+}
+
+/// `[matching] link = "https"`: the key holder sends match requests straight to the matcher's
+/// HTTPS API with the edge's client certificate (enrolment stays on the bus), and gets the same
+/// answers as over the broker; without a certificate of the CA, or with the matcher gone, it
+/// gets a clear error (the gate's "try again / use ticket"), never a match.
+#[test]
+fn the_key_holder_matches_over_the_matchers_https_api_with_mutual_tls() {
+    use passage_policy::devices::Principal;
+    use passage_policy::pki::{PkiDir, Subject};
+    use passage_transport::{client_config, ClientAuth, PkiPem, ServerTls};
+
+    let broker = EmbeddedBroker::start(0).expect("embedded broker");
+    let rt = runtime();
+    rt.block_on(async {
+        let cancel = CancellationToken::new();
+        let tracker = TaskTracker::new();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let venue = id("arena");
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64;
+        let pki = PkiDir::new(dir.path().join("pki"));
+        pki.init("test CA", now).expect("CA");
+        let server = Subject::Server { name: "services".into(), hosts: vec!["127.0.0.1".into()] };
+        let edge = Subject::Device(Principal::Edge { venue: venue.clone() });
+        let pem = |subject: &Subject| {
+            let (cert, key, _) = pki.issue(subject, now, 1, rand::random()).expect("issued");
+            PkiPem::load(&pki, &cert, &key).expect("pem")
+        };
+        let server_pem = pem(&server);
+        let edge_pem = pem(&edge);
+
+        let options =
+            MatcherOptions { gallery_dir: dir.path().join("galleries"), params: Params::DEFAULT, threads: 2, queue: 4 };
+        let matcher =
+            Matcher::start(&options, std::slice::from_ref(&venue), cancel.child_token(), &tracker).expect("matcher");
+        let matcher_bus = connect(broker.addr().port(), "matcher", &cancel, &tracker).await;
+        // The bus serves enrolment and the gallery index; it stops before the last matches.
+        let mqtt = cancel.child_token();
+        matcher.serve_mqtt(&matcher_bus, mqtt.clone(), &tracker).await.expect("serve");
+        let tls = ServerTls::from_pki(&server_pem, ClientAuth::Required).expect("server TLS");
+        let listen = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let addr = passage_matcher::serve(listen, tls, matcher.clone(), cancel.child_token(), &tracker)
+            .await
+            .expect("matcher API");
+        let base = format!("https://{addr}");
+        let gate_bus = connect(broker.addr().port(), "gate", &cancel, &tracker).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        let edge_tls = client_config(&edge_pem.ca, Some((&edge_pem.cert, &edge_pem.key))).expect("client TLS");
+        let client = passage_transport::https::client(&edge_tls).expect("client");
+        // A short timeout: a match that went over the stopped bus would fail the test at once.
+        let keyholder = KeyHolder::generate(venue.clone(), Params::DEFAULT, 0.5)
+            .expect("key")
+            .with_timeout(Duration::from_secs(5))
+            .with_https_matcher(HttpsMatcher::new(client, &base));
+        let gate = id("north-1");
+        let mut faces = FaceSimulator::new(11, 128);
+        let people: Vec<(Id, Vec<f32>)> = (0..12).map(|i| (id(&format!("s{i}")), faces.identity())).collect();
+        let stranger = faces.identity();
+        // An empty gallery: "no match" over HTTPS too (the matcher's 409 carries the frame).
+        assert_eq!(
+            keyholder.identify(&gate_bus, &gate, &faces.observe(&stranger)).await.expect("answered"),
+            Identification::NoMatch
+        );
+        for (subject, identity) in &people {
+            let response = keyholder.enrol(&gate_bus, subject, &faces.observe(identity)).await.expect("enrolled");
+            assert_eq!(response.status, EnrolStatus::Ok, "{}", response.detail);
+        }
+        // The first match also caches the gallery index (read over the bus).
+        let (first, identity) = &people[0];
+        let got = keyholder.identify(&gate_bus, &gate, &faces.observe(identity)).await.expect("answered");
+        assert_eq!(got, Identification::Match(first.clone()));
+        let (subject, identity) = &people[5];
+        assert!(keyholder
+            .verify(&gate_bus, &gate, subject, &faces.observe(identity), MatchMode::Score)
+            .await
+            .expect("answered"));
+        // With the matcher off the bus, matches still arrive: they go over HTTPS.
+        mqtt.cancel();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for (subject, identity) in people.iter().skip(1).step_by(4) {
+            let got = keyholder.identify(&gate_bus, &gate, &faces.observe(identity)).await.expect("answered");
+            assert_eq!(got, Identification::Match(subject.clone()));
+        }
+        let got = keyholder.identify(&gate_bus, &gate, &faces.observe(&stranger)).await.expect("answered");
+        assert_eq!(got, Identification::NoMatch);
+        assert_eq!(matcher.stats().snapshot()["answered"], 6, "every match was evaluated");
+
+        // A client without a certificate of the CA is refused at the handshake.
+        let anonymous = client_config(&edge_pem.ca, None).expect("client TLS");
+        let stranger_keyholder =
+            KeyHolder::generate(venue.clone(), Params::DEFAULT, 0.5).expect("key").with_https_matcher(
+                HttpsMatcher::new(passage_transport::https::client(&anonymous).expect("client"), &base),
+            );
+        let refused = stranger_keyholder.identify(&gate_bus, &gate, &faces.observe(identity)).await;
+        assert!(matches!(refused, Err(KeyHolderError::Https(_))), "{refused:?}");
+
+        // The matcher gone: a clear error within the timeout, never a match.
+        cancel.cancel();
+        tracker.close();
+        tracker.wait().await;
+        let gone = keyholder.identify(&gate_bus, &gate, &faces.observe(identity)).await;
+        assert!(matches!(gone, Err(KeyHolderError::Https(_))), "{gone:?}");
+    });
 }
 
 #[test]

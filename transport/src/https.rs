@@ -14,6 +14,18 @@ use tokio_util::task::TaskTracker;
 
 use crate::ServerTls;
 
+/// A client for one service calling another's HTTPS API: `tls` carries the CA to trust and the
+/// caller's certificate (mutual TLS); redirects are not followed.
+///
+/// # Errors
+/// When the HTTP client cannot be built.
+pub fn client(tls: &std::sync::Arc<rustls::ClientConfig>) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .use_preconfigured_tls(rustls::ClientConfig::clone(tls))
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+}
+
 /// How long in-flight requests may finish after shutdown is asked for.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a new connection may take to send its first request.

@@ -152,6 +152,22 @@ fn frames_become_csv_with_a_header() {
 }
 
 #[test]
+fn csv_fields_are_quoted_when_they_must_be_and_nulls_are_empty() {
+    let mut frame = df!(
+        "zone" => ["hall, east", "say \"hi\"", "plain"],
+        "load" => [Some(0.25f64), None, Some(f64::NAN)],
+        "flagged" => [true, false, true],
+        "n" => [-3i32, 0, 7]
+    )
+    .expect("frame");
+    let csv = String::from_utf8(frame_to_csv("test", &mut frame).expect("csv")).expect("utf-8");
+    assert_eq!(
+        csv,
+        "zone,load,flagged,n\n\"hall, east\",0.25,true,-3\n\"say \"\"hi\"\"\",,false,0\nplain,NaN,true,7\n"
+    );
+}
+
+#[test]
 fn rows_that_do_not_match_the_frame_are_an_error() {
     let frame = df!("start" => [0i64]).expect("frame");
     let error = frame_rows::<FlowRow>("flows", &frame).expect_err("missing columns");
