@@ -23,7 +23,7 @@ use passage_edge::face::{FaceStage, FaceStageConfig};
 use passage_edge::frames::RgbFrame;
 use passage_edge::gate::kiosk::{self, Kiosks};
 use passage_edge::gate::{GateParts, GateSettings, GateTimings, Gates};
-use passage_edge::keyholder::{HttpsMatcher, KeyHolder};
+use passage_edge::keyholder::KeyHolder;
 use passage_edge::notices::Notices;
 use passage_fhe::Params;
 use passage_matcher::{Matcher, MatcherOptions};
@@ -186,9 +186,7 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
         let addr = passage_matcher::serve(listen, tls, matcher.clone(), cancel.child_token(), &tracker)
             .await
             .context("cannot serve the matcher API")?;
-        let client = passage_transport::https::client(&pki.client(&format!("edge:{}", venue.id))?)
-            .context("cannot build the matcher's HTTPS client")?;
-        keyholder = keyholder.with_https_matcher(HttpsMatcher::new(client, &format!("https://{addr}")));
+        keyholder = keyholder.with_https_matcher(pki.https_matcher(&venue.id, addr)?);
     }
     let keyholder = Arc::new(keyholder);
 
@@ -342,7 +340,7 @@ async fn bench(args: &GateArgs) -> anyhow::Result<()> {
         "green": runs.iter().filter(|r| r.green).count(),
         "detect_max_side": config.faces.detect_max_side,
         "min_liveness": config.faces.min_liveness,
-        "link": match config.matching.link { MatchLink::Mqtt => "mqtt", MatchLink::Https => "https" },
+        "link": config.matching.link,
         "frame_to_decision_ms": m(&|r| r.total_ms),
         "frame_to_decision_max_ms": runs.iter().map(|r| r.total_ms).fold(0.0, f64::max),
         "stages_ms": {

@@ -18,7 +18,7 @@ use passage_edge::agents::{self, CountingStats, GateStats, Governance};
 use passage_edge::face::FaceStage;
 use passage_edge::gate::kiosk::Kiosks;
 use passage_edge::gate::{GateParts, GateSettings, Gates};
-use passage_edge::keyholder::{HttpsMatcher, KeyHolder};
+use passage_edge::keyholder::KeyHolder;
 use passage_edge::portal::{Portal, PortalVenue};
 use passage_edge::sim::Scene;
 use passage_edge::spool::forward::{self, ForwardOptions};
@@ -328,9 +328,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         )?);
         let mut keyholder = venue_keyholder(&data.path, &venue.id, params, config.matching.threshold)?;
         if config.matching.link == MatchLink::Https {
-            let tls = pki.client(&format!("edge:{}", venue.id))?;
-            let client = passage_transport::https::client(&tls).context("cannot build the matcher's HTTPS client")?;
-            keyholder = keyholder.with_https_matcher(HttpsMatcher::new(client, &format!("https://{matcher_addr}")));
+            keyholder = keyholder.with_https_matcher(pki.https_matcher(&venue.id, matcher_addr)?);
         }
         let keyholder = Arc::new(keyholder);
         let notice = passage_dpia::privacy_notice(&config, venue);

@@ -56,6 +56,18 @@ impl Pki {
         Ok(client_config(&pem.ca, Some((&pem.cert, &pem.key)))?)
     }
 
+    /// The edge agent of `venue` as a client of the matcher's HTTPS API at `addr`, with its
+    /// client certificate (`[matching] link = "https"`).
+    pub fn https_matcher(
+        &self,
+        venue: &passage_wire::Id,
+        addr: std::net::SocketAddr,
+    ) -> anyhow::Result<passage_edge::keyholder::HttpsMatcher> {
+        let client = passage_transport::https::client(&self.client(&format!("edge:{venue}"))?)
+            .context("cannot build the matcher's HTTPS client")?;
+        Ok(passage_edge::keyholder::HttpsMatcher::new(client, &format!("https://{addr}")))
+    }
+
     /// Server TLS with the certificate of `subject` (`server:NAME`).
     pub fn server_tls(&self, subject: &str, auth: ClientAuth) -> anyhow::Result<ServerTls> {
         Ok(ServerTls::from_pki(&self.pem(subject)?, auth)?)
