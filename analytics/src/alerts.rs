@@ -5,7 +5,8 @@
 //! thresholds: an alert is raised when the load reaches `alert_high` and cleared only when it
 //! falls to `alert_low`, so noise around one threshold cannot make it flap. Each transition
 //! is stored in the `alerts` table, published (QoS 1) on
-//! `passage/v1/{venue}/alerts/{zone}` as an [`AlertMessage`], and POSTed as the same JSON
+//! `passage/v1/{venue}/alerts/{zone}` as a [`CapacityAlert`] (the gates into the zone follow
+//! it), and POSTed as the same JSON
 //! to the webhook when one is configured. Webhook delivery is best effort with a timeout and
 //! never holds up the next round.
 
@@ -15,8 +16,7 @@ use std::time::Duration;
 
 use passage_config::Config;
 use passage_transport::{Bus, QoS};
-use passage_wire::{topics, Id};
-use serde::{Deserialize, Serialize};
+use passage_wire::{topics, AlertState, CapacityAlert, Id};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -68,27 +68,6 @@ impl AlertBoard {
     }
 }
 
-/// The alert as published on MQTT and POSTed to the webhook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct AlertMessage {
-    /// Protocol version.
-    pub v: u32,
-    /// The venue.
-    pub venue: String,
-    /// The zone.
-    pub zone: String,
-    /// `raised` or `cleared`.
-    pub state: String,
-    /// Noised occupancy that caused the transition.
-    pub occupancy: f64,
-    /// Its noise standard deviation.
-    pub std: f64,
-    /// The zone's capacity.
-    pub capacity: i64,
-    /// When, seconds since the Unix epoch.
-    pub at: i64,
-}
-
 /// The MQTT topic of a zone's alerts.
 pub fn alert_topic(venue: &Id, zone: &str) -> String {
     format!("{}/{venue}/alerts/{zone}", topics::ROOT)
@@ -96,7 +75,7 @@ pub fn alert_topic(venue: &Id, zone: &str) -> String {
 
 /// One round: looks at every zone of every venue at time `now` and returns the transitions,
 /// after storing them and updating `board`.
-pub fn check(store: &Store, config: &Config, board: &AlertBoard, now: i64) -> Vec<AlertMessage> {
+pub fn check(store: &Store, config: &Config, board: &AlertBoard, now: i64) -> Vec<CapacityAlert> {
     let since = now - live_window(config.privacy.interval_secs);
     let mut out = Vec::new();
     for venue in &config.venues {
@@ -115,11 +94,11 @@ pub fn check(store: &Store, config: &Config, board: &AlertBoard, now: i64) -> Ve
             let Some(up) = transition(raised, load, config.analytics.alert_high, config.analytics.alert_low) else {
                 continue;
             };
-            let state = if up { "raised" } else { "cleared" };
+            let state = if up { AlertState::Raised } else { AlertState::Cleared };
             let entry = AlertEntry {
                 at: now,
                 zone: zone.id.to_string(),
-                state: state.to_owned(),
+                state: state.as_str().to_owned(),
                 occupancy: level.value as f64,
                 std: level.std,
                 capacity,
@@ -128,15 +107,15 @@ pub fn check(store: &Store, config: &Config, board: &AlertBoard, now: i64) -> Ve
                 tracing::error!(venue = %venue.id, zone = %zone.id, %error, "could not store an alert");
             }
             board.set(&venue.id, zone.id.as_str(), up);
-            tracing::info!(venue = %venue.id, zone = %zone.id, state, load, "capacity alert");
-            out.push(AlertMessage {
-                v: 1,
-                venue: venue.id.to_string(),
-                zone: zone.id.to_string(),
-                state: state.to_owned(),
+            tracing::info!(venue = %venue.id, zone = %zone.id, state = state.as_str(), load, "capacity alert");
+            out.push(CapacityAlert {
+                v: u32::from(passage_wire::PROTOCOL_VERSION),
+                venue: venue.id.clone(),
+                zone: zone.id.clone(),
+                state,
                 occupancy: entry.occupancy,
                 std: entry.std,
-                capacity,
+                capacity: zone.capacity,
                 at: now,
             });
         }
@@ -174,16 +153,9 @@ pub fn spawn_alerts(
             .await
             .unwrap_or_default();
             for message in messages {
-                let body = match serde_json::to_vec(&message) {
-                    Ok(body) => body,
-                    Err(error) => {
-                        tracing::error!(%error, "alert not serialisable");
-                        continue;
-                    }
-                };
+                let body = message.encode();
                 if let Some(bus) = &bus {
-                    let Ok(venue) = Id::new(&message.venue) else { continue };
-                    let topic = alert_topic(&venue, &message.zone);
+                    let topic = alert_topic(&message.venue, message.zone.as_str());
                     if let Err(error) = bus.try_publish(&topic, QoS::AtLeastOnce, body.clone()) {
                         tracing::warn!(%error, "alert not published on MQTT");
                     }
@@ -240,10 +212,10 @@ mod tests {
         let mut published = watcher.subscribe("passage/v1/+/alerts/+", QoS::AtLeastOnce, 16).await.expect("subscribe");
 
         // The webhook: an axum server on loopback that forwards what it receives.
-        let (hook_tx, mut hook_rx) = tokio::sync::mpsc::channel::<AlertMessage>(16);
+        let (hook_tx, mut hook_rx) = tokio::sync::mpsc::channel::<CapacityAlert>(16);
         let hook = axum::Router::new().route(
             "/hook",
-            axum::routing::post(move |axum::Json(message): axum::Json<AlertMessage>| {
+            axum::routing::post(move |axum::Json(message): axum::Json<CapacityAlert>| {
                 let hook_tx = hook_tx.clone();
                 async move {
                     let _ = hook_tx.send(message).await;
@@ -278,8 +250,8 @@ mod tests {
         let wait = Duration::from_secs(10);
         let message = tokio::time::timeout(wait, published.recv()).await.expect("published in time").expect("open");
         assert_eq!(message.topic, "passage/v1/arena/alerts/stand-a");
-        let alert: AlertMessage = serde_json::from_slice(&message.payload).expect("JSON");
-        assert_eq!((alert.state.as_str(), alert.occupancy, alert.capacity), ("raised", 140.0, 150));
+        let alert = CapacityAlert::decode(&message.payload).expect("a capacity alert");
+        assert_eq!((alert.state, alert.occupancy, alert.capacity), (AlertState::Raised, 140.0, 150));
         let hooked = tokio::time::timeout(wait, hook_rx.recv()).await.expect("webhook in time").expect("open");
         assert_eq!(hooked, alert);
         assert_eq!(board.raised(&Id::new("arena").expect("id")), vec!["stand-a".to_owned()]);
@@ -290,8 +262,8 @@ mod tests {
         assert!(published.try_recv().is_err(), "no transition inside the hysteresis band");
         store.insert_batch(&[record("o3", "arena", "cam-bowl", now - 10, vec![level(100)])]).expect("insert");
         let message = tokio::time::timeout(wait, published.recv()).await.expect("published in time").expect("open");
-        let cleared: AlertMessage = serde_json::from_slice(&message.payload).expect("JSON");
-        assert_eq!(cleared.state, "cleared");
+        let cleared = CapacityAlert::decode(&message.payload).expect("a capacity alert");
+        assert_eq!(cleared.state, AlertState::Cleared);
         let stored = store.alerts(&Id::new("arena").expect("id"), 0, 10).expect("alerts");
         assert_eq!(stored.iter().map(|a| a.state.as_str()).collect::<Vec<_>>(), vec!["cleared", "raised"]);
         cancel.cancel();

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use passage_config::{MatchingMode, Venue};
 use passage_policy::access::{self, ClockGuard, GateContext, Lang, Reason};
 use passage_policy::subjects::SubjectRecord;
-use passage_policy::tickets::{TicketError, TicketKey};
+use passage_policy::tickets::{Ticket, TicketError, TicketKey};
 use passage_transport::{Bus, QoS};
 use passage_wire::{Id, MatchMode};
 use serde::Serialize;
@@ -356,6 +356,11 @@ impl Gates {
         }
     }
 
+    /// The zones whose gates are closed by a capacity alert now, in order.
+    pub fn full_zones(&self) -> Vec<String> {
+        lock(&self.inner.full_zones).iter().cloned().collect()
+    }
+
     /// Listens to analytics' capacity alerts for this venue (`passage/v1/{venue}/alerts/+`):
     /// a raised alert closes the gates into that zone until it is cleared.
     ///
@@ -366,12 +371,6 @@ impl Gates {
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<(), passage_transport::BusError> {
-        #[derive(serde::Deserialize)]
-        struct Alert {
-            venue: String,
-            zone: String,
-            state: String,
-        }
         let filter = format!("{}/+", passage_wire::topics::alerts(&self.inner.venue));
         let mut alerts = self.inner.bus.subscribe(&filter, QoS::AtLeastOnce, 64).await?;
         let gates = self.clone();
@@ -381,14 +380,11 @@ impl Gates {
                     () = cancel.cancelled() => break,
                     m = alerts.recv() => match m { Some(m) => m, None => break },
                 };
-                if message.payload.len() > 4096 {
-                    continue;
-                }
-                match serde_json::from_slice::<Alert>(&message.payload) {
-                    Ok(alert) if alert.venue == gates.inner.venue.as_str() => {
-                        let full = alert.state == "raised";
+                match passage_wire::CapacityAlert::decode(&message.payload) {
+                    Ok(alert) if alert.venue == gates.inner.venue => {
+                        let full = alert.state == passage_wire::AlertState::Raised;
                         tracing::info!(venue = %gates.inner.venue, zone = %alert.zone, full, "zone capacity alert");
-                        gates.set_zone_full(&alert.zone, full);
+                        gates.set_zone_full(alert.zone.as_str(), full);
                     }
                     Ok(_) => {}
                     Err(error) => tracing::warn!(%error, "capacity alert not understood"),
@@ -478,7 +474,7 @@ impl Gates {
             return Some(self.conclude(gate_id, state, reason, Via::Ticket, None).await);
         }
         let sizeable: Vec<&FaceOutcome> = outcomes.iter().filter(|o| !matches!(o, FaceOutcome::NotEmbedded)).collect();
-        let (reason, subject) = match sizeable.as_slice() {
+        let (reason, visitor) = match sizeable.as_slice() {
             [] | [FaceOutcome::Duplicate] | [FaceOutcome::NotEmbedded] => return None,
             [_, _, ..] => (Reason::OneAtATime, None),
             [FaceOutcome::NotLive] => (Reason::NotLive, None),
@@ -495,7 +491,7 @@ impl Gates {
                 }
             }
         }
-        Some(self.conclude(gate_id, state, reason, Via::Face, subject).await)
+        Some(self.conclude(gate_id, state, reason, Via::Face, visitor).await)
     }
 
     /// Evidence mode: anonymises `frame` off the decision path and keeps it; the original
@@ -531,9 +527,9 @@ impl Gates {
     /// Unknown or busy gate.
     pub async fn face(&self, gate: &str, embedding: &[f32]) -> Result<(Decision, Option<Id>), GateError> {
         let (gate_id, state, _attempt) = self.attempt(gate)?;
-        let (reason, subject) = self.face_reason(&gate_id, state, embedding, &mut GateTimings::default()).await;
-        let recognised = subject.clone();
-        Ok((self.conclude(&gate_id, state, reason, Via::Face, subject).await, recognised))
+        let (reason, visitor) = self.face_reason(&gate_id, state, embedding, &mut GateTimings::default()).await;
+        let recognised = visitor.as_ref().map(|v| v.id.clone());
+        Ok((self.conclude(&gate_id, state, reason, Via::Face, visitor).await, recognised))
     }
 
     /// A ticket code from a scanner at `gate`.
@@ -578,14 +574,14 @@ impl Gates {
         outcome.err().unwrap_or(Reason::Admitted)
     }
 
-    /// The face path after embedding: the reason, and the recognised subject (if any).
+    /// The face path after embedding: the reason, and the recognised visitor (if any).
     async fn face_reason(
         &self,
         gate: &Id,
         state: &GateState,
         embedding: &[f32],
         times: &mut GateTimings,
-    ) -> (Reason, Option<Id>) {
+    ) -> (Reason, Option<Visitor>) {
         let now = match self.now_checked() {
             Ok(now) => now,
             Err(reason) => return (reason, None),
@@ -606,7 +602,7 @@ impl Gates {
         gate: &Id,
         state: &GateState,
         now: i64,
-    ) -> (Reason, Option<Id>) {
+    ) -> (Reason, Option<Visitor>) {
         let inner = &self.inner;
         let subject = match identified {
             Ok(Identification::Match(subject)) => subject,
@@ -618,24 +614,26 @@ impl Gates {
         };
         let consent = lock(&inner.governance.consent).allows(&subject, &inner.venue, &inner.purpose);
         if !consent {
-            return (Reason::ConsentWithdrawn, Some(subject));
+            return (Reason::ConsentWithdrawn, Some(Visitor { id: subject, contact: Contact::Unread }));
         }
-        let tickets = match self.linked_tickets(&subject).await {
-            Ok(tickets) => tickets,
-            Err(reason) => return (reason, Some(subject)),
+        let (tickets, contact) = match self.visitor_records(&subject).await {
+            Ok(read) => read,
+            Err(reason) => return (reason, Some(Visitor { id: subject, contact: Contact::Unread })),
         };
+        let visitor = Visitor { id: subject, contact: Contact::Read(contact) };
         let checked = access::check_linked_tickets(&tickets, &self.context(&state.zone, now))
             .and_then(|()| self.capacity(&state.zone));
-        (checked.err().unwrap_or(Reason::Admitted), Some(subject))
+        (checked.err().unwrap_or(Reason::Admitted), Some(visitor))
     }
 
-    /// The ticket codes linked to `subject` at this venue, verified (read from the encrypted
-    /// subject store; the read is audited with the decision).
-    async fn linked_tickets(
+    /// What the gate needs of `subject` from the encrypted subject store, in one read (audited
+    /// with the decision): the ticket codes linked at this venue, verified, and the latest
+    /// contact (where a refusal's notice goes).
+    async fn visitor_records(
         &self,
         subject: &Id,
-    ) -> Result<Vec<Result<passage_policy::tickets::Ticket, TicketError>>, Reason> {
-        let Some(store) = self.inner.governance.subjects.clone() else { return Ok(Vec::new()) };
+    ) -> Result<(Vec<Result<Ticket, TicketError>>, Option<String>), Reason> {
+        let Some(store) = self.inner.governance.subjects.clone() else { return Ok((Vec::new(), None)) };
         let key = subject.to_string();
         let records = tokio::task::spawn_blocking(move || lock(&store).export(&key)).await;
         let records = match records {
@@ -649,17 +647,25 @@ impl Gates {
             }
         };
         let venue = self.inner.venue.as_str();
-        Ok(records
+        let tickets = records
             .iter()
             .filter_map(|r| match r {
                 SubjectRecord::Ticket { venue: v, ticket, .. } if v == venue => Some(self.inner.tickets.verify(ticket)),
                 _ => None,
             })
-            .collect())
+            .collect();
+        Ok((tickets, latest_contact(records)))
     }
 
     /// Shows, audits and (for a recognised visitor refused) notifies.
-    async fn conclude(&self, gate: &Id, state: &GateState, reason: Reason, via: Via, subject: Option<Id>) -> Decision {
+    async fn conclude(
+        &self,
+        gate: &Id,
+        state: &GateState,
+        reason: Reason,
+        via: Via,
+        visitor: Option<Visitor>,
+    ) -> Decision {
         let inner = &self.inner;
         let counter = if reason.is_green() { &inner.stats.green } else { &inner.stats.red };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -686,7 +692,7 @@ impl Gates {
         };
         let outcome = format!("{color}: {} ({via_name})", reason.code());
         // A refused subject whose consent is gone is not tied to the entry.
-        let audited = subject.as_ref().filter(|_| reason != Reason::ConsentWithdrawn);
+        let audited = visitor.as_ref().map(|v| &v.id).filter(|_| reason != Reason::ConsentWithdrawn);
         inner
             .governance
             .audit_optional_venue(
@@ -697,13 +703,13 @@ impl Gates {
                 outcome,
             )
             .await;
-        if let (Some(subject), false) = (&subject, reason.is_green()) {
+        if let (Some(visitor), false) = (visitor, reason.is_green()) {
             // A visitor waiting in view is decided again after each pause: tell them once.
             let now = now_secs();
-            let repeated =
-                reason.is_retryable() && inner.notices.told_recently(subject, gate, reason, now, NOTICE_REPEAT_SECS);
+            let repeated = reason.is_retryable()
+                && inner.notices.told_recently(&visitor.id, gate, reason, now, NOTICE_REPEAT_SECS);
             if !repeated {
-                self.notify(subject, Notice::new(&inner.venue, gate, reason, now)).await;
+                self.notify(visitor, Notice::new(&inner.venue, gate, reason, now)).await;
             }
         }
         Decision { reason, via }
@@ -711,8 +717,9 @@ impl Gates {
 
     /// Delivers a denial notice to the visitor's own device: the portal's box, their MQTT
     /// topic, their webhook.
-    async fn notify(&self, subject: &Id, notice: Notice) {
+    async fn notify(&self, visitor: Visitor, notice: Notice) {
         let inner = &self.inner;
+        let subject = &visitor.id;
         inner.notices.post(subject, notice.clone());
         inner.stats.notices.fetch_add(1, Ordering::Relaxed);
         let Ok(payload) = serde_json::to_vec(&notice) else { return };
@@ -723,7 +730,10 @@ impl Gates {
                 tracing::warn!(%error, "denial notice not published");
             }
         }
-        let contact = self.contact(subject).await;
+        let contact = match visitor.contact {
+            Contact::Read(contact) => contact,
+            Contact::Unread => self.contact(subject).await,
+        };
         if let (Some(url), Some(client)) = (contact.as_deref().and_then(webhook_url), inner.webhooks.clone()) {
             let url = url.to_owned();
             inner.tracker.spawn(async move {
@@ -741,10 +751,7 @@ impl Gates {
         let store = self.inner.governance.subjects.clone()?;
         let key = subject.to_string();
         let records = tokio::task::spawn_blocking(move || lock(&store).export(&key)).await.ok()?.ok()?;
-        records.into_iter().rev().find_map(|r| match r {
-            SubjectRecord::Contact { value, .. } => Some(value),
-            _ => None,
-        })
+        latest_contact(records)
     }
 
     /// Issues a ticket code with this venue's key (the box office; `passage ticket issue`).
@@ -754,6 +761,27 @@ impl Gates {
     pub fn issue_ticket(&self, ticket: &passage_policy::tickets::Ticket) -> Result<String, TicketError> {
         self.inner.tickets.issue(ticket)
     }
+}
+
+/// A recognised visitor: the pseudonym, and their contact once the gate has read their records.
+struct Visitor {
+    id: Id,
+    contact: Contact,
+}
+
+/// Whether a visitor's contact was read with their tickets, so that a refusal's notice does not
+/// read the subject store a second time.
+enum Contact {
+    Unread,
+    Read(Option<String>),
+}
+
+/// The latest contact among a subject's records (a later record replaces an earlier one).
+fn latest_contact(records: Vec<SubjectRecord>) -> Option<String> {
+    records.into_iter().rev().find_map(|r| match r {
+        SubjectRecord::Contact { value, .. } => Some(value),
+        _ => None,
+    })
 }
 
 /// The venue's ticket key from `path` (32 bytes, mode 0600), created there if missing.

@@ -27,6 +27,10 @@ fn the_demo_runs_the_whole_flow_and_exits_cleanly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}", output.status);
     assert!(stdout.contains("dashboard:    https://127.0.0.1:"), "{stdout}");
+    // A healthy run logs no error, the embedded broker's included (its start-up check once
+    // made it log one).
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.contains("ERROR")).collect();
+    assert!(errors.is_empty(), "errors logged:\n{}", errors.join("\n"));
     let last = stdout.lines().last().expect("a summary line");
     let summary: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
     let n = |path: &str| {

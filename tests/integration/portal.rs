@@ -199,6 +199,7 @@ impl Rig {
                 },
                 &tracker,
             );
+            gates.follow_capacity_alerts(cancel.child_token(), &tracker).await.expect("capacity alerts followed");
             let portal = Portal::new(venues, governance.clone(), faces, Some(dir.join("portal-keys.json")), notices)
                 .expect("portal");
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");

@@ -1,6 +1,7 @@
 //! The embedded MQTT broker (rumqttd), started when no external broker is configured.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
@@ -80,7 +81,7 @@ impl EmbeddedBroker {
             })
             .map_err(BrokerError::Thread)?;
         let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        while !answers_mqtt(addr) {
             if Instant::now() > deadline {
                 return Err(BrokerError::NotListening(addr));
             }
@@ -96,9 +97,69 @@ impl EmbeddedBroker {
     }
 }
 
+/// Whether the broker at `addr` completes an MQTT 5 handshake: CONNECT answered by a CONNACK
+/// that accepts it. A bare TCP connect that hangs up would do to see the port open, but
+/// rumqttd logs every connection closed before its CONNECT as an error.
+fn answers_mqtt(addr: SocketAddr) -> bool {
+    const CLIENT_ID: &[u8] = b"passage-broker-ready";
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(2)));
+    // Variable header: protocol name, level 5, clean start, keep alive 10 s, no properties;
+    // payload: the client identifier.
+    let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x02, 0, 10, 0];
+    body.extend_from_slice(&(CLIENT_ID.len() as u16).to_be_bytes());
+    body.extend_from_slice(CLIENT_ID);
+    let mut connect = vec![0x10, body.len() as u8];
+    connect.extend_from_slice(&body);
+    if stream.write_all(&connect).is_err() {
+        return false;
+    }
+    // CONNACK: type 2, remaining length (one byte: a broker's CONNACK is short), acknowledge
+    // flags, reason code 0 (success), then its properties, read to the end so that nothing
+    // unread turns the close into a reset.
+    let mut head = [0u8; 4];
+    if stream.read_exact(&mut head).is_err() || head[0] != 0x20 || head[1] < 2 || head[1] & 0x80 != 0 {
+        return false;
+    }
+    let mut properties = vec![0u8; usize::from(head[1]) - 2];
+    if head[3] != 0 || stream.read_exact(&mut properties).is_err() {
+        return false;
+    }
+    // Then hang up without a DISCONNECT: rumqttd 0.20 logs a client's DISCONNECT as an error
+    // ("router-drop") and a connection closed after CONNECT as an ordinary disconnection.
+    true
+}
+
 /// Picks the address: the given port, or a free one found by binding port 0.
 fn reserve_port(port: u16) -> Result<SocketAddr, BrokerError> {
     let wanted = SocketAddr::from(([127, 0, 0, 1], port));
     let listener = TcpListener::bind(wanted).map_err(|source| BrokerError::Bind { addr: wanted, source })?;
     listener.local_addr().map_err(|source| BrokerError::Bind { addr: wanted, source })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readiness_check_completes_an_mqtt_handshake_and_refuses_other_servers() {
+        let broker = EmbeddedBroker::start(0).expect("broker starts");
+        assert!(answers_mqtt(broker.addr()));
+        // A server that accepts and hangs up is open, but no MQTT broker.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            if let Ok((stream, _)) = listener.accept() {
+                drop(stream);
+            }
+        });
+        assert!(!answers_mqtt(addr));
+        server.join().expect("server thread");
+        // Nothing listening.
+        let closed = reserve_port(0).expect("port");
+        assert!(!answers_mqtt(closed));
+    }
 }

@@ -21,10 +21,10 @@ pub mod topics;
 pub use error::DecodeError;
 pub use ids::{Id, IdError};
 pub use messages::{
-    dwell_bucket, CapacityAlert, CountAck, CountItem, CountRecord, DecisionKeyUpload, Direction, EnrolRequest,
-    EnrolResponse, EnrolStatus, EraseRequest, GalleryIndex, MatchMode, MatchRequest, MatchResponse, MatchStatus,
-    MatchTarget, Metric, NoiseMechanism, DWELL_BUCKETS, DWELL_BUCKET_SECS, MAX_ACK_IDS, MAX_DECISION_KEY_BYTES,
-    MAX_PROBE_BYTES, MAX_RESULT_BYTES, MAX_TEMPLATE_BYTES,
+    dwell_bucket, AlertState, CapacityAlert, CountAck, CountItem, CountRecord, DecisionKeyUpload, Direction,
+    EnrolRequest, EnrolResponse, EnrolStatus, EraseRequest, GalleryIndex, MatchMode, MatchRequest, MatchResponse,
+    MatchStatus, MatchTarget, Metric, NoiseMechanism, DWELL_BUCKETS, DWELL_BUCKET_SECS, MAX_ACK_IDS,
+    MAX_DECISION_KEY_BYTES, MAX_PROBE_BYTES, MAX_RESULT_BYTES, MAX_TEMPLATE_BYTES,
 };
 
 /// The protocol version this build speaks. Every message carries it; decoders reject others.

@@ -260,7 +260,29 @@ impl CountAck {
     }
 }
 
-/// A zone crossed its capacity threshold (or came back under it).
+/// Whether a zone's capacity alert was raised or cleared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// The zone's noised occupancy reached the high mark: gates into it close.
+    Raised,
+    /// It fell back to the low mark: gates into it open again.
+    Cleared,
+}
+
+impl AlertState {
+    /// The JSON name (`raised`, `cleared`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Raised => "raised",
+            AlertState::Cleared => "cleared",
+        }
+    }
+}
+
+/// A zone crossed its capacity threshold (or came back under it): published by analytics on
+/// `passage/v1/{venue}/alerts/{zone}`, POSTed to the venue's alert webhook, followed by the
+/// gates into that zone (JSON).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CapacityAlert {
     /// Protocol version.
@@ -269,11 +291,13 @@ pub struct CapacityAlert {
     pub venue: Id,
     /// Zone.
     pub zone: Id,
-    /// True when the zone went over capacity, false when it came back under.
-    pub over: bool,
-    /// Noised occupancy that triggered the alert.
-    pub occupancy: i64,
-    /// Configured capacity.
+    /// Raised or cleared.
+    pub state: AlertState,
+    /// Noised occupancy that caused the transition.
+    pub occupancy: f64,
+    /// Its noise standard deviation.
+    pub std: f64,
+    /// The zone's configured capacity.
     pub capacity: u32,
     /// When, seconds since the Unix epoch.
     pub at: i64,
@@ -285,7 +309,7 @@ impl CapacityAlert {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Decodes a JSON capacity alert.
+    /// Decodes a JSON capacity alert (size, version, identifiers and state checked).
     pub fn decode(bytes: &[u8]) -> Result<CapacityAlert, DecodeError> {
         decode_json(bytes)
     }
@@ -808,6 +832,24 @@ mod tests {
             prop_assert_eq!(EnrolResponse::decode(&response.encode()), Ok(response));
         }
 
+        #[test]
+        fn capacity_alert_round_trips(
+            venue in id(),
+            zone in id(),
+            raised in any::<bool>(),
+            occupancy in -1e6f64..1e6,
+            std in 0f64..1e3,
+            capacity in any::<u32>(),
+            at in any::<i64>(),
+        ) {
+            let state = if raised { AlertState::Raised } else { AlertState::Cleared };
+            let alert = CapacityAlert { v: u32::from(PROTOCOL_VERSION), venue, zone, state, occupancy, std, capacity, at };
+            let bytes = alert.encode();
+            let expected = format!("\"state\":\"{}\"", state.as_str());
+            prop_assert!(String::from_utf8_lossy(&bytes).contains(&expected), "state as a word");
+            prop_assert_eq!(CapacityAlert::decode(&bytes), Ok(alert));
+        }
+
         /// Every strict prefix of a valid frame is an error, never a panic or a success.
         #[test]
         fn truncated_frames_are_errors(request in match_request(), cut in 0usize..4096) {
@@ -903,6 +945,24 @@ mod tests {
             CountRecord::decode(json_cases_future()).err(),
             Some(DecodeError::UnsupportedVersion { found: 2, expected: PROTOCOL_VERSION })
         );
+    }
+
+    /// Capacity alerts: the state is one of two words, the zone an identifier, the version known.
+    #[test]
+    fn malformed_capacity_alerts_are_refused() {
+        let good = br#"{"v":1,"venue":"arena","zone":"concourse","state":"raised","occupancy":812.5,"std":3.2,"capacity":800,"at":1}"#;
+        let alert = CapacityAlert::decode(good).expect("a valid alert");
+        assert_eq!((alert.zone.as_str(), alert.state), ("concourse", AlertState::Raised));
+        let cases: Vec<(&str, &[u8])> = vec![
+            ("unknown state", br#"{"v":1,"venue":"arena","zone":"concourse","state":"full","occupancy":1,"std":1,"capacity":8,"at":1}"#),
+            ("zone not an identifier", br#"{"v":1,"venue":"arena","zone":"../x","state":"raised","occupancy":1,"std":1,"capacity":8,"at":1}"#),
+            ("negative capacity", br#"{"v":1,"venue":"arena","zone":"z","state":"cleared","occupancy":1,"std":1,"capacity":-8,"at":1}"#),
+            ("no state", br#"{"v":1,"venue":"arena","zone":"z","occupancy":1,"std":1,"capacity":8,"at":1}"#),
+            ("future version", br#"{"v":2,"venue":"arena","zone":"z","state":"raised","occupancy":1,"std":1,"capacity":8,"at":1}"#),
+        ];
+        for (name, bytes) in cases {
+            assert!(CapacityAlert::decode(bytes).is_err(), "case {name} was accepted");
+        }
     }
 
     /// Acknowledgements: bounded, ids checked like record ids, refusals optional.

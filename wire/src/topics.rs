@@ -10,7 +10,7 @@
 //! passage/v1/{venue}/enrol                    EnrolRequest                     key holder -> matcher
 //! passage/v1/{venue}/erase                    EraseRequest (request/response)  policy -> matcher
 //! passage/v1/{venue}/index                    request; reply GalleryIndex      key holder -> matcher
-//! passage/v1/{venue}/alerts                   CapacityAlert, QoS 1             analytics -> anyone
+//! passage/v1/{venue}/alerts/{zone}          CapacityAlert, QoS 1             analytics -> gates, anyone
 //! ```
 //!
 //! Services subscribe through MQTT 5 shared subscriptions (`$share/{group}/...`) so that
@@ -85,7 +85,7 @@ pub fn index(venue: &Id) -> String {
 /// Filter matching index requests of every venue.
 pub const INDEX_FILTER: &str = "passage/v1/+/index";
 
-/// Where capacity alerts are published.
+/// Where capacity alerts are published: one subtopic per zone (`{this}/{zone}`).
 pub fn alerts(venue: &Id) -> String {
     format!("{ROOT}/{venue}/alerts")
 }
