@@ -68,11 +68,6 @@ impl AlertBoard {
     }
 }
 
-/// The MQTT topic of a zone's alerts.
-pub fn alert_topic(venue: &Id, zone: &str) -> String {
-    format!("{}/{venue}/alerts/{zone}", topics::ROOT)
-}
-
 /// One round: looks at every zone of every venue at time `now` and returns the transitions,
 /// after storing them and updating `board`.
 pub fn check(store: &Store, config: &Config, board: &AlertBoard, now: i64) -> Vec<CapacityAlert> {
@@ -155,7 +150,7 @@ pub fn spawn_alerts(
             for message in messages {
                 let body = message.encode();
                 if let Some(bus) = &bus {
-                    let topic = alert_topic(&message.venue, message.zone.as_str());
+                    let topic = topics::alert(&message.venue, &message.zone);
                     if let Err(error) = bus.try_publish(&topic, QoS::AtLeastOnce, body.clone()) {
                         tracing::warn!(%error, "alert not published on MQTT");
                     }

@@ -356,9 +356,11 @@ impl Gates {
         }
     }
 
-    /// The zones whose gates are closed by a capacity alert now, in order.
+    /// The zones whose gates are closed by a capacity alert now, sorted.
     pub fn full_zones(&self) -> Vec<String> {
-        lock(&self.inner.full_zones).iter().cloned().collect()
+        let mut zones: Vec<String> = lock(&self.inner.full_zones).iter().cloned().collect();
+        zones.sort();
+        zones
     }
 
     /// Listens to analytics' capacity alerts for this venue (`passage/v1/{venue}/alerts/+`):
@@ -371,7 +373,7 @@ impl Gates {
         cancel: CancellationToken,
         tracker: &TaskTracker,
     ) -> Result<(), passage_transport::BusError> {
-        let filter = format!("{}/+", passage_wire::topics::alerts(&self.inner.venue));
+        let filter = passage_wire::topics::alerts_filter(&self.inner.venue);
         let mut alerts = self.inner.bus.subscribe(&filter, QoS::AtLeastOnce, 64).await?;
         let gates = self.clone();
         tracker.spawn(async move {
@@ -620,10 +622,19 @@ impl Gates {
             Ok(read) => read,
             Err(reason) => return (reason, Some(Visitor { id: subject, contact: Contact::Unread })),
         };
-        let visitor = Visitor { id: subject, contact: Contact::Read(contact) };
         let checked = access::check_linked_tickets(&tickets, &self.context(&state.zone, now))
             .and_then(|()| self.capacity(&state.zone));
-        (checked.err().unwrap_or(Reason::Admitted), Some(visitor))
+        // The contact is kept only for a refusal's notice; an admitted visitor's is wiped now.
+        let contact = match checked {
+            Ok(()) => {
+                if let Some(mut contact) = contact {
+                    zeroize::Zeroize::zeroize(&mut contact);
+                }
+                Contact::Unread
+            }
+            Err(_) => Contact::Read(contact),
+        };
+        (checked.err().unwrap_or(Reason::Admitted), Some(Visitor { id: subject, contact }))
     }
 
     /// What the gate needs of `subject` from the encrypted subject store, in one read (audited

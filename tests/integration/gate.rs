@@ -113,7 +113,8 @@ fn capacity_alert(rig: &Rig, state: AlertState) {
         }
     };
     let publish = |payload: Vec<u8>| {
-        let topic = format!("{}/{ZONE}", passage_wire::topics::alerts(&passage_wire::Id::new("arena").expect("id")));
+        let arena = passage_wire::Id::new("arena").expect("id");
+        let topic = passage_wire::topics::alert(&arena, &passage_wire::Id::new(ZONE).expect("id"));
         rig.rt.block_on(rig.bus.publish(&topic, QoS::AtLeastOnce, payload)).expect("publish");
     };
     let wanted = state == AlertState::Raised;
@@ -279,12 +280,12 @@ fn faces_and_tickets_open_the_gate_under_every_condition() {
         post(addr, &format!("/gate/arena/{GATE}/scan"), Some(&rig.input_key), "application/json", b"{\"code\":");
     assert_eq!(status, 400);
 
-    // Two attempts at once at one gate: the second is answered busy, not queued. `join!` polls
-    // the first attempt first, which takes the gate before it waits for anything, so the
-    // second finds it taken whatever the machine's load.
+    // Two attempts at once at one gate: the second is answered busy, not queued. A biased
+    // `join!` polls the first attempt first, which takes the gate before it waits for anything,
+    // so the second finds it taken whatever the machine's load.
     let (first, second) = rig.rt.block_on(async {
         let embedding = vec![0.1f32; 128];
-        let (a, b) = tokio::join!(rig.gates.face(GATE, &embedding), rig.gates.face(GATE, &embedding));
+        let (a, b) = tokio::join!(biased; rig.gates.face(GATE, &embedding), rig.gates.face(GATE, &embedding));
         (a.map(|(d, _)| d.reason), b.map(|(d, _)| d.reason))
     });
     assert!(first.is_ok(), "{first:?}");

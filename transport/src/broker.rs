@@ -26,8 +26,8 @@ pub enum BrokerError {
     /// The broker thread could not be spawned.
     #[error("cannot start the embedded broker thread")]
     Thread(#[source] std::io::Error),
-    /// The broker did not accept connections in time.
-    #[error("the embedded broker did not start listening on {0} within 10 s")]
+    /// The broker did not accept MQTT connections in time.
+    #[error("the embedded broker on {0} did not accept an MQTT connection within 10 s")]
     NotListening(SocketAddr),
 }
 
@@ -102,6 +102,8 @@ impl EmbeddedBroker {
 /// rumqttd logs every connection closed before its CONNECT as an error.
 fn answers_mqtt(addr: SocketAddr) -> bool {
     const CLIENT_ID: &[u8] = b"passage-broker-ready";
+    // The CONNECT below fits a one-byte remaining length.
+    const _: () = assert!(CLIENT_ID.len() < 100);
     let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) else {
         return false;
     };

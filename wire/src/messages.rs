@@ -309,9 +309,16 @@ impl CapacityAlert {
         serde_json::to_vec(self).unwrap_or_default()
     }
 
-    /// Decodes a JSON capacity alert (size, version, identifiers and state checked).
+    /// Decodes a JSON capacity alert (size, version, identifiers, state and figures checked).
     pub fn decode(bytes: &[u8]) -> Result<CapacityAlert, DecodeError> {
-        decode_json(bytes)
+        let alert: CapacityAlert = decode_json(bytes)?;
+        if !alert.occupancy.is_finite() {
+            return Err(DecodeError::invalid("occupancy", "must be finite"));
+        }
+        if !(alert.std.is_finite() && alert.std >= 0.0) {
+            return Err(DecodeError::invalid("std", "must be finite and non-negative"));
+        }
+        Ok(alert)
     }
 }
 
@@ -957,6 +964,8 @@ mod tests {
             ("unknown state", br#"{"v":1,"venue":"arena","zone":"concourse","state":"full","occupancy":1,"std":1,"capacity":8,"at":1}"#),
             ("zone not an identifier", br#"{"v":1,"venue":"arena","zone":"../x","state":"raised","occupancy":1,"std":1,"capacity":8,"at":1}"#),
             ("negative capacity", br#"{"v":1,"venue":"arena","zone":"z","state":"cleared","occupancy":1,"std":1,"capacity":-8,"at":1}"#),
+            ("negative std", br#"{"v":1,"venue":"arena","zone":"z","state":"raised","occupancy":1,"std":-1,"capacity":8,"at":1}"#),
+            ("occupancy not a number", br#"{"v":1,"venue":"arena","zone":"z","state":"raised","occupancy":"many","std":1,"capacity":8,"at":1}"#),
             ("no state", br#"{"v":1,"venue":"arena","zone":"z","occupancy":1,"std":1,"capacity":8,"at":1}"#),
             ("future version", br#"{"v":2,"venue":"arena","zone":"z","state":"raised","occupancy":1,"std":1,"capacity":8,"at":1}"#),
         ];

@@ -10,7 +10,7 @@
 //! passage/v1/{venue}/enrol                    EnrolRequest                     key holder -> matcher
 //! passage/v1/{venue}/erase                    EraseRequest (request/response)  policy -> matcher
 //! passage/v1/{venue}/index                    request; reply GalleryIndex      key holder -> matcher
-//! passage/v1/{venue}/alerts/{zone}          CapacityAlert, QoS 1             analytics -> gates, anyone
+//! passage/v1/{venue}/alerts/{zone}           CapacityAlert, QoS 1             analytics -> gates, anyone
 //! ```
 //!
 //! Services subscribe through MQTT 5 shared subscriptions (`$share/{group}/...`) so that
@@ -85,9 +85,14 @@ pub fn index(venue: &Id) -> String {
 /// Filter matching index requests of every venue.
 pub const INDEX_FILTER: &str = "passage/v1/+/index";
 
-/// Where capacity alerts are published: one subtopic per zone (`{this}/{zone}`).
-pub fn alerts(venue: &Id) -> String {
-    format!("{ROOT}/{venue}/alerts")
+/// Where a zone's capacity alerts are published.
+pub fn alert(venue: &Id, zone: &Id) -> String {
+    format!("{ROOT}/{venue}/alerts/{zone}")
+}
+
+/// Filter matching the capacity alerts of every zone of `venue`.
+pub fn alerts_filter(venue: &Id) -> String {
+    format!("{ROOT}/{venue}/alerts/+")
 }
 
 /// Wraps a filter in an MQTT 5 shared subscription for `group`.
