@@ -2,7 +2,7 @@
 //! measures (each existing one names the tests that prove it), the three CNIL risks and the
 //! answers to every question of the CNIL PIA structure.
 
-use passage_config::{Config, LegalBasis, MatchingMode};
+use passage_config::{Config, LegalBasis, MatchLink, MatchingMode};
 use passage_fhe::{Params, SECURITY_NOTE};
 use passage_wire::NoiseMechanism;
 
@@ -115,6 +115,8 @@ pub struct Facts {
     pub matching_mode: &'static str,
     /// Cosine threshold.
     pub threshold: f64,
+    /// How the gates send encrypted probes to the matcher (`matching.link`).
+    pub match_link: MatchLink,
     /// ε per venue per day for one crossing.
     pub epsilon_per_day: f64,
     /// δ per venue per day.
@@ -148,6 +150,16 @@ fn mechanism_name(mechanism: NoiseMechanism) -> &'static str {
 }
 
 impl Facts {
+    /// How encrypted probes and results travel between the gates and the matcher.
+    pub fn match_link_statement(&self) -> &'static str {
+        match self.match_link {
+            MatchLink::Mqtt => "probes and results over the MQTT broker",
+            MatchLink::Https => {
+                "probes and results straight to the matcher's HTTPS API (mutual TLS, the edge's certificate); enrolments and erasures over the MQTT broker"
+            }
+        }
+    }
+
     /// Reads the facts of `config`.
     pub fn of(config: &Config) -> Facts {
         let p = &config.privacy;
@@ -160,6 +172,7 @@ impl Facts {
                 MatchingMode::Decision => "decision (the key holder decrypts match bits only)",
             },
             threshold: config.matching.threshold,
+            match_link: config.matching.link,
             epsilon_per_day: p.epsilon_per_day,
             delta_per_day: p.delta_per_day,
             uses_delta,

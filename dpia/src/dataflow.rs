@@ -1,7 +1,7 @@
 //! The data-flow diagram (SVG), drawn from the same facts as the DPIA: which component holds
 //! what, where it runs, and what crosses each arrow (ciphertexts, noised counts, reports).
 
-use passage_config::Config;
+use passage_config::{Config, MatchLink};
 
 use crate::content::Facts;
 use crate::doc::esc;
@@ -72,17 +72,25 @@ pub fn svg(config: &Config, facts: &Facts) -> String {
         node("audit", 400, 590, "Audit log", &["hash chain, signed".into(), "pseudonymous entries".into()]),
     ];
     // (from, to, label, arrow at both ends)
-    let edges: [(&str, &str, &str, bool); 9] = [
+    let matching: &[(&str, &str, &str, bool)] = match facts.match_link {
+        MatchLink::Mqtt => &[("broker", "matcher", "encrypted probes, templates, results", true)],
+        MatchLink::Https => &[
+            ("broker", "matcher", "encrypted templates, erasures", true),
+            ("gates", "matcher", "encrypted probes, results (HTTPS, mTLS)", true),
+        ],
+    };
+    let edges = [
         ("cameras", "edge", "frames (memory only)", false),
         ("edge", "broker", "noised counts", false),
         ("broker", "analytics", "noised counts", false),
         ("gates", "broker", "ciphertexts", true),
-        ("broker", "matcher", "encrypted probes, templates, results", true),
         ("analytics", "people", "reports (HTTPS)", false),
         ("gates", "phone", "denial reason", false),
         ("gates", "audit", "consents, decisions", false),
         ("people", "audit", "sign-off, verification", false),
-    ];
+    ]
+    .into_iter()
+    .chain(matching.iter().copied());
     let find = |key: &str| nodes.iter().find(|n| n.key == key);
     let mut out = String::from(
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"1030\" height=\"720\" viewBox=\"0 0 1030 720\" font-family=\"sans-serif\" font-size=\"13\" role=\"img\" aria-labelledby=\"title\">\n",

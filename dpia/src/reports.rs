@@ -20,7 +20,15 @@ pub fn dpia(config: &Config, facts: &Facts, answers: &[Answer], measures: &[Meas
         &["Parameter", "Value"],
         vec![
             vec!["FHE parameter set".into(), facts.fhe_statement()],
-            vec!["Matching".into(), format!("{}; threshold cosine {}", facts.matching_mode, facts.threshold)],
+            vec![
+                "Matching".into(),
+                format!(
+                    "{}; threshold cosine {}; {}",
+                    facts.matching_mode,
+                    facts.threshold,
+                    facts.match_link_statement()
+                ),
+            ],
             vec!["Differential privacy".into(), facts.dp_statement()],
             vec!["Retention".into(), facts.retention_statement()],
             vec![

@@ -101,6 +101,21 @@ fn retention_and_epsilon_changes_show_in_the_right_places() {
 }
 
 #[test]
+fn the_match_link_shows_in_the_parameters_and_the_data_flow() {
+    let base = Config::default();
+    let mut https = base.clone();
+    https.matching.link = passage_config::MatchLink::Https;
+    let (a, b) = (generate(&base), generate(&https));
+    let text = |arts: &Artifacts, name: &str| arts.get(name).expect(name).text.clone();
+    assert!(text(&a, "dpia.md").contains("probes and results over the MQTT broker"));
+    assert!(text(&b, "dpia.md").contains("probes and results straight to the matcher's HTTPS API"));
+    assert!(!text(&b, "dpia.md").contains("probes and results over the MQTT broker"));
+    assert!(text(&a, "dataflow.svg").contains("encrypted probes, templates, results"));
+    assert!(text(&b, "dataflow.svg").contains("encrypted probes, results (HTTPS, mTLS)"));
+    assert!(!text(&b, "dataflow.svg").contains("encrypted probes, templates, results"));
+}
+
+#[test]
 fn the_wp248_screening_follows_the_configuration() {
     let config = Config::default();
     let applying: Vec<u8> = reports::wp248_criteria(&config).iter().filter(|c| c.applies).map(|c| c.number).collect();
