@@ -22,6 +22,7 @@ pub mod inventory;
 pub mod onnx;
 pub mod person;
 pub mod ssd;
+mod tract_ops;
 pub mod warp;
 
 pub use person::{PersonBox, PersonDetector};

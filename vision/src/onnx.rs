@@ -199,7 +199,9 @@ impl Plan {
     /// # Errors
     /// [`VisionError::Runtime`] when tract cannot type or optimise the model.
     pub fn new(model: &ModelProto, input_shape: &[usize], clear_outputs: bool) -> Result<Plan, VisionError> {
-        let mut inference = tract_onnx::onnx().model_for_proto_model(model).map_err(VisionError::runtime)?;
+        let mut onnx = tract_onnx::onnx();
+        crate::tract_ops::register(&mut onnx);
+        let mut inference = onnx.model_for_proto_model(model).map_err(VisionError::runtime)?;
         inference.set_input_fact(0, f32::fact(input_shape).into()).map_err(VisionError::runtime)?;
         if clear_outputs {
             for i in 0..inference.output_outlets().map_err(VisionError::runtime)?.len() {

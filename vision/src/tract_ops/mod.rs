@@ -1,0 +1,60 @@
+//! Operators the edge's models spend their time in, computed our way inside tract's plans.
+//!
+//! Measured per node on one core (the `passage bench edge` models), two of tract's operator
+//! forms dominated: the three-node expansion of `PRelu` (over half of SFace and of the liveness
+//! network) and depthwise convolution (over a third of CenterFace). [`register`] points the
+//! ONNX parser at [`prelu`] and [`depthwise`] for those; everything else, and every case they
+//! do not take, stays tract's.
+
+pub mod depthwise;
+pub mod prelu;
+
+use tract_onnx::model::Onnx;
+
+/// Registers this module's operators in `onnx`'s parser.
+pub(crate) fn register(onnx: &mut Onnx) {
+    prelu::register(onnx);
+    depthwise::register(onnx);
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use tract_onnx::pb::{
+        tensor_proto::DataType, tensor_shape_proto, type_proto, ModelProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+    use tract_onnx::tract_hir::internal::*;
+
+    /// A float tensor's value info, with its shape when known.
+    pub(crate) fn value_info(name: &str, shape: Option<&[i64]>) -> ValueInfoProto {
+        let dim = |d: i64| tensor_shape_proto::Dimension {
+            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
+            ..Default::default()
+        };
+        ValueInfoProto {
+            name: name.into(),
+            r#type: Some(TypeProto {
+                value: Some(type_proto::Value::TensorType(type_proto::Tensor {
+                    elem_type: DataType::Float as i32,
+                    shape: shape.map(|s| TensorShapeProto { dim: s.iter().map(|&d| dim(d)).collect() }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// Plans `model` with this module's operators registered and runs it: the first output and
+    /// the names of the planned nodes' operators.
+    pub(crate) fn run(model: &ModelProto, inputs: TVec<TValue>) -> (Vec<f32>, Vec<String>) {
+        let mut onnx = tract_onnx::onnx();
+        super::register(&mut onnx);
+        let plan = onnx
+            .model_for_proto_model(model)
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .expect("plan");
+        let ops = plan.model().nodes().iter().map(|n| n.op().name().to_string()).collect();
+        let out = plan.run(inputs).expect("run");
+        (out[0].to_plain_array_view::<f32>().expect("f32").iter().copied().collect(), ops)
+    }
+}
