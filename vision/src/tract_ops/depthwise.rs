@@ -2,11 +2,11 @@
 //!
 //! CenterFace and UltraFace are MobileNet-style: a third of their convolutions are depthwise
 //! 3x3, and in tract those took 35% of CenterFace's run (44 of 127 ms at 640x480 on one core,
-//! per-node timer). [`DepthwiseConv`] computes each output row as a sum of scaled input rows:
-//! for stride 1 a tap is one contiguous multiply-add over the row, and for stride `s` the input
-//! row is first split into its `s` phases (every `s`-th value) so that it is again one
-//! contiguous pass. The passes run in code compiled for AVX-512 or AVX2 with FMA when the CPU
-//! has them (detected at run time), which is what lets the compiler vectorise them.
+//! per-node timer). [`DepthwiseConv`] zero-pads each input row of a plane once, then computes
+//! each output row as a sum of scaled input rows with no edge cases inside the loop: for a 3x3
+//! kernel one pass per output row over its nine taps (stride 1 or 2), other sizes one pass per
+//! tap. The passes run in code compiled for AVX-512 or AVX2 with FMA when the CPU has them
+//! (detected at run time), which is what lets the compiler vectorise them.
 //!
 //! The parser entry wraps tract's own `Conv`: a convolution that is not depthwise, or whose
 //! geometry this op does not take (dilation, quantisation, a non-constant kernel, padding
@@ -273,8 +273,8 @@ impl TypedOp for DepthwiseConv {
 /// padding and on the right far enough for every tap. Output column `ox` of tap `kx` then
 /// reads padded value `ox * stride + kx`, with no edge cases inside the passes.
 struct Scratch {
-    /// A padded row is `stride_w * phase_w` values.
-    phase_w: usize,
+    /// Values in a padded row: `(out_w - 1) * stride_w + kw`, every value a tap can read.
+    row_w: usize,
     /// `in_h` padded rows.
     rows: Vec<f32>,
     /// A row of zeros, read by taps that fall in the top or bottom padding.
@@ -283,15 +283,14 @@ struct Scratch {
 
 impl Scratch {
     fn new(g: &Geometry) -> Scratch {
-        let phase_w = g.out_w + (g.kw - 1) / g.stride_w + 1;
-        Scratch { phase_w, rows: vec![0.0; g.in_h * g.stride_w * phase_w], zeros: vec![0.0; g.stride_w * phase_w] }
+        let row_w = (g.out_w - 1) * g.stride_w + g.kw;
+        Scratch { row_w, rows: vec![0.0; g.in_h * row_w], zeros: vec![0.0; row_w] }
     }
 
     fn fill(&mut self, g: &Geometry, input: &[f32]) {
-        let width = g.stride_w * self.phase_w;
-        for (row, padded) in input.chunks_exact(g.in_w).zip(self.rows.chunks_exact_mut(width)) {
+        for (row, padded) in input.chunks_exact(g.in_w).zip(self.rows.chunks_exact_mut(self.row_w)) {
             padded[..g.pad_left].fill(0.0);
-            let copied = g.in_w.min(width - g.pad_left);
+            let copied = g.in_w.min(self.row_w - g.pad_left);
             padded[g.pad_left..g.pad_left + copied].copy_from_slice(&row[..copied]);
             padded[g.pad_left + copied..].fill(0.0);
         }
@@ -303,7 +302,7 @@ impl Scratch {
         let len = (g.out_w - 1) * g.stride_w + 1;
         match (oy * g.stride_h + ky).checked_sub(g.pad_top).filter(|&iy| iy < g.in_h) {
             Some(iy) => {
-                let start = iy * g.stride_w * self.phase_w + kx;
+                let start = iy * self.row_w + kx;
                 &self.rows[start..start + len]
             }
             None => &self.zeros[..len],
