@@ -6,15 +6,20 @@
 //! ONNX parser at [`prelu`] and [`depthwise`] for those; everything else, and every case they
 //! do not take, stays tract's.
 
+mod conv;
 pub mod depthwise;
+pub mod pointwise;
 pub mod prelu;
+mod simd;
+pub mod softmax;
 
 use tract_onnx::model::Onnx;
 
 /// Registers this module's operators in `onnx`'s parser.
 pub(crate) fn register(onnx: &mut Onnx) {
     prelu::register(onnx);
-    depthwise::register(onnx);
+    conv::register(onnx);
+    softmax::register(onnx);
 }
 
 #[cfg(test)]
@@ -41,6 +46,17 @@ pub(crate) mod tests {
             }),
             ..Default::default()
         }
+    }
+
+    /// Deterministic values in [-1, 1).
+    pub(crate) fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
     }
 
     /// Plans `model` with this module's operators registered and runs it: the first output and

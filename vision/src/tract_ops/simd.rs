@@ -1,0 +1,466 @@
+//! The vector loops under this module's operators, each with one entry point that checks its
+//! bounds and then runs AVX-512 code where the CPU has it (detected at run time) or a portable
+//! loop. Both paths are tested against each other.
+
+/// Bounds applied to every output value: a fused ReLU is `[0, +inf)`, nothing is
+/// `(-inf, +inf)`.
+#[derive(Debug, Clone, Copy)]
+pub struct Clamp {
+    /// Values below become this.
+    pub lo: f32,
+    /// Values above become this.
+    pub hi: f32,
+}
+
+impl Clamp {
+    /// No bounds.
+    pub const NONE: Clamp = Clamp { lo: f32::NEG_INFINITY, hi: f32::INFINITY };
+
+    #[inline(always)]
+    fn apply(self, v: f32) -> f32 {
+        v.max(self.lo).min(self.hi)
+    }
+}
+
+impl PartialEq for Clamp {
+    fn eq(&self, other: &Clamp) -> bool {
+        self.lo.to_bits() == other.lo.to_bits() && self.hi.to_bits() == other.hi.to_bits()
+    }
+}
+
+impl Eq for Clamp {}
+
+fn avx512() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `out[j] = clamp(bias + Σ_t weights[t] · src[offsets[t] + j])` for every `j` of `out`.
+///
+/// # Panics
+/// When `offsets` and `weights` differ in length or a tap would read past `src`.
+pub fn taps(out: &mut [f32], src: &[f32], offsets: &[usize], weights: &[f32], bias: f32, clamp: Clamp) {
+    assert_eq!(offsets.len(), weights.len(), "one weight per tap");
+    if out.is_empty() {
+        return;
+    }
+    let reach = offsets.iter().max().map_or(0, |&o| o + out.len());
+    assert!(reach <= src.len(), "a tap reads {reach} values of {}", src.len());
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        if let (Ok(offsets), Ok(weights)) = (<&[usize; 9]>::try_from(offsets), <&[f32; 9]>::try_from(weights)) {
+            // SAFETY: the CPU has AVX-512F; every tap's reads are inside `src` (checked above).
+            return unsafe { x86::taps9(out, src, offsets, weights, bias, clamp) };
+        }
+        // SAFETY: as above.
+        return unsafe { x86::taps(out, src, offsets, weights, bias, clamp) };
+    }
+    portable_taps(out, src, offsets, weights, bias, clamp);
+}
+
+/// [`taps`] as one pass per tap, which compilers vectorise for any target.
+fn portable_taps(out: &mut [f32], src: &[f32], offsets: &[usize], weights: &[f32], bias: f32, clamp: Clamp) {
+    out.fill(bias);
+    let n = out.len();
+    for (&offset, &weight) in offsets.iter().zip(weights) {
+        for (o, &x) in out.iter_mut().zip(&src[offset..offset + n]) {
+            *o += x * weight;
+        }
+    }
+    for o in out {
+        *o = clamp.apply(*o);
+    }
+}
+
+/// `out[o][p] = clamp(bias[o] + Σ_c w[o][c] · x[c][p])` for `O = bias.len()` output rows of
+/// `pixels` values and `C = x.len() / pixels` input rows, all row-major.
+///
+/// # Panics
+/// When the lengths disagree.
+pub fn pointwise(out: &mut [f32], x: &[f32], w: &[f32], bias: &[f32], pixels: usize, clamp: Clamp) {
+    let outputs = bias.len();
+    assert!(pixels > 0 && x.len().is_multiple_of(pixels), "{} inputs for planes of {pixels}", x.len());
+    let inputs = x.len() / pixels;
+    assert_eq!(w.len(), outputs * inputs, "weights for {outputs} x {inputs}");
+    assert_eq!(out.len(), outputs * pixels, "outputs for {outputs} planes of {pixels}");
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU has AVX-512F; the lengths are as `x86::pointwise` requires (checked above).
+        return unsafe { x86::pointwise(out, x, w, bias, inputs, pixels, clamp) };
+    }
+    portable_pointwise(out, x, w, bias, inputs, pixels, clamp);
+}
+
+fn portable_pointwise(out: &mut [f32], x: &[f32], w: &[f32], bias: &[f32], inputs: usize, pixels: usize, clamp: Clamp) {
+    for ((row, weights), &b) in out.chunks_exact_mut(pixels).zip(w.chunks_exact(inputs)).zip(bias) {
+        row.fill(b);
+        for (&weight, plane) in weights.iter().zip(x.chunks_exact(pixels)) {
+            for (o, &v) in row.iter_mut().zip(plane) {
+                *o += v * weight;
+            }
+        }
+        for o in row {
+            *o = clamp.apply(*o);
+        }
+    }
+}
+
+/// `dst[i] = src[i · stride]` for every `i` of `dst`.
+///
+/// # Panics
+/// When `src` is too short or `stride` is zero.
+pub fn strided_copy(dst: &mut [f32], src: &[f32], stride: usize) {
+    assert!(stride > 0, "stride 0");
+    if dst.is_empty() {
+        return;
+    }
+    let reach = (dst.len() - 1) * stride + 1;
+    assert!(reach <= src.len(), "a strided copy reads {reach} values of {}", src.len());
+    match stride {
+        1 => dst.copy_from_slice(&src[..dst.len()]),
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the CPU has AVX-512F; the reads stay inside `src` (checked above).
+        2 if avx512() => unsafe { x86::evens(dst, src) },
+        _ => dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, &s)| *d = s),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::Clamp;
+    use std::arch::x86_64::*;
+
+    #[inline(always)]
+    fn bound(v: __m512, lo: __m512, hi: __m512) -> __m512 {
+        // SAFETY: only called from functions compiled with AVX-512F.
+        unsafe { _mm512_min_ps(_mm512_max_ps(v, lo), hi) }
+    }
+
+    /// The lanes of the last, partial vector of `left` values.
+    #[inline(always)]
+    fn mask(left: usize) -> __mmask16 {
+        if left >= 16 {
+            u16::MAX
+        } else {
+            (1u16 << left) - 1
+        }
+    }
+
+    /// [`super::taps`] for nine taps (a 3x3 kernel): the weights stay in registers and four
+    /// vectors of outputs are in flight.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `offsets[t] + out.len() <= src.len()` for every tap.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn taps9(
+        out: &mut [f32],
+        src: &[f32],
+        offsets: &[usize; 9],
+        weights: &[f32; 9],
+        bias: f32,
+        clamp: Clamp,
+    ) {
+        let n = out.len();
+        let (s, o) = (src.as_ptr(), out.as_mut_ptr());
+        let w = [
+            _mm512_set1_ps(weights[0]),
+            _mm512_set1_ps(weights[1]),
+            _mm512_set1_ps(weights[2]),
+            _mm512_set1_ps(weights[3]),
+            _mm512_set1_ps(weights[4]),
+            _mm512_set1_ps(weights[5]),
+            _mm512_set1_ps(weights[6]),
+            _mm512_set1_ps(weights[7]),
+            _mm512_set1_ps(weights[8]),
+        ];
+        let (b, lo, hi) = (_mm512_set1_ps(bias), _mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
+        let mut j = 0;
+        // SAFETY (all pointer arithmetic below): every read is at `offsets[t] + j + k` with
+        // `j + k < n`, inside `src` by the caller's guarantee; masked lanes are not read.
+        unsafe {
+            while j + 64 <= n {
+                let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
+                for t in 0..9 {
+                    let p = s.add(offsets[t] + j);
+                    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p), w[t], a0);
+                    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(16)), w[t], a1);
+                    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(32)), w[t], a2);
+                    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(48)), w[t], a3);
+                }
+                _mm512_storeu_ps(o.add(j), bound(a0, lo, hi));
+                _mm512_storeu_ps(o.add(j + 16), bound(a1, lo, hi));
+                _mm512_storeu_ps(o.add(j + 32), bound(a2, lo, hi));
+                _mm512_storeu_ps(o.add(j + 48), bound(a3, lo, hi));
+                j += 64;
+            }
+            while j < n {
+                let m = mask(n - j);
+                let mut a = b;
+                for t in 0..9 {
+                    a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, s.add(offsets[t] + j)), w[t], a);
+                }
+                _mm512_mask_storeu_ps(o.add(j), m, bound(a, lo, hi));
+                j += 16;
+            }
+        }
+    }
+
+    /// [`super::taps`] for any number of taps.
+    ///
+    /// # Safety
+    /// As [`taps9`], with as many weights as offsets.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn taps(
+        out: &mut [f32],
+        src: &[f32],
+        offsets: &[usize],
+        weights: &[f32],
+        bias: f32,
+        clamp: Clamp,
+    ) {
+        let n = out.len();
+        let (s, o) = (src.as_ptr(), out.as_mut_ptr());
+        let (b, lo, hi) = (_mm512_set1_ps(bias), _mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
+        let mut j = 0;
+        // SAFETY: as in `taps9`.
+        unsafe {
+            while j + 64 <= n {
+                let (mut a0, mut a1, mut a2, mut a3) = (b, b, b, b);
+                for (&offset, &weight) in offsets.iter().zip(weights) {
+                    let (p, w) = (s.add(offset + j), _mm512_set1_ps(weight));
+                    a0 = _mm512_fmadd_ps(_mm512_loadu_ps(p), w, a0);
+                    a1 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(16)), w, a1);
+                    a2 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(32)), w, a2);
+                    a3 = _mm512_fmadd_ps(_mm512_loadu_ps(p.add(48)), w, a3);
+                }
+                _mm512_storeu_ps(o.add(j), bound(a0, lo, hi));
+                _mm512_storeu_ps(o.add(j + 16), bound(a1, lo, hi));
+                _mm512_storeu_ps(o.add(j + 32), bound(a2, lo, hi));
+                _mm512_storeu_ps(o.add(j + 48), bound(a3, lo, hi));
+                j += 64;
+            }
+            while j < n {
+                let m = mask(n - j);
+                let mut a = b;
+                for (&offset, &weight) in offsets.iter().zip(weights) {
+                    a = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(m, s.add(offset + j)), _mm512_set1_ps(weight), a);
+                }
+                _mm512_mask_storeu_ps(o.add(j), m, bound(a, lo, hi));
+                j += 16;
+            }
+        }
+    }
+
+    /// [`super::pointwise`]: tiles of up to four output rows by up to 64 pixels (four vectors),
+    /// each accumulated over every input row in sixteen registers.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `x` holds `inputs` rows and `out` `bias.len()` rows of `pixels`
+    /// values, `w` is `bias.len() x inputs`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn pointwise(
+        out: &mut [f32],
+        x: &[f32],
+        w: &[f32],
+        bias: &[f32],
+        inputs: usize,
+        pixels: usize,
+        clamp: Clamp,
+    ) {
+        let outputs = bias.len();
+        let (lo, hi) = (_mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
+        let rows = Rows { x: x.as_ptr(), w: w.as_ptr(), out: out.as_mut_ptr(), inputs, pixels, lo, hi };
+        let mut p = 0;
+        while p < pixels {
+            let left = pixels - p;
+            let masks = [
+                mask(left),
+                mask(left.saturating_sub(16)),
+                mask(left.saturating_sub(32)),
+                mask(left.saturating_sub(48)),
+            ];
+            let mut o = 0;
+            // SAFETY: every tile reads rows o..o + MR of `w` and `bias` and pixels p.. of `x`
+            // and `out` under `masks`, inside the buffers by the caller's guarantee.
+            unsafe {
+                macro_rules! tiles {
+                    ($nv:literal) => {{
+                        while o + 4 <= outputs {
+                            rows.tile::<4, $nv>(o, p, &bias[o..], masks);
+                            o += 4;
+                        }
+                        match outputs - o {
+                            3 => rows.tile::<3, $nv>(o, p, &bias[o..], masks),
+                            2 => rows.tile::<2, $nv>(o, p, &bias[o..], masks),
+                            1 => rows.tile::<1, $nv>(o, p, &bias[o..], masks),
+                            _ => {}
+                        }
+                    }};
+                }
+                match left.min(64).div_ceil(16) {
+                    4 => tiles!(4),
+                    3 => tiles!(3),
+                    2 => tiles!(2),
+                    _ => tiles!(1),
+                }
+            }
+            p += 64;
+        }
+    }
+
+    /// The buffers of one [`pointwise`] call.
+    struct Rows {
+        x: *const f32,
+        w: *const f32,
+        out: *mut f32,
+        inputs: usize,
+        pixels: usize,
+        lo: __m512,
+        hi: __m512,
+    }
+
+    impl Rows {
+        /// Output rows `o..o + MR`, pixels `p..p + 16 · NV` (the lanes of `masks`).
+        ///
+        /// # Safety
+        /// As [`pointwise`], with `o + MR <= outputs`, `bias.len() >= MR`, and `masks` covering
+        /// only pixels below `pixels`.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn tile<const MR: usize, const NV: usize>(
+            &self,
+            o: usize,
+            p: usize,
+            bias: &[f32],
+            masks: [__mmask16; 4],
+        ) {
+            let mut acc = [[_mm512_setzero_ps(); NV]; MR];
+            for (r, row) in acc.iter_mut().enumerate() {
+                *row = [_mm512_set1_ps(bias[r]); NV];
+            }
+            // SAFETY: reads of `x` row c at p + 16v under masks[v], of `w` at (o + r, c), and
+            // writes of `out` row o + r under masks[v]: inside the buffers (see above). The
+            // pointers are formed with wrapping arithmetic since a masked-off vector may start
+            // past the end.
+            unsafe {
+                for c in 0..self.inputs {
+                    let xp = self.x.wrapping_add(c * self.pixels + p);
+                    let mut xv = [_mm512_setzero_ps(); NV];
+                    for (v, xv) in xv.iter_mut().enumerate() {
+                        *xv = _mm512_maskz_loadu_ps(masks[v], xp.wrapping_add(16 * v));
+                    }
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let wv = _mm512_set1_ps(*self.w.add((o + r) * self.inputs + c));
+                        for (a, &xv) in row.iter_mut().zip(&xv) {
+                            *a = _mm512_fmadd_ps(xv, wv, *a);
+                        }
+                    }
+                }
+                for (r, row) in acc.iter().enumerate() {
+                    let op = self.out.wrapping_add((o + r) * self.pixels + p);
+                    for (v, &a) in row.iter().enumerate() {
+                        _mm512_mask_storeu_ps(op.wrapping_add(16 * v), masks[v], bound(a, self.lo, self.hi));
+                    }
+                }
+            }
+        }
+    }
+
+    /// `dst[i] = src[2i]`, sixteen at a time from two vectors.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `2 · (dst.len() - 1) < src.len()`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn evens(dst: &mut [f32], src: &[f32]) {
+        let index = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let mut i = 0;
+        // SAFETY: a vector step reads src[2i..2i + 32], inside `src` by the loop condition.
+        unsafe {
+            while i + 16 <= dst.len() && 2 * i + 32 <= src.len() {
+                let a = _mm512_loadu_ps(src.as_ptr().add(2 * i));
+                let b = _mm512_loadu_ps(src.as_ptr().add(2 * i + 16));
+                _mm512_storeu_ps(dst.as_mut_ptr().add(i), _mm512_permutex2var_ps(a, index, b));
+                i += 16;
+            }
+        }
+        for (d, &s) in dst[i..].iter_mut().zip(src[2 * i..].iter().step_by(2)) {
+            *d = s;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The dispatched loop (AVX-512 on CPUs that have it) against the portable one, for
+        /// nine taps and for other counts, lengths across the vector steps and partial lanes.
+        #[test]
+        fn taps_agree_with_the_portable_loop(
+            n in 1usize..150,
+            count in prop::sample::select(vec![1usize, 2, 9, 25]),
+            spread in 0usize..40,
+            seed in any::<u64>(),
+            relu in any::<bool>(),
+        ) {
+            let src = crate::tract_ops::tests::values(n + spread + 1, seed);
+            let offsets: Vec<usize> = (0..count).map(|t| (t * 7 + seed as usize) % (spread + 1)).collect();
+            let weights = crate::tract_ops::tests::values(count, seed ^ 3);
+            let clamp = if relu { Clamp { lo: 0.0, hi: f32::INFINITY } } else { Clamp::NONE };
+            let (mut fast, mut plain) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+            taps(&mut fast, &src, &offsets, &weights, 0.25, clamp);
+            portable_taps(&mut plain, &src, &offsets, &weights, 0.25, clamp);
+            for (a, b) in fast.iter().zip(&plain) {
+                prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{} vs {}", a, b);
+            }
+        }
+
+        /// The dispatched product (AVX-512 on CPUs that have it) against the portable one,
+        /// across the tile's four rows and 64 pixels.
+        #[test]
+        fn pointwise_agrees_with_the_portable_product(
+            inputs in 1usize..20,
+            outputs in 1usize..10,
+            pixels in 1usize..140,
+            seed in any::<u64>(),
+            relu in any::<bool>(),
+        ) {
+            let x = crate::tract_ops::tests::values(inputs * pixels, seed);
+            let w = crate::tract_ops::tests::values(outputs * inputs, seed ^ 1);
+            let bias = crate::tract_ops::tests::values(outputs, seed ^ 2);
+            let clamp = if relu { Clamp { lo: 0.0, hi: f32::INFINITY } } else { Clamp::NONE };
+            let (mut fast, mut plain) = (vec![f32::NAN; outputs * pixels], vec![f32::NAN; outputs * pixels]);
+            pointwise(&mut fast, &x, &w, &bias, pixels, clamp);
+            portable_pointwise(&mut plain, &x, &w, &bias, inputs, pixels, clamp);
+            for (a, b) in fast.iter().zip(&plain) {
+                prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{} vs {}", a, b);
+            }
+        }
+
+        #[test]
+        fn strided_copies_pick_every_strideth_value(n in 0usize..100, stride in 1usize..4, extra in 0usize..3) {
+            let len = if n == 0 { extra } else { (n - 1) * stride + 1 + extra };
+            let src: Vec<f32> = (0..len).map(|i| i as f32).collect();
+            let mut dst = vec![-1.0; n];
+            strided_copy(&mut dst, &src, stride);
+            prop_assert!(dst.iter().enumerate().all(|(i, &v)| v == (i * stride) as f32));
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "a tap reads")]
+    fn a_tap_past_the_source_is_refused() {
+        let mut out = [0.0; 4];
+        taps(&mut out, &[1.0; 6], &[0, 3], &[1.0, 1.0], 0.0, Clamp::NONE);
+    }
+}
