@@ -14,9 +14,10 @@ use tract_onnx::tract_hir::tract_core::ops::cnn::PaddingSpec;
 use tract_onnx::tract_hir::tract_core::ops::math::{Max, Min};
 use tract_onnx::tract_hir::tract_core::ops::nn::DataFormat;
 
+use super::dense::DenseConv;
 use super::depthwise::DepthwiseConv;
 use super::pointwise::PointwiseConv;
-use super::simd::Clamp;
+use super::simd::{self, Clamp};
 
 type Builder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
 
@@ -72,6 +73,7 @@ impl Expansion for ConvExpansion {
                 if let Some(op) = PointwiseConv::for_plain(&plain) {
                     return model.wire_node(prefix, op, &inputs[..1]);
                 }
+                return model.wire_node(prefix, DenseConv::for_plain(&plain), &inputs[..1]);
             }
         }
         self.inner.wire(prefix, model, inputs)
@@ -79,7 +81,7 @@ impl Expansion for ConvExpansion {
 }
 
 /// A convolution of an `[N, C, H, W]` f32 input with a constant `[O, C / group, kh, kw]`
-/// kernel, a constant bias, zero padding narrower than the kernel and no dilation.
+/// kernel, a constant bias, and zero padding narrower than the (dilated) kernel.
 #[derive(Debug)]
 pub(super) struct Plain {
     /// `[C, H, W]` of the input.
@@ -96,13 +98,14 @@ pub(super) struct Plain {
     pub pad_after: [usize; 2],
     /// `[vertical, horizontal]`.
     pub strides: [usize; 2],
+    /// `[vertical, horizontal]`.
+    pub dilations: [usize; 2],
 }
 
 impl Plain {
     fn of(conv: &Conv, model: &TypedModel, inputs: &[OutletId]) -> TractResult<Option<Plain>> {
         let plain = conv.data_format == DataFormat::NCHW
             && conv.kernel_fmt == KernelFormat::OIHW
-            && conv.dilations.as_ref().is_none_or(|d| d.iter().all(|&d| d == 1))
             && conv.x_scale_input.is_none()
             && conv.x_zero_point_input.is_none()
             && conv.k_input.is_none_or(|k| k == 1)
@@ -128,6 +131,11 @@ impl Plain {
             Some(&[sh, sw]) if sh >= 1 && sw >= 1 => [sh, sw],
             Some(_) => return Ok(None),
         };
+        let dilations = match conv.dilations.as_deref() {
+            None => [1, 1],
+            Some(&[dh, dw]) if dh >= 1 && dw >= 1 => [dh, dw],
+            Some(_) => return Ok(None),
+        };
         let x = model.outlet_fact(inputs[0])?;
         let k = model.outlet_fact(inputs[1])?;
         if x.datum_type != DatumType::F32 || x.rank() != 4 {
@@ -141,18 +149,20 @@ impl Plain {
         let kernel_shape = [kernel.shape()[0], kernel.shape()[1], kernel.shape()[2], kernel.shape()[3]];
         let [outputs, per_group, kh, kw] = kernel_shape;
         let group = conv.group.unwrap_or(1);
+        // The kernel's reach with dilation.
+        let (reach_h, reach_w) = ((kh.max(1) - 1) * dilations[0] + 1, (kw.max(1) - 1) * dilations[1] + 1);
         if group == 0
             || per_group * group != input[0]
             || outputs % group != 0
             || conv.kernel_shape.as_deref().is_some_and(|s| s != [kh, kw])
             || kh == 0
             || kw == 0
-            || pad_before[0] >= kh
-            || pad_before[1] >= kw
-            || pad_after[0] >= kh
-            || pad_after[1] >= kw
-            || input[1] + pad_before[0] + pad_after[0] < kh
-            || input[2] + pad_before[1] + pad_after[1] < kw
+            || pad_before[0] >= reach_h
+            || pad_before[1] >= reach_w
+            || pad_after[0] >= reach_h
+            || pad_after[1] >= reach_w
+            || input[1] + pad_before[0] + pad_after[0] < reach_h
+            || input[2] + pad_before[1] + pad_after[1] < reach_w
         {
             return Ok(None);
         }
@@ -166,17 +176,138 @@ impl Plain {
             None => vec![0.0; outputs],
         };
         let kernel = kernel.to_plain_array_view::<f32>()?.iter().copied().collect();
-        Ok(Some(Plain { input, kernel_shape, kernel, bias, group, pad_before, pad_after, strides }))
+        Ok(Some(Plain { input, kernel_shape, kernel, bias, group, pad_before, pad_after, strides, dilations }))
     }
 
-    /// `[out_h, out_w]`.
-    pub fn output(&self) -> [usize; 2] {
-        let [_, h, w] = self.input;
+    /// The geometry of one input plane to one output plane.
+    pub fn planes(&self) -> Planes {
+        let [_, in_h, in_w] = self.input;
         let [_, _, kh, kw] = self.kernel_shape;
-        [
-            (h + self.pad_before[0] + self.pad_after[0] - kh) / self.strides[0] + 1,
-            (w + self.pad_before[1] + self.pad_after[1] - kw) / self.strides[1] + 1,
-        ]
+        let [dh, dw] = self.dilations;
+        let out = |size: usize, before: usize, after: usize, k: usize, d: usize, s: usize| {
+            (size + before + after - ((k - 1) * d + 1)) / s + 1
+        };
+        Planes {
+            in_h,
+            in_w,
+            out_h: out(in_h, self.pad_before[0], self.pad_after[0], kh, dh, self.strides[0]),
+            out_w: out(in_w, self.pad_before[1], self.pad_after[1], kw, dw, self.strides[1]),
+            kh,
+            kw,
+            stride_h: self.strides[0],
+            stride_w: self.strides[1],
+            dil_h: dh,
+            dil_w: dw,
+            pad_top: self.pad_before[0],
+            pad_left: self.pad_before[1],
+        }
+    }
+}
+
+/// How a convolution maps one input plane to one output plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Planes {
+    pub in_h: usize,
+    pub in_w: usize,
+    pub out_h: usize,
+    pub out_w: usize,
+    pub kh: usize,
+    pub kw: usize,
+    pub stride_h: usize,
+    pub stride_w: usize,
+    pub dil_h: usize,
+    pub dil_w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+}
+
+impl std::fmt::Display for Planes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}x{} kernel, stride {}x{}, dilation {}x{}, padding {}x{}, {}x{} to {}x{}",
+            self.kh,
+            self.kw,
+            self.stride_h,
+            self.stride_w,
+            self.dil_h,
+            self.dil_w,
+            self.pad_top,
+            self.pad_left,
+            self.in_h,
+            self.in_w,
+            self.out_h,
+            self.out_w
+        )
+    }
+}
+
+/// Where a plane's input goes in a scratch buffer, and where each kernel tap reads it.
+///
+/// The zero-padded plane is split into `stride_h x stride_w` phase planes (phase `(ry, rx)`
+/// holds padded values `[r · sh + ry][c · sw + rx]`), each `hq` rows of `wq` values. Tap
+/// `(ky, kx)` of output `(oy, ox)` reads padded `[oy · sh + ey][ox · sw + ex]` (`ey = ky · dh`,
+/// `ex = kx · dw`), which is phase `(ey % sh, ex % sw)` at `[oy + ey / sh][ox + ex / sw]`. With
+/// `j = oy · wq + ox`, every tap reads the scratch at a fixed offset plus `j`: a whole output
+/// plane is one run over `j` (the last `wq - out_w` values of each run of `wq` are discarded)
+/// or, for wide rows, one run per output row. No edge cases inside the runs.
+#[derive(Debug)]
+pub(super) struct Layout {
+    /// Values per phase-plane row: the pitch of `j`.
+    pub wq: usize,
+    /// The scratch one plane needs: every phase plane, with one spare zero row each for the
+    /// reads past the last output row.
+    pub len: usize,
+    /// Per tap, row-major over the kernel: where it reads output 0.
+    pub offsets: Vec<usize>,
+    /// `(scratch start, input start, count)`: the input runs (every `stride_w`-th value) the
+    /// scratch takes from each plane; everything else in the scratch stays zero.
+    copies: Vec<(usize, usize, usize)>,
+    stride_w: usize,
+    /// One run per output row straight into the output, rather than one run per plane into
+    /// a scratch and a copy of each row.
+    pub per_row: bool,
+}
+
+impl Layout {
+    pub fn new(g: &Planes) -> Layout {
+        let (sh, sw) = (g.stride_h, g.stride_w);
+        let (reach_h, reach_w) = ((g.kh - 1) * g.dil_h, (g.kw - 1) * g.dil_w);
+        let wq = g.out_w + reach_w / sw;
+        let hq = g.out_h + reach_h / sh + 1;
+        let phase = hq * wq;
+        let offsets = (0..g.kh * g.kw)
+            .map(|t| {
+                let (ey, ex) = ((t / g.kw) * g.dil_h, (t % g.kw) * g.dil_w);
+                ((ey % sh) * sw + ex % sw) * phase + (ey / sh) * wq + ex / sw
+            })
+            .collect();
+        let mut copies = Vec::new();
+        for ry in 0..sh {
+            for rx in 0..sw {
+                // First phase column inside the input, and the input column it holds.
+                let c0 = g.pad_left.saturating_sub(rx).div_ceil(sw);
+                let ix0 = c0 * sw + rx - g.pad_left;
+                if c0 >= wq || ix0 >= g.in_w {
+                    continue;
+                }
+                let count = (wq - c0).min((g.in_w - ix0 - 1) / sw + 1);
+                for r in 0..hq {
+                    if let Some(iy) = (r * sh + ry).checked_sub(g.pad_top).filter(|&iy| iy < g.in_h) {
+                        copies.push(((ry * sw + rx) * phase + r * wq + c0, iy * g.in_w + ix0, count));
+                    }
+                }
+            }
+        }
+        Layout { wq, len: sh * sw * phase, offsets, copies, stride_w: sw, per_row: g.out_w >= 128 }
+    }
+
+    /// Copies `plane` into `scratch` (`len` values, zero wherever no input value goes: the
+    /// same positions for every plane, so a scratch zeroed once stays right).
+    pub fn fill(&self, scratch: &mut [f32], plane: &[f32]) {
+        for &(to, from, count) in &self.copies {
+            simd::strided_copy(&mut scratch[to..to + count], &plane[from..], self.stride_w);
+        }
     }
 }
 
@@ -210,4 +341,253 @@ pub(super) fn following_bound(model: &TypedModel, node: &TypedNode, clamp: Clamp
     } else {
         Clamp { lo: clamp.lo.min(v), hi: clamp.hi.min(v) }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{run, value_info, values};
+    use super::*;
+    use proptest::prelude::*;
+    use tract_onnx::pb::{attribute_proto::AttributeType, AttributeProto};
+
+    /// One convolution: `[N, C, H, W]` in, `[O, C / group, kh, kw]` kernel.
+    #[derive(Debug, Clone)]
+    struct Case {
+        x: [usize; 4],
+        outputs: usize,
+        group: usize,
+        kernel: [usize; 2],
+        strides: [usize; 2],
+        dilations: [usize; 2],
+        /// Top, left, bottom, right.
+        pads: [usize; 4],
+        relu: bool,
+    }
+
+    impl Case {
+        fn reach(&self) -> [usize; 2] {
+            [(self.kernel[0] - 1) * self.dilations[0] + 1, (self.kernel[1] - 1) * self.dilations[1] + 1]
+        }
+
+        fn out(&self) -> [usize; 2] {
+            let [_, _, h, w] = self.x;
+            let [rh, rw] = self.reach();
+            let [pt, pl, pb, pr] = self.pads;
+            [(h + pt + pb - rh) / self.strides[0] + 1, (w + pl + pr - rw) / self.strides[1] + 1]
+        }
+
+        /// The ONNX definition, in f64.
+        fn reference(&self, x: &[f32], kernel: &[f32], bias: &[f32]) -> Vec<f32> {
+            let [n, c, h, w] = self.x;
+            let [kh, kw] = self.kernel;
+            let [oh, ow] = self.out();
+            let (per_group_in, per_group_out) = (c / self.group, self.outputs / self.group);
+            let mut y = Vec::with_capacity(n * self.outputs * oh * ow);
+            for b in 0..n {
+                for (o, &b0) in bias.iter().enumerate() {
+                    let g = o / per_group_out;
+                    for oy in 0..oh {
+                        for ox in 0..ow {
+                            let mut acc = f64::from(b0);
+                            for ci in 0..per_group_in {
+                                for ky in 0..kh {
+                                    for kx in 0..kw {
+                                        let iy = (oy * self.strides[0] + ky * self.dilations[0]) as isize
+                                            - self.pads[0] as isize;
+                                        let ix = (ox * self.strides[1] + kx * self.dilations[1]) as isize
+                                            - self.pads[1] as isize;
+                                        if iy < 0 || ix < 0 || iy as usize >= h || ix as usize >= w {
+                                            continue;
+                                        }
+                                        let xi = ((b * c + g * per_group_in + ci) * h + iy as usize) * w + ix as usize;
+                                        let ki = ((o * per_group_in + ci) * kh + ky) * kw + kx;
+                                        acc += f64::from(x[xi]) * f64::from(kernel[ki]);
+                                    }
+                                }
+                            }
+                            y.push(if self.relu { acc.max(0.0) } else { acc } as f32);
+                        }
+                    }
+                }
+            }
+            y
+        }
+
+        /// `Conv` with initializer kernel and bias, then `Relu` when asked.
+        fn model(&self, kernel: &[f32], bias: &[f32]) -> tract_onnx::pb::ModelProto {
+            use tract_onnx::pb::{tensor_proto::DataType, GraphProto, ModelProto, OperatorSetIdProto, TensorProto};
+            let i64s = |v: &[usize]| v.iter().map(|&d| d as i64).collect::<Vec<_>>();
+            let tensor = |name: &str, dims: Vec<i64>, values: &[f32]| TensorProto {
+                name: name.into(),
+                dims,
+                data_type: DataType::Float as i32,
+                float_data: values.to_vec(),
+                ..Default::default()
+            };
+            let ints = |name: &str, v: &[usize]| AttributeProto {
+                name: name.into(),
+                ints: i64s(v),
+                r#type: AttributeType::Ints as i32,
+                ..Default::default()
+            };
+            let attribute = vec![
+                AttributeProto {
+                    name: "group".into(),
+                    i: self.group as i64,
+                    r#type: AttributeType::Int as i32,
+                    ..Default::default()
+                },
+                ints("kernel_shape", &self.kernel),
+                ints("strides", &self.strides),
+                ints("dilations", &self.dilations),
+                ints("pads", &self.pads),
+            ];
+            let kernel_dims = i64s(&[self.outputs, self.x[1] / self.group, self.kernel[0], self.kernel[1]]);
+            let mut node = vec![NodeProto {
+                op_type: "Conv".into(),
+                input: vec!["x".into(), "k".into(), "b".into()],
+                output: vec![if self.relu { "z" } else { "y" }.into()],
+                attribute,
+                ..Default::default()
+            }];
+            if self.relu {
+                node.push(NodeProto {
+                    op_type: "Relu".into(),
+                    input: vec!["z".into()],
+                    output: vec!["y".into()],
+                    ..Default::default()
+                });
+            }
+            ModelProto {
+                graph: Some(GraphProto {
+                    node,
+                    input: vec![value_info("x", Some(&i64s(&self.x)))],
+                    output: vec![value_info("y", None)],
+                    initializer: vec![tensor("k", kernel_dims, kernel), tensor("b", vec![self.outputs as i64], bias)],
+                    ..Default::default()
+                }),
+                opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+                ..Default::default()
+            }
+        }
+
+        /// Runs the case through the parser: the output against the definition, and the
+        /// planned operators.
+        fn check(&self, seed: u64) -> Result<Vec<String>, TestCaseError> {
+            let [n, c, h, w] = self.x;
+            let x = values(n * c * h * w, seed);
+            let kernel = values(self.outputs * (c / self.group) * self.kernel[0] * self.kernel[1], seed ^ 1);
+            let bias = values(self.outputs, seed ^ 2);
+            let input = Tensor::from_shape(&self.x, &x).expect("tensor");
+            let (y, ops) = run(&self.model(&kernel, &bias), tvec!(input.into_tvalue()));
+            let expected = self.reference(&x, &kernel, &bias);
+            prop_assert_eq!(y.len(), expected.len());
+            for (i, (a, b)) in y.iter().zip(&expected).enumerate() {
+                prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "at {}: {} vs {}", i, a, b);
+            }
+            // A ReLU after the convolution is folded into it: the input and one node.
+            prop_assert!(!self.relu || ops.len() == 2, "{:?}", ops);
+            Ok(ops)
+        }
+    }
+
+    fn case() -> impl Strategy<Value = Case> {
+        (
+            (1usize..3, 1usize..5, 1usize..3, 1usize..3),
+            (1usize..12, 1usize..40),
+            (1usize..4, 1usize..4, 1usize..4, 1usize..4, 1usize..3, 1usize..3),
+            (prop::array::uniform4(0usize..5), any::<bool>(), 0usize..3),
+        )
+            .prop_map(|((n, groups, per_in, per_out), (h, w), (kh, kw, sh, sw, dh, dw), (pads, relu, shape))| {
+                // shape 0: depthwise; 1: grouped; 2: one group.
+                let (c, outputs, group) = match shape {
+                    0 => (groups * 2, groups * 2, groups * 2),
+                    1 => (groups * per_in, groups * per_out, groups),
+                    _ => (per_in + groups, per_out + 1, 1),
+                };
+                Case {
+                    x: [n, c, h, w],
+                    outputs,
+                    group,
+                    kernel: [kh, kw],
+                    strides: [sh, sw],
+                    dilations: [dh, dw],
+                    pads,
+                    relu,
+                }
+            })
+            .prop_filter("padding narrower than the kernel, input at least the kernel", |c| {
+                let [rh, rw] = c.reach();
+                let [pt, pl, pb, pr] = c.pads;
+                pt < rh && pb < rh && pl < rw && pr < rw && c.x[2] + pt + pb >= rh && c.x[3] + pl + pr >= rw
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// Every plain convolution (depthwise, grouped, one group; any kernel up to 3x3,
+        /// strides and dilations up to 3 and 2, padding up to 4) runs as one of this module's
+        /// operators and matches the ONNX definition.
+        #[test]
+        fn convolutions_match_the_definition(case in case(), seed in any::<u64>()) {
+            let ops = case.check(seed)?;
+            let [_, c, _, _] = case.x;
+            let depthwise = case.group == c && case.outputs == c;
+            let pointwise = case.group == 1 && case.kernel == [1, 1] && case.strides == [1, 1] && case.pads == [0; 4];
+            let expected = if depthwise { "DepthwiseConvPlanes" } else if pointwise { "PointwiseConv" } else { "DenseConvTaps" };
+            prop_assert!(ops.iter().any(|o| o == expected), "{:?} for {:?}", ops, case);
+        }
+    }
+
+    #[test]
+    fn the_models_first_layers_and_dilated_layers_match_the_definition() {
+        // UltraFace's first layer (3 to 16, 3x3, stride 2, ReLU) and its dilated 3x3 layers.
+        let first = Case {
+            x: [1, 3, 24, 32],
+            outputs: 16,
+            group: 1,
+            kernel: [3, 3],
+            strides: [2, 2],
+            dilations: [1, 1],
+            pads: [1; 4],
+            relu: true,
+        };
+        assert!(first.check(1).expect("first layer").iter().any(|o| o == "DenseConvTaps"));
+        for d in [2, 3, 5] {
+            let dilated = Case {
+                x: [1, 16, 12, 14],
+                dilations: [d, d],
+                pads: [d; 4],
+                strides: [1, 1],
+                relu: false,
+                ..first.clone()
+            };
+            assert!(dilated.check(d as u64).expect("dilated layer").iter().any(|o| o == "DenseConvTaps"));
+        }
+    }
+
+    #[test]
+    fn quantised_or_computed_kernels_stay_tracts() {
+        // A kernel that is a graph input, not a constant.
+        let case = Case {
+            x: [1, 2, 5, 6],
+            outputs: 2,
+            group: 1,
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [1; 4],
+            relu: false,
+        };
+        let mut model = case.model(&values(2 * 2 * 9, 3), &[0.5, -0.5]);
+        let graph = model.graph.as_mut().expect("graph");
+        graph.initializer.retain(|t| t.name != "k");
+        graph.input.push(value_info("k", Some(&[2, 2, 3, 3])));
+        let x = Tensor::from_shape(&[1, 2, 5, 6], &values(60, 4)).expect("tensor");
+        let k = Tensor::from_shape(&[2, 2, 3, 3], &values(36, 5)).expect("tensor");
+        let (y, ops) = run(&model, tvec!(x.into_tvalue(), k.into_tvalue()));
+        assert_eq!(y.len(), 2 * 5 * 6);
+        assert!(!ops.iter().any(|o| o == "DenseConvTaps" || o == "DepthwiseConvPlanes"), "{ops:?}");
+    }
 }

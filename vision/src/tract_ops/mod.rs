@@ -1,12 +1,25 @@
 //! Operators the edge's models spend their time in, computed our way inside tract's plans.
 //!
-//! Measured per node on one core (the `passage bench edge` models), two of tract's operator
-//! forms dominated: the three-node expansion of `PRelu` (over half of SFace and of the liveness
-//! network) and depthwise convolution (over a third of CenterFace). [`register`] points the
-//! ONNX parser at [`prelu`] and [`depthwise`] for those; everything else, and every case they
-//! do not take, stays tract's.
+//! Measured per node on one core (the `passage bench edge` models against onnxruntime's own
+//! per-node profile), tract lost its time in a few operator forms: the three-node expansion of
+//! `PRelu` (over half of SFace and of the liveness network), depthwise convolution (a third of
+//! CenterFace), the packing and small products of 1x1 convolutions, the padding and im2col of
+//! small dense ones, and a softmax called once per two-value row (UltraFace's last node).
+//! [`register`] points tract's ONNX parser at this module for those:
+//!
+//! * `conv`: the `Conv` entry. Every plain convolution (f32, constant kernel and bias,
+//!   concrete shapes) becomes [`depthwise::DepthwiseConv`], [`pointwise::PointwiseConv`] or
+//!   [`dense::DenseConv`], with a following ReLU folded in; the rest stays tract's.
+//! * [`prelu`]: `PRelu` with a per-channel constant slope as one in-place pass.
+//! * [`softmax`]: softmax over a last axis of at most 16 values as one pass.
+//! * `simd`: the vector loops under them (AVX-512 where the CPU has it, detected at run time;
+//!   portable loops elsewhere, tested against each other).
+//!
+//! Each operator is checked against the ONNX definition by property tests; whole models agree
+//! with onnxruntime as closely as tract's own operators do.
 
 mod conv;
+pub mod dense;
 pub mod depthwise;
 pub mod pointwise;
 pub mod prelu;

@@ -8,7 +8,7 @@
 //! speed. [`PointwiseConv`] reads the input planes where they are: each tile of outputs (up
 //! to four output channels by 64 pixels, sixteen vector accumulators) walks the input
 //! channels once, loading four vectors of pixels and one weight per output channel per step
-//! ([`super::simd::pointwise`]). A following ReLU is folded into the tile's stores.
+//! ([`super::simd::product`]). A following ReLU is folded into the tile's stores.
 
 use tract_onnx::tract_hir::internal::*;
 
@@ -101,14 +101,15 @@ impl EvalOp for PointwiseConv {
         let batch = shape[0];
         let x = x.to_plain_array_view::<f32>()?;
         let x = x.as_slice().context("pointwise input is not contiguous")?;
-        // SAFETY: `simd::pointwise` writes every output value before anything reads `y`.
+        // SAFETY: `simd::product` writes every output value before anything reads `y`.
         let mut y = unsafe { Tensor::uninitialized::<f32>(&[batch, self.outputs, h, w])? };
         {
             let mut view = y.try_as_plain_ram_mut()?;
             let y = view.as_slice_mut::<f32>()?;
             let pixels = h * w;
+            let rows: Vec<usize> = (0..self.inputs).map(|c| c * pixels).collect();
             for (x, y) in x.chunks_exact(self.inputs * pixels).zip(y.chunks_exact_mut(self.outputs * pixels)) {
-                simd::pointwise(y, x, &self.kernel, &self.bias, pixels, self.clamp);
+                simd::product(y, pixels, x, &rows, &self.kernel, &self.bias, pixels, self.clamp);
             }
         }
         Ok(tvec!(y.into_tvalue()))

@@ -78,35 +78,64 @@ fn portable_taps(out: &mut [f32], src: &[f32], offsets: &[usize], weights: &[f32
     }
 }
 
-/// `out[o][p] = clamp(bias[o] + Σ_c w[o][c] · x[c][p])` for `O = bias.len()` output rows of
-/// `pixels` values and `C = x.len() / pixels` input rows, all row-major.
+/// `out[o · out_stride + j] = clamp(bias[o] + Σ_t w[o][t] · src[rows[t] + j])` for
+/// `j < len`, `O = bias.len()` outputs and `T = rows.len()` source rows (`w` is `O x T`,
+/// row-major): a matrix product whose right-hand rows are read in place, at any offsets of
+/// `src`. A 1x1 convolution reads the input planes; a wider one reads shifted views of a
+/// padded copy.
 ///
 /// # Panics
-/// When the lengths disagree.
-pub fn pointwise(out: &mut [f32], x: &[f32], w: &[f32], bias: &[f32], pixels: usize, clamp: Clamp) {
+/// When a read or a write would fall outside `src` or `out`, or `w` is not `O x T`.
+#[allow(clippy::too_many_arguments)] // One product: the operands, their geometry, the bound.
+pub fn product(
+    out: &mut [f32],
+    out_stride: usize,
+    src: &[f32],
+    rows: &[usize],
+    w: &[f32],
+    bias: &[f32],
+    len: usize,
+    clamp: Clamp,
+) {
     let outputs = bias.len();
-    assert!(pixels > 0 && x.len().is_multiple_of(pixels), "{} inputs for planes of {pixels}", x.len());
-    let inputs = x.len() / pixels;
-    assert_eq!(w.len(), outputs * inputs, "weights for {outputs} x {inputs}");
-    assert_eq!(out.len(), outputs * pixels, "outputs for {outputs} planes of {pixels}");
+    assert_eq!(w.len(), outputs * rows.len(), "weights for {outputs} x {}", rows.len());
+    if outputs == 0 || len == 0 {
+        return;
+    }
+    assert!(len <= out_stride || outputs == 1, "rows of {len} overlap at stride {out_stride}");
+    let written = (outputs - 1) * out_stride + len;
+    assert!(written <= out.len(), "{written} outputs into {}", out.len());
+    let reach = rows.iter().max().map_or(0, |&r| r + len);
+    assert!(reach <= src.len(), "a row reads {reach} values of {}", src.len());
     #[cfg(target_arch = "x86_64")]
     if avx512() {
-        // SAFETY: the CPU has AVX-512F; the lengths are as `x86::pointwise` requires (checked above).
-        return unsafe { x86::pointwise(out, x, w, bias, inputs, pixels, clamp) };
+        // SAFETY: the CPU has AVX-512F; every read and write is inside the buffers (checked above).
+        return unsafe { x86::product(out, out_stride, src, rows, w, bias, len, clamp) };
     }
-    portable_pointwise(out, x, w, bias, inputs, pixels, clamp);
+    portable_product(out, out_stride, src, rows, w, bias, len, clamp);
 }
 
-fn portable_pointwise(out: &mut [f32], x: &[f32], w: &[f32], bias: &[f32], inputs: usize, pixels: usize, clamp: Clamp) {
-    for ((row, weights), &b) in out.chunks_exact_mut(pixels).zip(w.chunks_exact(inputs)).zip(bias) {
+#[allow(clippy::too_many_arguments)]
+fn portable_product(
+    out: &mut [f32],
+    out_stride: usize,
+    src: &[f32],
+    rows: &[usize],
+    w: &[f32],
+    bias: &[f32],
+    len: usize,
+    clamp: Clamp,
+) {
+    for (o, (&b, weights)) in bias.iter().zip(w.chunks_exact(rows.len().max(1))).enumerate() {
+        let row = &mut out[o * out_stride..][..len];
         row.fill(b);
-        for (&weight, plane) in weights.iter().zip(x.chunks_exact(pixels)) {
-            for (o, &v) in row.iter_mut().zip(plane) {
-                *o += v * weight;
+        for (&weight, &start) in weights.iter().zip(rows) {
+            for (y, &v) in row.iter_mut().zip(&src[start..start + len]) {
+                *y += v * weight;
             }
         }
-        for o in row {
-            *o = clamp.apply(*o);
+        for y in row {
+            *y = clamp.apply(*y);
         }
     }
 }
@@ -257,28 +286,31 @@ mod x86 {
         }
     }
 
-    /// [`super::pointwise`]: tiles of up to four output rows by up to 64 pixels (four vectors),
-    /// each accumulated over every input row in sixteen registers.
+    /// [`super::product`]: tiles of up to four outputs by up to 64 values (four vectors),
+    /// each accumulated over every source row in sixteen registers: per row, four vector
+    /// loads and one broadcast weight per output.
     ///
     /// # Safety
-    /// The CPU has AVX-512F; `x` holds `inputs` rows and `out` `bias.len()` rows of `pixels`
-    /// values, `w` is `bias.len() x inputs`.
+    /// The CPU has AVX-512F; the reads and writes [`super::product`] checks are inside the
+    /// buffers.
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn pointwise(
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn product(
         out: &mut [f32],
-        x: &[f32],
+        out_stride: usize,
+        src: &[f32],
+        rows: &[usize],
         w: &[f32],
         bias: &[f32],
-        inputs: usize,
-        pixels: usize,
+        len: usize,
         clamp: Clamp,
     ) {
         let outputs = bias.len();
         let (lo, hi) = (_mm512_set1_ps(clamp.lo), _mm512_set1_ps(clamp.hi));
-        let rows = Rows { x: x.as_ptr(), w: w.as_ptr(), out: out.as_mut_ptr(), inputs, pixels, lo, hi };
-        let mut p = 0;
-        while p < pixels {
-            let left = pixels - p;
+        let operands = Operands { src: src.as_ptr(), rows, w: w.as_ptr(), out: out.as_mut_ptr(), out_stride, lo, hi };
+        let mut j = 0;
+        while j < len {
+            let left = len - j;
             let masks = [
                 mask(left),
                 mask(left.saturating_sub(16)),
@@ -286,19 +318,19 @@ mod x86 {
                 mask(left.saturating_sub(48)),
             ];
             let mut o = 0;
-            // SAFETY: every tile reads rows o..o + MR of `w` and `bias` and pixels p.. of `x`
-            // and `out` under `masks`, inside the buffers by the caller's guarantee.
+            // SAFETY: every tile reads weights of outputs o..o + MR, source values rows[t] + j..
+            // and writes outputs o..o + MR at j.., all under `masks` (lanes below `len`).
             unsafe {
                 macro_rules! tiles {
                     ($nv:literal) => {{
                         while o + 4 <= outputs {
-                            rows.tile::<4, $nv>(o, p, &bias[o..], masks);
+                            operands.tile::<4, $nv>(o, j, &bias[o..], masks);
                             o += 4;
                         }
                         match outputs - o {
-                            3 => rows.tile::<3, $nv>(o, p, &bias[o..], masks),
-                            2 => rows.tile::<2, $nv>(o, p, &bias[o..], masks),
-                            1 => rows.tile::<1, $nv>(o, p, &bias[o..], masks),
+                            3 => operands.tile::<3, $nv>(o, j, &bias[o..], masks),
+                            2 => operands.tile::<2, $nv>(o, j, &bias[o..], masks),
+                            1 => operands.tile::<1, $nv>(o, j, &bias[o..], masks),
                             _ => {}
                         }
                     }};
@@ -310,60 +342,61 @@ mod x86 {
                     _ => tiles!(1),
                 }
             }
-            p += 64;
+            j += 64;
         }
     }
 
-    /// The buffers of one [`pointwise`] call.
-    struct Rows {
-        x: *const f32,
+    /// The operands of one [`product`] call.
+    struct Operands<'a> {
+        src: *const f32,
+        rows: &'a [usize],
         w: *const f32,
         out: *mut f32,
-        inputs: usize,
-        pixels: usize,
+        out_stride: usize,
         lo: __m512,
         hi: __m512,
     }
 
-    impl Rows {
-        /// Output rows `o..o + MR`, pixels `p..p + 16 · NV` (the lanes of `masks`).
+    impl Operands<'_> {
+        /// Outputs `o..o + MR`, values `j..j + 16 · NV` (the lanes of `masks`).
         ///
         /// # Safety
-        /// As [`pointwise`], with `o + MR <= outputs`, `bias.len() >= MR`, and `masks` covering
-        /// only pixels below `pixels`.
+        /// As [`product`], with `o + MR` outputs at most, `bias.len() >= MR`, and `masks`
+        /// covering only values below the product's length.
         #[target_feature(enable = "avx512f")]
         #[inline]
         unsafe fn tile<const MR: usize, const NV: usize>(
             &self,
             o: usize,
-            p: usize,
+            j: usize,
             bias: &[f32],
             masks: [__mmask16; 4],
         ) {
+            let count = self.rows.len();
             let mut acc = [[_mm512_setzero_ps(); NV]; MR];
             for (r, row) in acc.iter_mut().enumerate() {
                 *row = [_mm512_set1_ps(bias[r]); NV];
             }
-            // SAFETY: reads of `x` row c at p + 16v under masks[v], of `w` at (o + r, c), and
-            // writes of `out` row o + r under masks[v]: inside the buffers (see above). The
-            // pointers are formed with wrapping arithmetic since a masked-off vector may start
-            // past the end.
+            // SAFETY: reads of `src` at rows[t] + j + 16v under masks[v], of `w` at (o + r, t),
+            // and writes of `out` at (o + r) · out_stride + j + 16v under masks[v]: inside the
+            // buffers (see above). Pointers are formed with wrapping arithmetic since a
+            // masked-off vector may start past the end.
             unsafe {
-                for c in 0..self.inputs {
-                    let xp = self.x.wrapping_add(c * self.pixels + p);
+                for (t, &start) in self.rows.iter().enumerate() {
+                    let sp = self.src.wrapping_add(start + j);
                     let mut xv = [_mm512_setzero_ps(); NV];
                     for (v, xv) in xv.iter_mut().enumerate() {
-                        *xv = _mm512_maskz_loadu_ps(masks[v], xp.wrapping_add(16 * v));
+                        *xv = _mm512_maskz_loadu_ps(masks[v], sp.wrapping_add(16 * v));
                     }
                     for (r, row) in acc.iter_mut().enumerate() {
-                        let wv = _mm512_set1_ps(*self.w.add((o + r) * self.inputs + c));
+                        let wv = _mm512_set1_ps(*self.w.add((o + r) * count + t));
                         for (a, &xv) in row.iter_mut().zip(&xv) {
                             *a = _mm512_fmadd_ps(xv, wv, *a);
                         }
                     }
                 }
                 for (r, row) in acc.iter().enumerate() {
-                    let op = self.out.wrapping_add((o + r) * self.pixels + p);
+                    let op = self.out.wrapping_add((o + r) * self.out_stride + j);
                     for (v, &a) in row.iter().enumerate() {
                         _mm512_mask_storeu_ps(op.wrapping_add(16 * v), masks[v], bound(a, self.lo, self.hi));
                     }
@@ -426,24 +459,34 @@ mod tests {
         }
 
         /// The dispatched product (AVX-512 on CPUs that have it) against the portable one,
-        /// across the tile's four rows and 64 pixels.
+        /// across the tile's four outputs and 64 values, with source rows at any offsets and
+        /// output rows apart.
         #[test]
-        fn pointwise_agrees_with_the_portable_product(
-            inputs in 1usize..20,
+        fn products_agree_with_the_portable_loop(
+            count in 1usize..20,
             outputs in 1usize..10,
-            pixels in 1usize..140,
+            len in 1usize..140,
+            gap in 0usize..5,
+            spread in 0usize..30,
             seed in any::<u64>(),
             relu in any::<bool>(),
         ) {
-            let x = crate::tract_ops::tests::values(inputs * pixels, seed);
-            let w = crate::tract_ops::tests::values(outputs * inputs, seed ^ 1);
+            let src = crate::tract_ops::tests::values(len + spread, seed);
+            let rows: Vec<usize> = (0..count).map(|t| (t * 13 + seed as usize) % (spread + 1)).collect();
+            let w = crate::tract_ops::tests::values(outputs * count, seed ^ 1);
             let bias = crate::tract_ops::tests::values(outputs, seed ^ 2);
             let clamp = if relu { Clamp { lo: 0.0, hi: f32::INFINITY } } else { Clamp::NONE };
-            let (mut fast, mut plain) = (vec![f32::NAN; outputs * pixels], vec![f32::NAN; outputs * pixels]);
-            pointwise(&mut fast, &x, &w, &bias, pixels, clamp);
-            portable_pointwise(&mut plain, &x, &w, &bias, inputs, pixels, clamp);
-            for (a, b) in fast.iter().zip(&plain) {
-                prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{} vs {}", a, b);
+            let stride = len + gap;
+            let (mut fast, mut plain) = (vec![f32::NAN; outputs * stride], vec![f32::NAN; outputs * stride]);
+            product(&mut fast, stride, &src, &rows, &w, &bias, len, clamp);
+            portable_product(&mut plain, stride, &src, &rows, &w, &bias, len, clamp);
+            for (i, (a, b)) in fast.iter().zip(&plain).enumerate() {
+                if i % stride < len {
+                    prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{} vs {}", a, b);
+                } else {
+                    // The gap between output rows is not written.
+                    prop_assert!(a.is_nan() && b.is_nan());
+                }
             }
         }
 
