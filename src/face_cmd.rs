@@ -70,6 +70,10 @@ pub struct BenchEdgeArgs {
     /// Longest side of the detector's input (the deployment's `faces.detect_max_side`).
     #[arg(long, default_value_t = 640)]
     pub detect_max_side: u32,
+    /// Also time each model per operator kind (tract's and ours), printed to stderr and
+    /// added to the JSON as `per_op`.
+    #[arg(long)]
+    pub per_op: bool,
 }
 
 fn read_image(path: &Path) -> anyhow::Result<decode::RgbImage> {
@@ -264,7 +268,7 @@ pub fn run_bench_edge(args: &BenchEdgeArgs) -> anyhow::Result<()> {
         "per_face_ms": per_face(stages.liveness_ms + stages.align_ms + stages.embed_ms + encrypt_ms),
         "faces_per_s": (faces as f64 / total_s * 100.0).round() / 100.0,
     });
-    let models = model_times(&pipeline, &dir, 20, 3)?;
+    let models = model_times(&pipeline, &dir, 20, 3, args.per_op)?;
     result["tract"] = models.clone();
     if args.peer_python != "none" {
         let peer = run_peer(&args.peer_python, &dir)?;
@@ -296,19 +300,25 @@ pub fn run_bench_edge(args: &BenchEdgeArgs) -> anyhow::Result<()> {
 /// 320x240. Inputs are fixed pseudo-random pixels, generated before the clock starts (the
 /// peer times `session.run` on a prepared array); a timed run copies them into the model's
 /// input tensor, runs the plan and wipes the input, as every run in the pipeline does.
-fn model_times(pipeline: &FacePipeline, dir: &Path, runs: usize, warmup: usize) -> anyhow::Result<Value> {
+///
+/// With `per_op`, each model is then profiled over `runs` more runs
+/// ([`passage_vision::onnx::Plan::profile`]).
+fn model_times(pipeline: &FacePipeline, dir: &Path, runs: usize, warmup: usize, per_op: bool) -> anyhow::Result<Value> {
+    let ultraface = UltraFace::load(&models::model_path(dir, &inventory::FR_DETECT), UltraFaceConfig::default())?;
     let plans = [
         ("centerface_ms", pipeline.detector().plan_for(640, 480)?),
         ("sface_ms", pipeline.embedder().plan().clone()),
         ("liveness_ms", pipeline.liveness().context("liveness is off")?.plan().clone()),
+        ("ultraface_ms", ultraface.plan().clone()),
     ];
     let mut out = serde_json::Map::new();
+    let mut profiles = serde_json::Map::new();
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut pixel = move || {
         state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         ((state >> 33) % 256) as f32
     };
-    let mut time = |plan: &passage_vision::onnx::Plan| -> anyhow::Result<f64> {
+    for (key, plan) in &plans {
         let pixels: Vec<f32> = (0..plan.input_shape().iter().product::<usize>()).map(|_| pixel()).collect();
         let mut samples = Vec::with_capacity(runs);
         for i in 0..runs + warmup {
@@ -322,14 +332,27 @@ fn model_times(pipeline: &FacePipeline, dir: &Path, runs: usize, warmup: usize) 
             }
         }
         samples.sort_by(f64::total_cmp);
-        Ok((samples[samples.len() / 2] * 1000.0).round() / 1000.0)
-    };
-    for (key, plan) in &plans {
-        out.insert((*key).into(), json!(time(plan)?));
+        out.insert((*key).into(), json!((samples[samples.len() / 2] * 1000.0).round() / 1000.0));
+        if per_op {
+            let model = key.trim_end_matches("_ms");
+            let times = plan.profile(runs, |input| {
+                input.copy_from_slice(&pixels);
+                Ok(())
+            })?;
+            eprintln!("  {model} per operator ({runs} runs, ms per run):");
+            for t in &times {
+                eprintln!("    {:>8.3}  {:>3} x {}", t.ms, t.nodes, t.op);
+            }
+            let rows: Vec<Value> = times
+                .iter()
+                .map(|t| json!({"op": t.op, "nodes": t.nodes, "ms": (t.ms * 1000.0).round() / 1000.0}))
+                .collect();
+            profiles.insert(model.into(), Value::Array(rows));
+        }
     }
-    let ultraface = UltraFace::load(&models::model_path(dir, &inventory::FR_DETECT), UltraFaceConfig::default())?;
-    let ultraface = ultraface.plan();
-    out.insert("ultraface_ms".into(), json!(time(ultraface)?));
+    if per_op {
+        out.insert("per_op".into(), Value::Object(profiles));
+    }
     Ok(Value::Object(out))
 }
 

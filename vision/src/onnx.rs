@@ -257,6 +257,68 @@ impl Plan {
     }
 }
 
+/// Where a plan's time goes: one operator kind (tract's or `crate::tract_ops`'), how many
+/// nodes of the plan run it, and their wall time per run of the plan.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OpTime {
+    /// The operator's name, as tract reports it.
+    pub op: String,
+    /// Nodes of the plan running it.
+    pub nodes: usize,
+    /// Milliseconds per run of the plan, summed over those nodes.
+    pub ms: f64,
+}
+
+impl Plan {
+    /// Runs the plan `runs` times on the input `fill` writes (wiped after each run, as in
+    /// [`Plan::run`]), timing every node, and returns the time per operator kind, most first.
+    /// For finding where a model's time goes (`passage bench edge --per-op`); the timer adds a
+    /// little per node.
+    ///
+    /// # Errors
+    /// [`VisionError::Runtime`] when the model fails, or as `fill` fails.
+    pub fn profile(
+        &self,
+        runs: usize,
+        mut fill: impl FnMut(&mut [f32]) -> Result<(), VisionError>,
+    ) -> Result<Vec<OpTime>, VisionError> {
+        use tract_onnx::tract_core::plan::{eval, SimpleState};
+        let mut state = SimpleState::new(&self.plan).map_err(VisionError::runtime)?;
+        let mut totals: std::collections::HashMap<String, (std::collections::HashSet<usize>, f64)> =
+            std::collections::HashMap::new();
+        for _ in 0..runs {
+            let mut tensor = Tensor::zero::<f32>(&self.input_shape).map_err(VisionError::runtime)?;
+            {
+                let mut view = tensor.try_as_plain_ram_mut().map_err(VisionError::runtime)?;
+                fill(view.as_slice_mut::<f32>().map_err(VisionError::runtime)?)?;
+            }
+            let mut tensor = Arc::new(tensor);
+            let outputs =
+                state.run_plan_with_eval(tvec!(TValue::from_const(tensor.clone())), |ctx, op_state, node, inputs| {
+                    let started = std::time::Instant::now();
+                    let result = eval(ctx, op_state, node, inputs);
+                    let entry = totals.entry(node.op().name().to_string()).or_default();
+                    entry.0.insert(node.id);
+                    entry.1 += started.elapsed().as_secs_f64() * 1e3;
+                    result
+                });
+            if let Some(tensor) = Arc::get_mut(&mut tensor) {
+                if let Ok(mut view) = tensor.try_as_plain_ram_mut() {
+                    if let Ok(pixels) = view.as_slice_mut::<f32>() {
+                        pixels.zeroize();
+                    }
+                }
+            }
+            drop(outputs.map_err(VisionError::runtime)?);
+        }
+        let runs = runs.max(1) as f64;
+        let mut times: Vec<OpTime> =
+            totals.into_iter().map(|(op, (nodes, ms))| OpTime { op, nodes: nodes.len(), ms: ms / runs }).collect();
+        times.sort_by(|a, b| b.ms.total_cmp(&a.ms).then_with(|| a.op.cmp(&b.op)));
+        Ok(times)
+    }
+}
+
 /// A fully convolutional model with one optimised plan per input shape, built on first use
 /// and cached (at most `limit`; the cache starts over when full). Cheap to clone.
 #[derive(Clone)]
@@ -387,6 +449,45 @@ mod tests {
         assert!(dequantize(&x, &float("s", &[3], &[1.0, 1.0, 1.0]), &int8("z", &[3], &[0, 0, 0]), 1, 2).is_err());
         assert!(dequantize(&x, &float("s", &[2, 2], &[1.0; 4]), &int8("z", &[1], &[0]), 1, 2).is_err());
         assert!(dequantize(&int8("x", &[3], &[1, 2]), &float("s", &[], &[1.0]), &int8("z", &[], &[0]), 0, 0).is_err());
+    }
+
+    #[test]
+    fn a_profile_names_every_node_of_the_plan_once() {
+        use crate::tract_ops::tests::value_info;
+        use tract_onnx::pb::{GraphProto, NodeProto, OperatorSetIdProto};
+        let node = |op: &str, input: &str, output: &str| NodeProto {
+            op_type: op.into(),
+            input: vec![input.into()],
+            output: vec![output.into()],
+            ..NodeProto::default()
+        };
+        let model = ModelProto {
+            graph: Some(GraphProto {
+                node: vec![node("Softmax", "x", "s"), node("Exp", "s", "y")],
+                input: vec![value_info("x", Some(&[4, 2]))],
+                output: vec![value_info("y", None)],
+                ..GraphProto::default()
+            }),
+            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: 13 }],
+            ..ModelProto::default()
+        };
+        let plan = Plan::new(&model, &[4, 2], true).expect("plan");
+        let mut fills = 0;
+        let times = plan
+            .profile(3, |input| {
+                fills += 1;
+                input.iter_mut().enumerate().for_each(|(i, v)| *v = i as f32);
+                Ok(())
+            })
+            .expect("profile");
+        assert_eq!(fills, 3);
+        assert_eq!(times.iter().map(|t| t.nodes).sum::<usize>(), plan.plan.model().nodes().len(), "{times:?}");
+        assert!(times.iter().any(|t| t.op == "ShortSoftmax"), "{times:?}");
+        assert!(times.windows(2).all(|w| w[0].ms >= w[1].ms) && times.iter().all(|t| t.ms >= 0.0));
+        // A failing fill is the error returned.
+        assert!(
+            matches!(plan.profile(1, |_| Err(VisionError::Runtime("no frame".into()))), Err(VisionError::Runtime(m)) if m == "no frame")
+        );
     }
 
     #[test]

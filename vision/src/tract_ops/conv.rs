@@ -67,10 +67,10 @@ impl Expansion for ConvExpansion {
     fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
         if let Some(conv) = Downcast::as_any(self.inner.as_ref()).downcast_ref::<Conv>() {
             if let Some(plain) = Plain::of(conv, model, inputs)? {
-                if let Some(op) = DepthwiseConv::for_plain(&plain) {
+                if let Some(op) = PointwiseConv::for_plain(&plain) {
                     return model.wire_node(prefix, op, &inputs[..1]);
                 }
-                if let Some(op) = PointwiseConv::for_plain(&plain) {
+                if let Some(op) = DepthwiseConv::for_plain(&plain) {
                     return model.wire_node(prefix, op, &inputs[..1]);
                 }
                 return model.wire_node(prefix, DenseConv::for_plain(&plain), &inputs[..1]);
@@ -535,7 +535,7 @@ mod tests {
             let [_, c, _, _] = case.x;
             let depthwise = case.group == c && case.outputs == c;
             let pointwise = case.group == 1 && case.kernel == [1, 1] && case.strides == [1, 1] && case.pads == [0; 4];
-            let expected = if depthwise { "DepthwiseConvPlanes" } else if pointwise { "PointwiseConv" } else { "DenseConvTaps" };
+            let expected = if pointwise { "PointwiseConv" } else if depthwise { "DepthwiseConvPlanes" } else { "DenseConvTaps" };
             prop_assert!(ops.iter().any(|o| o == expected), "{:?} for {:?}", ops, case);
         }
     }
