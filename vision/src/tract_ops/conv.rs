@@ -17,6 +17,8 @@ use tract_onnx::tract_hir::tract_core::ops::nn::DataFormat;
 use super::dense::DenseConv;
 use super::depthwise::DepthwiseConv;
 use super::pointwise::PointwiseConv;
+use zeroize::Zeroize;
+
 use super::simd::{self, Clamp};
 
 type Builder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
@@ -263,6 +265,8 @@ pub(super) struct Layout {
     /// `(scratch start, input start, count)`: the input runs (every `stride_w`-th value) the
     /// scratch takes from each plane; everything else in the scratch stays zero.
     copies: Vec<(usize, usize, usize)>,
+    /// With a horizontal stride of 2, the same runs as one split per input row.
+    splits: Vec<simd::Split>,
     stride_w: usize,
     /// One run per output row straight into the output, rather than one run per plane into
     /// a scratch and a copy of each row.
@@ -299,16 +303,73 @@ impl Layout {
                 }
             }
         }
-        Layout { wq, len: sh * sw * phase, offsets, copies, stride_w: sw, per_row: g.out_w >= 128 }
+        let mut splits = Vec::new();
+        if sw == 2 {
+            for iy in 0..g.in_h {
+                let (r, ry) = ((iy + g.pad_top) / sh, (iy + g.pad_top) % sh);
+                if r >= hq {
+                    continue;
+                }
+                // Input columns of one parity land in one phase, on consecutive columns.
+                let run = |parity: usize| -> (usize, usize) {
+                    let (c, rx) = ((parity + g.pad_left) / 2, (parity + g.pad_left) % 2);
+                    if parity >= g.in_w || c >= wq {
+                        return (0, 0);
+                    }
+                    ((ry * sw + rx) * phase + r * wq + c, (wq - c).min((g.in_w - parity).div_ceil(2)))
+                };
+                splits.push(simd::Split { from: iy * g.in_w, evens: run(0), odds: run(1) });
+            }
+        }
+        Layout { wq, len: sh * sw * phase, offsets, copies, splits, stride_w: sw, per_row: g.out_w >= 128 }
     }
 
     /// Copies `plane` into `scratch` (`len` values, zero wherever no input value goes: the
     /// same positions for every plane, so a scratch zeroed once stays right).
     pub fn fill(&self, scratch: &mut [f32], plane: &[f32]) {
-        for &(to, from, count) in &self.copies {
-            simd::strided_copy(&mut scratch[to..to + count], &plane[from..], self.stride_w);
+        match self.stride_w {
+            1 => simd::copy_runs(scratch, plane, &self.copies),
+            2 => simd::split_runs(scratch, plane, &self.splits),
+            _ => {
+                for &(to, from, count) in &self.copies {
+                    simd::strided_copy(&mut scratch[to..to + count], &plane[from..], self.stride_w);
+                }
+            }
         }
     }
+
+    /// Where each output row of a plane sits in a run over the whole plane (`j = oy · wq`),
+    /// as copies into the plane's rows, `planes` planes `run` values apart.
+    pub fn rows_of_runs(&self, g: &Planes, planes: usize) -> Vec<(usize, usize, usize)> {
+        let run = g.out_h * self.wq;
+        (0..planes)
+            .flat_map(|p| (0..g.out_h).map(move |oy| ((p * g.out_h + oy) * g.out_w, p * run + oy * self.wq, g.out_w)))
+            .collect()
+    }
+}
+
+thread_local! {
+    /// Per-thread scratch for the convolutions, all zeros between uses.
+    static SCRATCH: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on two zeroed scratch buffers of `a` and `b` values and zeroes what it used
+/// afterwards (the first layer's copies are pixels). The buffers are kept per thread, so a
+/// run of a model does not allocate and clear them for every node.
+pub(super) fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    SCRATCH.with(|cell| {
+        let mut own = Vec::new();
+        let mut kept = cell.try_borrow_mut().ok();
+        // Re-entered on this thread (no operator does): a buffer of its own.
+        let buffer: &mut Vec<f32> = kept.as_deref_mut().unwrap_or(&mut own);
+        if buffer.len() < a + b {
+            buffer.resize(a + b, 0.0);
+        }
+        let (first, second) = buffer[..a + b].split_at_mut(a);
+        let result = f(first, second);
+        buffer[..a + b].zeroize();
+        result
+    })
 }
 
 /// `clamp` narrowed by the node after `node` when that node is a `max` or `min` of `node`'s

@@ -12,9 +12,8 @@
 //! stores.
 
 use tract_onnx::tract_hir::internal::*;
-use zeroize::Zeroize;
 
-use super::conv::{following_bound, Layout, Plain, Planes};
+use super::conv::{following_bound, with_scratch, Layout, Plain, Planes};
 use super::simd::{self, Clamp};
 
 /// A convolution of an `[N, C, H, W]` f32 input with an `[O, C / group, kh, kw]` kernel.
@@ -58,7 +57,15 @@ impl DenseConv {
     }
 
     /// One batch item: `x` is `[C, H, W]`, `y` is `[O, out_h, out_w]`.
-    fn run(&self, x: &[f32], y: &mut [f32], layout: &Layout, scratch: &mut [f32], flat: &mut [f32]) {
+    fn run(
+        &self,
+        x: &[f32],
+        y: &mut [f32],
+        layout: &Layout,
+        scratch: &mut [f32],
+        flat: &mut [f32],
+        out_rows: &[(usize, usize, usize)],
+    ) {
         let g = &self.planes;
         let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
         let (per_in, per_out) = (self.inputs / self.group, self.outputs / self.group);
@@ -83,11 +90,7 @@ impl DenseConv {
             } else {
                 let run = g.out_h * layout.wq;
                 simd::product(flat, run, scratch, &rows, weights, bias, run, self.clamp);
-                for (plane, runs) in y.chunks_exact_mut(out_plane).zip(flat.chunks_exact(run)) {
-                    for (row, values) in plane.chunks_exact_mut(g.out_w).zip(runs.chunks_exact(layout.wq)) {
-                        row.copy_from_slice(&values[..g.out_w]);
-                    }
-                }
+                simd::copy_runs(y, flat, out_rows);
             }
         }
     }
@@ -132,9 +135,10 @@ impl EvalOp for DenseConv {
         let x = x.as_slice().context("convolution input is not contiguous")?;
         let layout = Layout::new(&g);
         let per_in = self.inputs / self.group;
-        let mut scratch = vec![0.0f32; per_in * layout.len];
         let per_out = self.outputs / self.group;
-        let mut flat = vec![0.0f32; if layout.per_row { 0 } else { per_out * g.out_h * layout.wq }];
+        let flat_len = if layout.per_row { 0 } else { per_out * g.out_h * layout.wq };
+        // Where the rows of a group's output planes sit in `flat`.
+        let out_rows = if layout.per_row { Vec::new() } else { layout.rows_of_runs(&g, per_out) };
         // SAFETY: `run` writes every value of every output plane (each row in full, in either
         // of its two modes) before anything reads `y`.
         let mut y = unsafe { Tensor::uninitialized::<f32>(&[batch, self.outputs, g.out_h, g.out_w])? };
@@ -142,12 +146,12 @@ impl EvalOp for DenseConv {
             let mut view = y.try_as_plain_ram_mut()?;
             let y = view.as_slice_mut::<f32>()?;
             let (in_item, out_item) = (self.inputs * g.in_h * g.in_w, self.outputs * g.out_h * g.out_w);
-            for (x, y) in x.chunks_exact(in_item).zip(y.chunks_exact_mut(out_item)) {
-                self.run(x, y, &layout, &mut scratch, &mut flat);
-            }
+            with_scratch(per_in * layout.len, flat_len, |scratch, flat| {
+                for (x, y) in x.chunks_exact(in_item).zip(y.chunks_exact_mut(out_item)) {
+                    self.run(x, y, &layout, scratch, flat, &out_rows);
+                }
+            });
         }
-        scratch.zeroize();
-        flat.zeroize();
         Ok(tvec!(y.into_tvalue()))
     }
 }

@@ -11,9 +11,8 @@
 //! ReLU is folded into the stores.
 
 use tract_onnx::tract_hir::internal::*;
-use zeroize::Zeroize;
 
-use super::conv::{following_bound, Layout, Plain, Planes};
+use super::conv::{following_bound, with_scratch, Layout, Plain, Planes};
 use super::simd::{self, Clamp};
 
 /// A depthwise convolution of an `[N, C, H, W]` f32 input with zero padding.
@@ -63,26 +62,24 @@ impl DepthwiseConv {
     fn run(&self, x: &[f32], y: &mut [f32]) {
         let g = &self.planes;
         let layout = Layout::new(g);
-        let mut scratch = vec![0.0f32; layout.len];
-        let mut flat = vec![0.0f32; if layout.per_row { 0 } else { g.out_h * layout.wq }];
+        let rows = layout.rows_of_runs(g, 1);
         let (in_plane, out_plane, taps) = (g.in_h * g.in_w, g.out_h * g.out_w, g.kh * g.kw);
-        for (n, (input, output)) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)).enumerate() {
-            let c = n % self.channels;
-            let (weights, bias) = (&self.kernel[c * taps..][..taps], self.bias[c]);
-            layout.fill(&mut scratch, input);
-            if layout.per_row {
-                for (oy, row) in output.chunks_exact_mut(g.out_w).enumerate() {
-                    simd::taps(row, &scratch[oy * layout.wq..], &layout.offsets, weights, bias, self.clamp);
-                }
-            } else {
-                simd::taps(&mut flat, &scratch, &layout.offsets, weights, bias, self.clamp);
-                for (row, run) in output.chunks_exact_mut(g.out_w).zip(flat.chunks_exact(layout.wq)) {
-                    row.copy_from_slice(&run[..g.out_w]);
+        let flat_len = if layout.per_row { 0 } else { g.out_h * layout.wq };
+        with_scratch(layout.len, flat_len, |scratch, flat| {
+            for (n, (input, output)) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)).enumerate() {
+                let c = n % self.channels;
+                let (weights, bias) = (&self.kernel[c * taps..][..taps], self.bias[c]);
+                layout.fill(scratch, input);
+                if layout.per_row {
+                    for (oy, row) in output.chunks_exact_mut(g.out_w).enumerate() {
+                        simd::taps(row, &scratch[oy * layout.wq..], &layout.offsets, weights, bias, self.clamp);
+                    }
+                } else {
+                    simd::taps(flat, scratch, &layout.offsets, weights, bias, self.clamp);
+                    simd::copy_runs(output, flat, &rows);
                 }
             }
-        }
-        scratch.zeroize();
-        flat.zeroize();
+        });
     }
 }
 

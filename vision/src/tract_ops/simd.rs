@@ -140,6 +140,62 @@ fn portable_product(
     }
 }
 
+/// `dst[to + i] = src[from + i]` for `i < count`, for every `(to, from, count)` of `runs`:
+/// the rows of a plane copied in one call.
+///
+/// # Panics
+/// When a run falls outside `dst` or `src`.
+pub fn copy_runs(dst: &mut [f32], src: &[f32], runs: &[(usize, usize, usize)]) {
+    for &(to, from, count) in runs {
+        assert!(to + count <= dst.len() && from + count <= src.len(), "run {to}, {from}, {count} out of bounds");
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU has AVX-512F; every run is inside both buffers (checked above).
+        return unsafe { x86::copy_runs(dst, src, runs) };
+    }
+    for &(to, from, count) in runs {
+        dst[to..to + count].copy_from_slice(&src[from..from + count]);
+    }
+}
+
+/// One input row split by column parity: `dst[evens.0 + i] = src[from + 2i]` for
+/// `i < evens.1`, and `dst[odds.0 + i] = src[from + 1 + 2i]` for `i < odds.1`.
+#[derive(Debug, Clone, Copy)]
+pub struct Split {
+    pub from: usize,
+    pub evens: (usize, usize),
+    pub odds: (usize, usize),
+}
+
+/// Every [`Split`] of `runs`, in one call (the stride-2 phase split of a plane: each input row
+/// is read once).
+///
+/// # Panics
+/// When a run falls outside `dst` or `src`.
+pub fn split_runs(dst: &mut [f32], src: &[f32], runs: &[Split]) {
+    for r in runs {
+        let reach = (2 * r.evens.1).max(2 * r.odds.1 + 1).saturating_sub(1);
+        assert!(
+            r.from + reach <= src.len() && r.evens.0 + r.evens.1 <= dst.len() && r.odds.0 + r.odds.1 <= dst.len(),
+            "split {r:?} out of bounds"
+        );
+    }
+    #[cfg(target_arch = "x86_64")]
+    if avx512() {
+        // SAFETY: the CPU has AVX-512F; every run is inside both buffers (checked above).
+        return unsafe { x86::split_runs(dst, src, runs) };
+    }
+    for r in runs {
+        for i in 0..r.evens.1 {
+            dst[r.evens.0 + i] = src[r.from + 2 * i];
+        }
+        for i in 0..r.odds.1 {
+            dst[r.odds.0 + i] = src[r.from + 1 + 2 * i];
+        }
+    }
+}
+
 /// `dst[i] = src[i · stride]` for every `i` of `dst`.
 ///
 /// # Panics
@@ -405,6 +461,78 @@ mod x86 {
         }
     }
 
+    /// [`super::copy_runs`]: whole vectors, the last one of a run masked.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; every run is inside both buffers.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn copy_runs(dst: &mut [f32], src: &[f32], runs: &[(usize, usize, usize)]) {
+        let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+        for &(to, from, count) in runs {
+            let mut i = 0;
+            // SAFETY: lanes below `count` of the run only, inside both buffers.
+            unsafe {
+                while i + 16 <= count {
+                    _mm512_storeu_ps(d.add(to + i), _mm512_loadu_ps(s.add(from + i)));
+                    i += 16;
+                }
+                if i < count {
+                    let m = mask(count - i);
+                    _mm512_mask_storeu_ps(d.add(to + i), m, _mm512_maskz_loadu_ps(m, s.add(from + i)));
+                }
+            }
+        }
+    }
+
+    /// [`super::split_runs`]: 32 input values to 16 evens and 16 odds per step.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; every run is inside both buffers.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn split_runs(dst: &mut [f32], src: &[f32], runs: &[super::Split]) {
+        let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+        let (d, s) = (dst.as_mut_ptr(), src.as_ptr());
+        for r in runs {
+            let ((to_even, evens), (to_odd, odds)) = (r.evens, r.odds);
+            // Input values the run reads, from `from`.
+            let reach = (2 * evens).max(2 * odds + 1).saturating_sub(1);
+            let mut i = 0;
+            // SAFETY: reads of src[from + 2i ..] below `reach`, writes below `evens` and
+            // `odds` values of each destination, under masks.
+            unsafe {
+                while i < evens.max(odds) {
+                    let left = reach - 2 * i;
+                    let (a, b) = if left >= 32 {
+                        (_mm512_loadu_ps(s.add(r.from + 2 * i)), _mm512_loadu_ps(s.add(r.from + 2 * i + 16)))
+                    } else {
+                        (
+                            _mm512_maskz_loadu_ps(mask(left), s.add(r.from + 2 * i)),
+                            _mm512_maskz_loadu_ps(mask(left.saturating_sub(16)), s.wrapping_add(r.from + 2 * i + 16)),
+                        )
+                    };
+                    if i < evens {
+                        let v = _mm512_permutex2var_ps(a, even, b);
+                        if evens - i >= 16 {
+                            _mm512_storeu_ps(d.add(to_even + i), v);
+                        } else {
+                            _mm512_mask_storeu_ps(d.add(to_even + i), mask(evens - i), v);
+                        }
+                    }
+                    if i < odds {
+                        let v = _mm512_permutex2var_ps(a, odd, b);
+                        if odds - i >= 16 {
+                            _mm512_storeu_ps(d.add(to_odd + i), v);
+                        } else {
+                            _mm512_mask_storeu_ps(d.add(to_odd + i), mask(odds - i), v);
+                        }
+                    }
+                    i += 16;
+                }
+            }
+        }
+    }
+
     /// `dst[i] = src[2i]`, sixteen at a time from two vectors.
     ///
     /// # Safety
@@ -487,6 +615,40 @@ mod tests {
                     // The gap between output rows is not written.
                     prop_assert!(a.is_nan() && b.is_nan());
                 }
+            }
+        }
+
+        /// Row copies and parity splits against plain indexing, rows across the vector
+        /// steps and partial lanes.
+        #[test]
+        fn runs_copy_and_split_like_plain_indexing(
+            runs in prop::collection::vec((0usize..70, 0usize..70), 1..5),
+            seed in any::<u64>(),
+        ) {
+            let src = crate::tract_ops::tests::values(400, seed);
+            let copies: Vec<(usize, usize, usize)> =
+                runs.iter().enumerate().map(|(k, &(from, count))| (k * 80, from, count)).collect();
+            let mut dst = vec![f32::NAN; 80 * runs.len()];
+            copy_runs(&mut dst, &src, &copies);
+            for &(to, from, count) in &copies {
+                prop_assert_eq!(&dst[to..to + count], &src[from..from + count]);
+            }
+            let splits: Vec<Split> = runs
+                .iter()
+                .enumerate()
+                .map(|(k, &(from, count))| Split { from, evens: (k * 160, count.div_ceil(2)), odds: (k * 160 + 80, count / 2) })
+                .collect();
+            let mut dst = vec![f32::NAN; 160 * runs.len()];
+            split_runs(&mut dst, &src, &splits);
+            for r in &splits {
+                for i in 0..r.evens.1 {
+                    prop_assert_eq!(dst[r.evens.0 + i], src[r.from + 2 * i]);
+                }
+                for i in 0..r.odds.1 {
+                    prop_assert_eq!(dst[r.odds.0 + i], src[r.from + 1 + 2 * i]);
+                }
+                // Nothing past the runs is written.
+                prop_assert!(dst[r.evens.0 + r.evens.1..r.odds.0].iter().all(|v| v.is_nan()));
             }
         }
 
