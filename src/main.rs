@@ -159,10 +159,12 @@ fn init_tracing() {
 /// every intermediate tensor afresh on each run (up to 10 MB for CenterFace at 640x480), and
 /// with glibc's defaults the larger ones were mapped from the kernel and handed back on every
 /// run: about 1,200 page faults per UltraFace run, a third of its time on one core (measured
-/// with `perf stat`). onnxruntime keeps an arena for the same reason. Allocations up to 32 MB
-/// (glibc's ceiling for this setting) now come from the heap, and up to 256 MB of free heap is
-/// kept rather than trimmed.
-/// Returns whether the allocator took the settings.
+/// with `perf stat`). onnxruntime keeps an arena for the same reason. Allocations up to 32 MiB
+/// (glibc's ceiling for this setting) now come from the heap, and up to 256 MiB of free heap
+/// is kept rather than trimmed. Freed memory stays in the process either way; what holds
+/// pixels or embeddings is wiped before it is freed.
+///
+/// Returns whether the allocator took both settings.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn keep_freed_memory() -> bool {
     // SAFETY: mallopt only changes allocator thresholds; it is called before any thread starts.
@@ -181,7 +183,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     if !kept {
-        tracing::debug!("the allocator keeps its default thresholds (freed model buffers go back to the system)");
+        tracing::debug!("the allocator did not take the thresholds for keeping freed model buffers");
     }
     let outcome = match cli.command {
         Command::Config(ConfigCommand::Check { file }) => check_config(&file),

@@ -228,20 +228,9 @@ impl Plan {
     /// # Errors
     /// [`VisionError::Runtime`] when the model fails or an output is not `f32`.
     pub fn run(&self, fill: impl FnOnce(&mut [f32]) -> Result<(), VisionError>) -> Result<Vec<Output>, VisionError> {
-        let mut tensor = Tensor::zero::<f32>(&self.input_shape).map_err(VisionError::runtime)?;
-        {
-            let mut view = tensor.try_as_plain_ram_mut().map_err(VisionError::runtime)?;
-            fill(view.as_slice_mut::<f32>().map_err(VisionError::runtime)?)?;
-        }
-        let mut tensor = Arc::new(tensor);
+        let mut tensor = Arc::new(self.input(fill)?);
         let outputs = self.plan.run(tvec!(TValue::from_const(tensor.clone())));
-        if let Some(tensor) = Arc::get_mut(&mut tensor) {
-            if let Ok(mut view) = tensor.try_as_plain_ram_mut() {
-                if let Ok(pixels) = view.as_slice_mut::<f32>() {
-                    pixels.zeroize();
-                }
-            }
-        }
+        wipe(&mut tensor);
         outputs
             .map_err(VisionError::runtime)?
             .iter()
@@ -254,6 +243,36 @@ impl Plan {
                 Ok(Output { shape, data })
             })
             .collect()
+    }
+
+    /// A zeroed input tensor that `fill` has written; wiped again if `fill` fails.
+    fn input(&self, fill: impl FnOnce(&mut [f32]) -> Result<(), VisionError>) -> Result<Tensor, VisionError> {
+        let mut tensor = Tensor::zero::<f32>(&self.input_shape).map_err(VisionError::runtime)?;
+        let filled = match tensor.try_as_plain_ram_mut() {
+            Ok(mut view) => match view.as_slice_mut::<f32>() {
+                Ok(values) => {
+                    let filled = fill(values);
+                    if filled.is_err() {
+                        values.zeroize();
+                    }
+                    filled
+                }
+                Err(e) => Err(VisionError::runtime(e)),
+            },
+            Err(e) => Err(VisionError::runtime(e)),
+        };
+        filled.map(|()| tensor)
+    }
+}
+
+/// Wipes an input tensor (it holds pixels) once the plan no longer holds it.
+fn wipe(tensor: &mut Arc<Tensor>) {
+    if let Some(tensor) = Arc::get_mut(tensor) {
+        if let Ok(mut view) = tensor.try_as_plain_ram_mut() {
+            if let Ok(pixels) = view.as_slice_mut::<f32>() {
+                pixels.zeroize();
+            }
+        }
     }
 }
 
@@ -283,32 +302,24 @@ impl Plan {
         mut fill: impl FnMut(&mut [f32]) -> Result<(), VisionError>,
     ) -> Result<Vec<OpTime>, VisionError> {
         use tract_onnx::tract_core::plan::{eval, SimpleState};
-        let mut state = SimpleState::new(&self.plan).map_err(VisionError::runtime)?;
         let mut totals: std::collections::HashMap<String, (std::collections::HashSet<usize>, f64)> =
             std::collections::HashMap::new();
         for _ in 0..runs {
-            let mut tensor = Tensor::zero::<f32>(&self.input_shape).map_err(VisionError::runtime)?;
-            {
-                let mut view = tensor.try_as_plain_ram_mut().map_err(VisionError::runtime)?;
-                fill(view.as_slice_mut::<f32>().map_err(VisionError::runtime)?)?;
-            }
-            let mut tensor = Arc::new(tensor);
+            let mut tensor = Arc::new(self.input(&mut fill)?);
+            // A state per run, dropped before the wipe: a failed run leaves the input in it.
+            let mut state = SimpleState::new(&self.plan).map_err(VisionError::runtime)?;
             let outputs =
                 state.run_plan_with_eval(tvec!(TValue::from_const(tensor.clone())), |ctx, op_state, node, inputs| {
                     let started = std::time::Instant::now();
                     let result = eval(ctx, op_state, node, inputs);
+                    let elapsed = started.elapsed().as_secs_f64() * 1e3;
                     let entry = totals.entry(node.op().name().to_string()).or_default();
                     entry.0.insert(node.id);
-                    entry.1 += started.elapsed().as_secs_f64() * 1e3;
+                    entry.1 += elapsed;
                     result
                 });
-            if let Some(tensor) = Arc::get_mut(&mut tensor) {
-                if let Ok(mut view) = tensor.try_as_plain_ram_mut() {
-                    if let Ok(pixels) = view.as_slice_mut::<f32>() {
-                        pixels.zeroize();
-                    }
-                }
-            }
+            drop(state);
+            wipe(&mut tensor);
             drop(outputs.map_err(VisionError::runtime)?);
         }
         let runs = runs.max(1) as f64;

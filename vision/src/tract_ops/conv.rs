@@ -1,7 +1,9 @@
 //! The parser entry for ONNX `Conv`: tract's own, except for the convolutions this module's
-//! operators compute ([`super::depthwise`], [`super::pointwise`]), and what they share: the
-//! checks that a convolution is a plain one (f32, NCHW, constant kernel and bias, no
-//! dilation or quantisation, concrete shapes) and folding a following ReLU into its output.
+//! operators compute ([`super::pointwise`], [`super::depthwise`], [`super::dense`]), and what
+//! they share: the checks that a convolution is a plain one (f32, NCHW with an OIHW kernel,
+//! constant kernel and bias, explicit padding narrower than the dilated kernel, no
+//! quantisation, concrete shapes), the phase-split layout of a padded plane ([`Layout`]), the
+//! per-thread scratch, and folding a following ReLU into the output.
 
 use tract_onnx::model::{Onnx, ParsingContext};
 use tract_onnx::pb::NodeProto;
@@ -151,20 +153,20 @@ impl Plain {
         let kernel_shape = [kernel.shape()[0], kernel.shape()[1], kernel.shape()[2], kernel.shape()[3]];
         let [outputs, per_group, kh, kw] = kernel_shape;
         let group = conv.group.unwrap_or(1);
-        // The kernel's reach with dilation.
-        let (reach_h, reach_w) = ((kh.max(1) - 1) * dilations[0] + 1, (kw.max(1) - 1) * dilations[1] + 1);
+        // The kernel's span with dilation.
+        let (span_h, span_w) = ((kh.max(1) - 1) * dilations[0] + 1, (kw.max(1) - 1) * dilations[1] + 1);
         if group == 0
             || per_group * group != input[0]
             || outputs % group != 0
             || conv.kernel_shape.as_deref().is_some_and(|s| s != [kh, kw])
             || kh == 0
             || kw == 0
-            || pad_before[0] >= reach_h
-            || pad_before[1] >= reach_w
-            || pad_after[0] >= reach_h
-            || pad_after[1] >= reach_w
-            || input[1] + pad_before[0] + pad_after[0] < reach_h
-            || input[2] + pad_before[1] + pad_after[1] < reach_w
+            || pad_before[0] >= span_h
+            || pad_before[1] >= span_w
+            || pad_after[0] >= span_h
+            || pad_after[1] >= span_w
+            || input[1] + pad_before[0] + pad_after[0] < span_h
+            || input[2] + pad_before[1] + pad_after[1] < span_w
         {
             return Ok(None);
         }
@@ -227,7 +229,7 @@ impl std::fmt::Display for Planes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{}x{} kernel, stride {}x{}, dilation {}x{}, padding {}x{}, {}x{} to {}x{}",
+            "{}x{} kernel, stride {}x{}, dilation {}x{}, padding top {} left {}, {}x{} to {}x{}",
             self.kh,
             self.kw,
             self.stride_h,
@@ -257,8 +259,8 @@ impl std::fmt::Display for Planes {
 pub(super) struct Layout {
     /// Values per phase-plane row: the pitch of `j`.
     pub wq: usize,
-    /// The scratch one plane needs: every phase plane, with one spare zero row each for the
-    /// reads past the last output row.
+    /// The scratch one plane needs: every phase plane, each with one spare row (never
+    /// written, so zero) for the reads past the last output row of a whole-plane run.
     pub len: usize,
     /// Per tap, row-major over the kernel: where it reads output 0.
     pub offsets: Vec<usize>,
@@ -276,6 +278,7 @@ pub(super) struct Layout {
 impl Layout {
     pub fn new(g: &Planes) -> Layout {
         let (sh, sw) = (g.stride_h, g.stride_w);
+        // How far the last tap lies past the first.
         let (reach_h, reach_w) = ((g.kh - 1) * g.dil_h, (g.kw - 1) * g.dil_w);
         let wq = g.out_w + reach_w / sw;
         let hq = g.out_h + reach_h / sh + 1;
@@ -296,7 +299,7 @@ impl Layout {
                     continue;
                 }
                 let count = (wq - c0).min((g.in_w - ix0 - 1) / sw + 1);
-                for r in 0..hq {
+                for r in 0..hq - 1 {
                     if let Some(iy) = (r * sh + ry).checked_sub(g.pad_top).filter(|&iy| iy < g.in_h) {
                         copies.push(((ry * sw + rx) * phase + r * wq + c0, iy * g.in_w + ix0, count));
                     }
@@ -307,7 +310,7 @@ impl Layout {
         if sw == 2 {
             for iy in 0..g.in_h {
                 let (r, ry) = ((iy + g.pad_top) / sh, (iy + g.pad_top) % sh);
-                if r >= hq {
+                if r >= hq - 1 {
                     continue;
                 }
                 // Input columns of one parity land in one phase, on consecutive columns.
@@ -354,21 +357,32 @@ thread_local! {
 }
 
 /// Runs `f` on two zeroed scratch buffers of `a` and `b` values and zeroes what it used
-/// afterwards (the first layer's copies are pixels). The buffers are kept per thread, so a
-/// run of a model does not allocate and clear them for every node.
+/// afterwards, also when `f` panics (the first layer's copies are pixels, and the padding
+/// must read zero next time). The buffers are kept per thread, so a run of a model does not
+/// allocate and clear them for every node.
 pub(super) fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    /// Zeroes the buffer's first `len` values when dropped.
+    struct Wipe<'a> {
+        buffer: &'a mut Vec<f32>,
+        len: usize,
+    }
+    impl Drop for Wipe<'_> {
+        fn drop(&mut self) {
+            self.buffer[..self.len].zeroize();
+        }
+    }
     SCRATCH.with(|cell| {
         let mut own = Vec::new();
         let mut kept = cell.try_borrow_mut().ok();
         // Re-entered on this thread (no operator does): a buffer of its own.
         let buffer: &mut Vec<f32> = kept.as_deref_mut().unwrap_or(&mut own);
-        if buffer.len() < a + b {
-            buffer.resize(a + b, 0.0);
+        let len = a.checked_add(b).expect("scratch size overflows");
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
         }
-        let (first, second) = buffer[..a + b].split_at_mut(a);
-        let result = f(first, second);
-        buffer[..a + b].zeroize();
-        result
+        let wipe = Wipe { buffer, len };
+        let (first, second) = wipe.buffer[..len].split_at_mut(a);
+        f(first, second)
     })
 }
 
@@ -377,6 +391,10 @@ pub(super) fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mu
 /// shape out: a ReLU is `max(x, 0)`. `None` when there is no such node.
 pub(super) fn following_bound(model: &TypedModel, node: &TypedNode, clamp: Clamp) -> TractResult<Option<Clamp>> {
     let Some(succ) = model.single_succ(node.id)? else { return Ok(None) };
+    if model.outputs.contains(&node.id.into()) {
+        // The unbounded values are a result of the model too.
+        return Ok(None);
+    }
     let Some(bin) = succ.op_as::<TypedBinOp>() else { return Ok(None) };
     let is_max = bin.0.is::<Max>();
     if !(is_max || bin.0.is::<Min>()) || succ.inputs.len() != 2 || bin.1.is_some_and(|d| d != DatumType::F32) {
@@ -596,7 +614,7 @@ mod tests {
             let [_, c, _, _] = case.x;
             let depthwise = case.group == c && case.outputs == c;
             let pointwise = case.group == 1 && case.kernel == [1, 1] && case.strides == [1, 1] && case.pads == [0; 4];
-            let expected = if pointwise { "PointwiseConv" } else if depthwise { "DepthwiseConvPlanes" } else { "DenseConvTaps" };
+            let expected = if pointwise { "PointwiseConv" } else if depthwise { "DepthwiseConvPlanes" } else { "DenseConvProduct" };
             prop_assert!(ops.iter().any(|o| o == expected), "{:?} for {:?}", ops, case);
         }
     }
@@ -614,7 +632,7 @@ mod tests {
             pads: [1; 4],
             relu: true,
         };
-        assert!(first.check(1).expect("first layer").iter().any(|o| o == "DenseConvTaps"));
+        assert!(first.check(1).expect("first layer").iter().any(|o| o == "DenseConvProduct"));
         for d in [2, 3, 5] {
             let dilated = Case {
                 x: [1, 16, 12, 14],
@@ -624,12 +642,30 @@ mod tests {
                 relu: false,
                 ..first.clone()
             };
-            assert!(dilated.check(d as u64).expect("dilated layer").iter().any(|o| o == "DenseConvTaps"));
+            assert!(dilated.check(d as u64).expect("dilated layer").iter().any(|o| o == "DenseConvProduct"));
         }
     }
 
     #[test]
-    fn quantised_or_computed_kernels_stay_tracts() {
+    fn the_scratch_is_zero_after_use_and_after_a_panic() {
+        let panicked = std::panic::catch_unwind(|| {
+            with_scratch(8, 4, |a, b| {
+                a.fill(7.0);
+                b.fill(9.0);
+                panic!("a node fails half way");
+            })
+        });
+        assert!(panicked.is_err());
+        with_scratch(8, 4, |a, b| assert!(a.iter().chain(b.iter()).all(|&v| v == 0.0)));
+        with_scratch(3, 2, |a, b| {
+            a.fill(1.0);
+            b.fill(1.0);
+        });
+        with_scratch(16, 0, |a, b| assert!(a.iter().all(|&v| v == 0.0) && b.is_empty()));
+    }
+
+    #[test]
+    fn computed_kernels_stay_tracts() {
         // A kernel that is a graph input, not a constant.
         let case = Case {
             x: [1, 2, 5, 6],
@@ -649,6 +685,6 @@ mod tests {
         let k = Tensor::from_shape(&[2, 2, 3, 3], &values(36, 5)).expect("tensor");
         let (y, ops) = run(&model, tvec!(x.into_tvalue(), k.into_tvalue()));
         assert_eq!(y.len(), 2 * 5 * 6);
-        assert!(!ops.iter().any(|o| o == "DenseConvTaps" || o == "DepthwiseConvPlanes"), "{ops:?}");
+        assert!(!ops.iter().any(|o| o == "DenseConvProduct" || o == "DepthwiseConvPlanes"), "{ops:?}");
     }
 }

@@ -1,5 +1,6 @@
-//! Every other plain convolution (a kernel wider than 1x1, a stride, padding, dilation, or
-//! groups of several channels) as a matrix product over shifted views of the padded input.
+//! Every other plain convolution (a kernel wider than 1x1, a stride, padding, dilation,
+//! groups of several channels, grouped 1x1, depthwise with a channel multiplier) as a matrix
+//! product over shifted views of the padded input.
 //!
 //! The face models' first layers (3 to 16 channels, 3x3, stride 2) and UltraFace's receptive
 //! field blocks (3x3 over 8 to 16 channels, dilated 2, 3 and 5) ran in tract as an explicit
@@ -23,11 +24,25 @@ pub struct DenseConv {
     outputs: usize,
     group: usize,
     planes: Planes,
+    /// Where a plane goes in the scratch; the product's source rows (input channel, tap) in
+    /// it; where the output rows of a group's planes sit in a whole-plane run.
+    layout: Arc<Prepared>,
     /// `[O, C / group, kh, kw]`.
     kernel: Vec<f32>,
     /// `[O]`.
     bias: Vec<f32>,
     clamp: Clamp,
+}
+
+/// What [`DenseConv`] computes once from its geometry.
+#[derive(Debug)]
+struct Prepared {
+    layout: Layout,
+    /// The product's source rows: input channel `c`, tap `t` is the scratch of plane `c` at
+    /// tap `t`'s offset.
+    rows: Vec<usize>,
+    /// Where the output rows of a group's planes sit in a whole-plane run (when not per row).
+    out_rows: Vec<(usize, usize, usize)>,
 }
 
 impl PartialEq for DenseConv {
@@ -45,11 +60,19 @@ impl Eq for DenseConv {}
 impl DenseConv {
     /// The op for any plain convolution.
     pub(super) fn for_plain(conv: &Plain) -> DenseConv {
+        let planes = conv.planes();
+        let layout = Layout::new(&planes);
+        let (per_in, per_out) = (conv.input[0] / conv.group, conv.kernel_shape[0] / conv.group);
+        // Source row (input channel c, tap t) of the product: plane c's copy at tap t's offset.
+        let rows =
+            (0..per_in).flat_map(|c| layout.offsets.iter().map(move |&offset| c * layout.len + offset)).collect();
+        let out_rows = if layout.per_row { Vec::new() } else { layout.rows_of_runs(&planes, per_out) };
         DenseConv {
             inputs: conv.input[0],
             outputs: conv.kernel_shape[0],
             group: conv.group,
-            planes: conv.planes(),
+            planes,
+            layout: Arc::new(Prepared { layout, rows, out_rows }),
             kernel: conv.kernel.clone(),
             bias: conv.bias.clone(),
             clamp: Clamp::NONE,
@@ -57,21 +80,11 @@ impl DenseConv {
     }
 
     /// One batch item: `x` is `[C, H, W]`, `y` is `[O, out_h, out_w]`.
-    fn run(
-        &self,
-        x: &[f32],
-        y: &mut [f32],
-        layout: &Layout,
-        scratch: &mut [f32],
-        flat: &mut [f32],
-        out_rows: &[(usize, usize, usize)],
-    ) {
+    fn run(&self, x: &[f32], y: &mut [f32], scratch: &mut [f32], flat: &mut [f32]) {
         let g = &self.planes;
+        let Prepared { layout, rows, out_rows } = &*self.layout;
         let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
         let (per_in, per_out) = (self.inputs / self.group, self.outputs / self.group);
-        // Source row (input channel c, tap t) of the product: plane c's copy at tap t's offset.
-        let rows: Vec<usize> =
-            (0..per_in).flat_map(|c| layout.offsets.iter().map(move |&offset| c * layout.len + offset)).collect();
         let weights_per_output = rows.len();
         for (group, (x, y)) in
             x.chunks_exact(per_in * in_plane).zip(y.chunks_exact_mut(per_out * out_plane)).enumerate()
@@ -85,11 +98,11 @@ impl DenseConv {
             if layout.per_row {
                 for oy in 0..g.out_h {
                     let (src, out) = (&scratch[oy * layout.wq..], &mut y[oy * g.out_w..]);
-                    simd::product(out, out_plane, src, &rows, weights, bias, g.out_w, self.clamp);
+                    simd::product(out, out_plane, src, rows, weights, bias, g.out_w, self.clamp);
                 }
             } else {
                 let run = g.out_h * layout.wq;
-                simd::product(flat, run, scratch, &rows, weights, bias, run, self.clamp);
+                simd::product(flat, run, scratch, rows, weights, bias, run, self.clamp);
                 simd::copy_runs(y, flat, out_rows);
             }
         }
@@ -98,7 +111,7 @@ impl DenseConv {
 
 impl Op for DenseConv {
     fn name(&self) -> StaticName {
-        "DenseConvTaps".into()
+        "DenseConvProduct".into()
     }
 
     fn info(&self) -> TractResult<Vec<String>> {
@@ -133,12 +146,9 @@ impl EvalOp for DenseConv {
         let batch = shape[0];
         let x = x.to_plain_array_view::<f32>()?;
         let x = x.as_slice().context("convolution input is not contiguous")?;
-        let layout = Layout::new(&g);
-        let per_in = self.inputs / self.group;
-        let per_out = self.outputs / self.group;
+        let layout = &self.layout.layout;
+        let (per_in, per_out) = (self.inputs / self.group, self.outputs / self.group);
         let flat_len = if layout.per_row { 0 } else { per_out * g.out_h * layout.wq };
-        // Where the rows of a group's output planes sit in `flat`.
-        let out_rows = if layout.per_row { Vec::new() } else { layout.rows_of_runs(&g, per_out) };
         // SAFETY: `run` writes every value of every output plane (each row in full, in either
         // of its two modes) before anything reads `y`.
         let mut y = unsafe { Tensor::uninitialized::<f32>(&[batch, self.outputs, g.out_h, g.out_w])? };
@@ -148,7 +158,7 @@ impl EvalOp for DenseConv {
             let (in_item, out_item) = (self.inputs * g.in_h * g.in_w, self.outputs * g.out_h * g.out_w);
             with_scratch(per_in * layout.len, flat_len, |scratch, flat| {
                 for (x, y) in x.chunks_exact(in_item).zip(y.chunks_exact_mut(out_item)) {
-                    self.run(x, y, &layout, scratch, flat, &out_rows);
+                    self.run(x, y, scratch, flat);
                 }
             });
         }

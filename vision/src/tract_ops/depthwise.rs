@@ -15,11 +15,16 @@ use tract_onnx::tract_hir::internal::*;
 use super::conv::{following_bound, with_scratch, Layout, Plain, Planes};
 use super::simd::{self, Clamp};
 
+/// `(to, from, count)`: a copy of one row (see [`simd::copy_runs`]).
+type Run = (usize, usize, usize);
+
 /// A depthwise convolution of an `[N, C, H, W]` f32 input with zero padding.
 #[derive(Debug, Clone)]
 pub struct DepthwiseConv {
     channels: usize,
     planes: Planes,
+    /// Where a plane goes in the scratch, and where its output rows sit in a whole-plane run.
+    layout: Arc<(Layout, Vec<Run>)>,
     /// `[C, kh, kw]`.
     kernel: Vec<f32>,
     /// `[C]`.
@@ -48,9 +53,13 @@ impl DepthwiseConv {
         if conv.group != channels || outputs != channels || per_group != 1 {
             return None;
         }
+        let planes = conv.planes();
+        let layout = Layout::new(&planes);
+        let rows = layout.rows_of_runs(&planes, 1);
         Some(DepthwiseConv {
             channels,
-            planes: conv.planes(),
+            planes,
+            layout: Arc::new((layout, rows)),
             kernel: conv.kernel.clone(),
             bias: conv.bias.clone(),
             clamp: Clamp::NONE,
@@ -61,8 +70,7 @@ impl DepthwiseConv {
     /// plane, out-of-range input values being zero.
     fn run(&self, x: &[f32], y: &mut [f32]) {
         let g = &self.planes;
-        let layout = Layout::new(g);
-        let rows = layout.rows_of_runs(g, 1);
+        let (layout, rows) = &*self.layout;
         let (in_plane, out_plane, taps) = (g.in_h * g.in_w, g.out_h * g.out_w, g.kh * g.kw);
         let flat_len = if layout.per_row { 0 } else { g.out_h * layout.wq };
         with_scratch(layout.len, flat_len, |scratch, flat| {
@@ -76,7 +84,7 @@ impl DepthwiseConv {
                     }
                 } else {
                     simd::taps(flat, scratch, &layout.offsets, weights, bias, self.clamp);
-                    simd::copy_runs(output, flat, &rows);
+                    simd::copy_runs(output, flat, rows);
                 }
             }
         });

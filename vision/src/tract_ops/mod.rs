@@ -7,9 +7,11 @@
 //! small dense ones, and a softmax called once per two-value row (UltraFace's last node).
 //! [`register`] points tract's ONNX parser at this module for those:
 //!
-//! * `conv`: the `Conv` entry. Every plain convolution (f32, constant kernel and bias,
-//!   concrete shapes) becomes [`depthwise::DepthwiseConv`], [`pointwise::PointwiseConv`] or
-//!   [`dense::DenseConv`], with a following ReLU folded in; the rest stays tract's.
+//! * `conv`: the `Conv` entry. Every plain convolution (f32, NCHW, constant kernel and bias,
+//!   explicit padding narrower than the dilated kernel, concrete shapes) becomes
+//!   [`pointwise::PointwiseConv`], [`depthwise::DepthwiseConv`] or [`dense::DenseConv`], with a
+//!   following ReLU folded in; the rest (quantised or computed kernels, `auto_pad`, symbolic
+//!   shapes) stays tract's.
 //! * [`prelu`]: `PRelu` with a per-channel constant slope as one in-place pass.
 //! * [`softmax`]: softmax over a last axis of at most 16 values as one pass.
 //! * `simd`: the vector loops under them (AVX-512 where the CPU has it, detected at run time;

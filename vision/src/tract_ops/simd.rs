@@ -16,9 +16,16 @@ impl Clamp {
     /// No bounds.
     pub const NONE: Clamp = Clamp { lo: f32::NEG_INFINITY, hi: f32::INFINITY };
 
+    /// `v` within the bounds; NaN stays NaN.
     #[inline(always)]
     fn apply(self, v: f32) -> f32 {
-        v.max(self.lo).min(self.hi)
+        if v < self.lo {
+            self.lo
+        } else if v > self.hi {
+            self.hi
+        } else {
+            v
+        }
     }
 }
 
@@ -29,6 +36,16 @@ impl PartialEq for Clamp {
 }
 
 impl Eq for Clamp {}
+
+/// `a + b`, or a panic: the bounds checks before the vector code must not wrap around.
+fn sum(a: usize, b: usize) -> usize {
+    a.checked_add(b).expect("index arithmetic overflows")
+}
+
+/// `a · b`, or a panic (see [`sum`]).
+fn product_of(a: usize, b: usize) -> usize {
+    a.checked_mul(b).expect("index arithmetic overflows")
+}
 
 fn avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -50,7 +67,7 @@ pub fn taps(out: &mut [f32], src: &[f32], offsets: &[usize], weights: &[f32], bi
     if out.is_empty() {
         return;
     }
-    let reach = offsets.iter().max().map_or(0, |&o| o + out.len());
+    let reach = offsets.iter().max().map_or(0, |&o| sum(o, out.len()));
     assert!(reach <= src.len(), "a tap reads {reach} values of {}", src.len());
     #[cfg(target_arch = "x86_64")]
     if avx512() {
@@ -98,14 +115,14 @@ pub fn product(
     clamp: Clamp,
 ) {
     let outputs = bias.len();
-    assert_eq!(w.len(), outputs * rows.len(), "weights for {outputs} x {}", rows.len());
+    assert_eq!(w.len(), product_of(outputs, rows.len()), "weights for {outputs} x {}", rows.len());
     if outputs == 0 || len == 0 {
         return;
     }
     assert!(len <= out_stride || outputs == 1, "rows of {len} overlap at stride {out_stride}");
-    let written = (outputs - 1) * out_stride + len;
+    let written = sum(product_of(outputs - 1, out_stride), len);
     assert!(written <= out.len(), "{written} outputs into {}", out.len());
-    let reach = rows.iter().max().map_or(0, |&r| r + len);
+    let reach = rows.iter().max().map_or(0, |&r| sum(r, len));
     assert!(reach <= src.len(), "a row reads {reach} values of {}", src.len());
     #[cfg(target_arch = "x86_64")]
     if avx512() {
@@ -126,7 +143,8 @@ fn portable_product(
     len: usize,
     clamp: Clamp,
 ) {
-    for (o, (&b, weights)) in bias.iter().zip(w.chunks_exact(rows.len().max(1))).enumerate() {
+    for (o, &b) in bias.iter().enumerate() {
+        let weights = &w[o * rows.len()..(o + 1) * rows.len()];
         let row = &mut out[o * out_stride..][..len];
         row.fill(b);
         for (&weight, &start) in weights.iter().zip(rows) {
@@ -147,7 +165,10 @@ fn portable_product(
 /// When a run falls outside `dst` or `src`.
 pub fn copy_runs(dst: &mut [f32], src: &[f32], runs: &[(usize, usize, usize)]) {
     for &(to, from, count) in runs {
-        assert!(to + count <= dst.len() && from + count <= src.len(), "run {to}, {from}, {count} out of bounds");
+        assert!(
+            sum(to, count) <= dst.len() && sum(from, count) <= src.len(),
+            "run {to}, {from}, {count} out of bounds"
+        );
     }
     #[cfg(target_arch = "x86_64")]
     if avx512() {
@@ -175,9 +196,11 @@ pub struct Split {
 /// When a run falls outside `dst` or `src`.
 pub fn split_runs(dst: &mut [f32], src: &[f32], runs: &[Split]) {
     for r in runs {
-        let reach = (2 * r.evens.1).max(2 * r.odds.1 + 1).saturating_sub(1);
+        let reach = product_of(2, r.evens.1).max(sum(product_of(2, r.odds.1), 1)) - 1;
         assert!(
-            r.from + reach <= src.len() && r.evens.0 + r.evens.1 <= dst.len() && r.odds.0 + r.odds.1 <= dst.len(),
+            sum(r.from, reach) <= src.len()
+                && sum(r.evens.0, r.evens.1) <= dst.len()
+                && sum(r.odds.0, r.odds.1) <= dst.len(),
             "split {r:?} out of bounds"
         );
     }
@@ -205,7 +228,7 @@ pub fn strided_copy(dst: &mut [f32], src: &[f32], stride: usize) {
     if dst.is_empty() {
         return;
     }
-    let reach = (dst.len() - 1) * stride + 1;
+    let reach = sum(product_of(dst.len() - 1, stride), 1);
     assert!(reach <= src.len(), "a strided copy reads {reach} values of {}", src.len());
     match stride {
         1 => dst.copy_from_slice(&src[..dst.len()]),
@@ -221,10 +244,12 @@ mod x86 {
     use super::Clamp;
     use std::arch::x86_64::*;
 
-    #[inline(always)]
+    /// `v` within `[lo, hi]`; NaN stays NaN (`max` and `min` return their second operand
+    /// when either is NaN).
+    #[target_feature(enable = "avx512f")]
+    #[inline]
     fn bound(v: __m512, lo: __m512, hi: __m512) -> __m512 {
-        // SAFETY: only called from functions compiled with AVX-512F.
-        unsafe { _mm512_min_ps(_mm512_max_ps(v, lo), hi) }
+        _mm512_min_ps(hi, _mm512_max_ps(lo, v))
     }
 
     /// The lanes of the last, partial vector of `left` values.
@@ -659,6 +684,22 @@ mod tests {
             let mut dst = vec![-1.0; n];
             strided_copy(&mut dst, &src, stride);
             prop_assert!(dst.iter().enumerate().all(|(i, &v)| v == (i * stride) as f32));
+        }
+    }
+
+    #[test]
+    fn nan_passes_through_the_bounds() {
+        let relu = Clamp { lo: 0.0, hi: f32::INFINITY };
+        let mut src = vec![1.0f32; 40];
+        src[5] = f32::NAN;
+        for clamp in [Clamp::NONE, relu] {
+            let (mut fast, mut plain) = (vec![0.0; 20], vec![0.0; 20]);
+            taps(&mut fast, &src, &[0, 1], &[1.0, -3.0], 0.0, clamp);
+            portable_taps(&mut plain, &src, &[0, 1], &[1.0, -3.0], 0.0, clamp);
+            for out in [&fast, &plain] {
+                assert!(out[4].is_nan() && out[5].is_nan(), "{out:?}");
+                assert_eq!(out[0], clamp.apply(-2.0));
+            }
         }
     }
 
