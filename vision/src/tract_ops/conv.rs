@@ -619,6 +619,39 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        /// The 3x3 depthwise layers of the face models: stride 1 or 2, padding 0 to 2 on each
+        /// side, widths across the 16-lane vectors and the whole-plane and per-row modes.
+        #[test]
+        fn depthwise_3x3_layers_match_the_definition(
+            n in 1usize..3,
+            channels in 1usize..4,
+            h in 1usize..9,
+            w in prop::sample::select(vec![1usize, 2, 5, 15, 16, 17, 31, 40, 63, 64, 65, 130, 257]),
+            stride in 1usize..3,
+            pads in prop::array::uniform4(0usize..3),
+            relu in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let [pt, pl, pb, pr] = pads;
+            prop_assume!(h + pt + pb >= 3 && w + pl + pr >= 3);
+            let case = Case {
+                x: [n, channels * 2, h, w],
+                outputs: channels * 2,
+                group: channels * 2,
+                kernel: [3, 3],
+                strides: [stride, stride],
+                dilations: [1, 1],
+                pads,
+                relu,
+            };
+            let ops = case.check(seed)?;
+            prop_assert!(ops.iter().any(|o| o == "DepthwiseConvPlanes"), "{:?}", ops);
+        }
+    }
+
     #[test]
     fn the_models_first_layers_and_dilated_layers_match_the_definition() {
         // UltraFace's first layer (3 to 16, 3x3, stride 2, ReLU) and its dilated 3x3 layers.
