@@ -74,6 +74,11 @@ pub struct BenchEdgeArgs {
     /// added to the JSON as `per_op`.
     #[arg(long)]
     pub per_op: bool,
+    /// Rounds of model-only timing, tract and onnxruntime taking turns; each side's figure is
+    /// the median of its rounds' medians, so that a slow spell of a shared machine falls on
+    /// both sides alike.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 fn read_image(path: &Path) -> anyhow::Result<decode::RgbImage> {
@@ -268,10 +273,20 @@ pub fn run_bench_edge(args: &BenchEdgeArgs) -> anyhow::Result<()> {
         "per_face_ms": per_face(stages.liveness_ms + stages.align_ms + stages.embed_ms + encrypt_ms),
         "faces_per_s": (faces as f64 / total_s * 100.0).round() / 100.0,
     });
-    let models = model_times(&pipeline, &dir, 20, 3, args.per_op)?;
+    let peer_on = args.peer_python != "none";
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let rounds = args.rounds.max(1);
+    for round in 0..rounds {
+        eprintln!("  model timing, round {}/{rounds}", round + 1);
+        ours.push(model_times(&pipeline, &dir, 20, 3, args.per_op && round == 0)?);
+        if peer_on {
+            theirs.push(run_peer(&args.peer_python, &dir)?);
+        }
+    }
+    let models = median_of_rounds(&ours);
     result["tract"] = models.clone();
-    if args.peer_python != "none" {
-        let peer = run_peer(&args.peer_python, &dir)?;
+    if peer_on {
+        let peer = median_of_rounds(&theirs);
         let ratio = |key: &str| -> Option<f64> {
             let ours = models.get(key)?.as_f64()?;
             let theirs = peer.get(key)?.as_f64()?;
@@ -283,16 +298,36 @@ pub fn run_bench_edge(args: &BenchEdgeArgs) -> anyhow::Result<()> {
             "liveness": ratio("liveness_ms"),
             "ultraface": ratio("ultraface_ms"),
         });
-        let worst = ["centerface_ms", "sface_ms", "liveness_ms", "ultraface_ms"]
-            .iter()
-            .filter_map(|k| ratio(k))
-            .fold(0.0, f64::max);
+        let worst = MODEL_KEYS.iter().filter_map(|k| ratio(k)).fold(0.0, f64::max);
         result["onnxruntime"] = peer;
         result["ratio_by_model"] = ratios;
         result["ratio_vs_onnxruntime"] = json!(worst);
     }
     println!("{result}");
     Ok(())
+}
+
+const MODEL_KEYS: [&str; 4] = ["centerface_ms", "sface_ms", "liveness_ms", "ultraface_ms"];
+
+/// The first round's object with each model's figure replaced by the median over the rounds,
+/// and every round's figures under `rounds`.
+fn median_of_rounds(rounds: &[Value]) -> Value {
+    let mut out = rounds.first().cloned().unwrap_or_else(|| json!({}));
+    let mut per_round = serde_json::Map::new();
+    for key in MODEL_KEYS {
+        let values: Vec<f64> = rounds.iter().filter_map(|r| r.get(key)?.as_f64()).collect();
+        if values.is_empty() {
+            continue;
+        }
+        let mut sorted = values.clone();
+        sorted.sort_by(f64::total_cmp);
+        let mid = sorted.len() / 2;
+        let median = if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 };
+        out[key] = json!((median * 1000.0).round() / 1000.0);
+        per_round.insert(key.into(), json!(values));
+    }
+    out["rounds"] = Value::Object(per_round);
+    out
 }
 
 /// Model-only latency in tract (median of `runs` after `warmup`), on the same input sizes
@@ -374,4 +409,26 @@ fn run_peer(python: &str, models_dir: &Path) -> anyhow::Result<Value> {
     let text = String::from_utf8_lossy(&output.stdout);
     let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).context("the peer printed no JSON line")?;
     serde_json::from_str(line).context("the peer's JSON line is unreadable")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_side_is_the_median_of_its_rounds_and_keeps_every_round() {
+        let rounds = [
+            json!({"runtime": "onnxruntime", "sface_ms": 30.0, "ultraface_ms": 2.5}),
+            json!({"runtime": "onnxruntime", "sface_ms": 28.0, "ultraface_ms": 4.0}),
+            json!({"runtime": "onnxruntime", "sface_ms": 29.0, "ultraface_ms": 2.4}),
+        ];
+        let m = median_of_rounds(&rounds);
+        assert_eq!(m["sface_ms"], json!(29.0));
+        assert_eq!(m["ultraface_ms"], json!(2.5));
+        assert_eq!(m["runtime"], json!("onnxruntime"));
+        assert_eq!(m["rounds"]["ultraface_ms"], json!([2.5, 4.0, 2.4]));
+        assert!(m["rounds"].get("centerface_ms").is_none());
+        let two = median_of_rounds(&rounds[..2]);
+        assert_eq!(two["sface_ms"], json!(29.0));
+    }
 }
