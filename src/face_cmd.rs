@@ -21,7 +21,7 @@ use passage_vision::face::{CenterFaceConfig, FacePipeline, PipelineConfig, Ultra
 use passage_vision::inventory;
 use serde_json::{json, Value};
 
-use crate::bench::ms;
+use crate::bench::{median, ms};
 use crate::models::{self, DirArg};
 
 /// Arguments of `passage embed`.
@@ -276,9 +276,10 @@ pub fn run_bench_edge(args: &BenchEdgeArgs) -> anyhow::Result<()> {
     let peer_on = args.peer_python != "none";
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     let rounds = args.rounds.max(1);
+    let ultraface = UltraFace::load(&models::model_path(&dir, &inventory::FR_DETECT), UltraFaceConfig::default())?;
     for round in 0..rounds {
         eprintln!("  model timing, round {}/{rounds}", round + 1);
-        ours.push(model_times(&pipeline, &dir, 20, 3, args.per_op && round == 0)?);
+        ours.push(model_times(&pipeline, &ultraface, 20, 3, args.per_op && round == 0)?);
         if peer_on {
             theirs.push(run_peer(&args.peer_python, &dir)?);
         }
@@ -338,8 +339,13 @@ fn median_of_rounds(rounds: &[Value]) -> Value {
 ///
 /// With `per_op`, each model is then profiled over `runs` more runs
 /// ([`passage_vision::onnx::Plan::profile`]).
-fn model_times(pipeline: &FacePipeline, dir: &Path, runs: usize, warmup: usize, per_op: bool) -> anyhow::Result<Value> {
-    let ultraface = UltraFace::load(&models::model_path(dir, &inventory::FR_DETECT), UltraFaceConfig::default())?;
+fn model_times(
+    pipeline: &FacePipeline,
+    ultraface: &UltraFace,
+    runs: usize,
+    warmup: usize,
+    per_op: bool,
+) -> anyhow::Result<Value> {
     let plans = [
         ("centerface_ms", pipeline.detector().plan_for(640, 480)?),
         ("sface_ms", pipeline.embedder().plan().clone()),
@@ -366,8 +372,7 @@ fn model_times(pipeline: &FacePipeline, dir: &Path, runs: usize, warmup: usize, 
                 samples.push(ms(t));
             }
         }
-        samples.sort_by(f64::total_cmp);
-        out.insert((*key).into(), json!((samples[samples.len() / 2] * 1000.0).round() / 1000.0));
+        out.insert((*key).into(), json!((median(samples) * 1000.0).round() / 1000.0));
         if per_op {
             let model = key.trim_end_matches("_ms");
             let times = plan.profile(runs, |input| {

@@ -289,9 +289,10 @@ impl Layout {
                 ((ey % sh) * sw + ex % sw) * phase + (ey / sh) * wq + ex / sw
             })
             .collect();
+        // Runs of every `stride_w`-th value; a horizontal stride of 2 uses `splits` instead.
         let mut copies = Vec::new();
         for ry in 0..sh {
-            for rx in 0..sw {
+            for rx in (0..sw).filter(|_| sw != 2) {
                 // First phase column inside the input, and the input column it holds.
                 let c0 = g.pad_left.saturating_sub(rx).div_ceil(sw);
                 let ix0 = c0 * sw + rx - g.pad_left;
@@ -324,7 +325,10 @@ impl Layout {
                 splits.push(simd::Split { from: iy * g.in_w, evens: run(0), odds: run(1) });
             }
         }
-        Layout { wq, len: sh * sw * phase, offsets, copies, splits, stride_w: sw, per_row: g.out_w >= 128 }
+        // Rows of 128 or more lose little to a partial last vector, and save the copy out of
+        // a whole-plane run (CenterFace at 640 px, UltraFace's first layers).
+        let per_row = g.out_w >= 128;
+        Layout { wq, len: sh * sw * phase, offsets, copies, splits, stride_w: sw, per_row }
     }
 
     /// Copies `plane` into `scratch` (`len` values, zero wherever no input value goes: the
@@ -384,6 +388,12 @@ pub(super) fn with_scratch<R>(a: usize, b: usize, f: impl FnOnce(&mut [f32], &mu
         let (first, second) = wipe.buffer[..len].split_at_mut(a);
         f(first, second)
     })
+}
+
+/// Whether two constant tensors' values are the same bit for bit (the operators' `PartialEq`:
+/// tract compares ops to deduplicate them).
+pub(super) fn same_values(a: &[f32], b: &[f32]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
 /// `clamp` narrowed by the node after `node` when that node is a `max` or `min` of `node`'s

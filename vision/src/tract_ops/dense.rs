@@ -14,7 +14,7 @@
 
 use tract_onnx::tract_hir::internal::*;
 
-use super::conv::{following_bound, with_scratch, Layout, Plain, Planes};
+use super::conv::{following_bound, same_values, with_scratch, Layout, Plain, Planes};
 use super::simd::{self, Clamp};
 
 /// A convolution of an `[N, C, H, W]` f32 input with an `[O, C / group, kh, kw]` kernel.
@@ -47,11 +47,10 @@ struct Prepared {
 
 impl PartialEq for DenseConv {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         (self.inputs, self.outputs, self.group, self.planes, self.clamp)
             == (other.inputs, other.outputs, other.group, other.planes, other.clamp)
-            && bits(&self.kernel) == bits(&other.kernel)
-            && bits(&self.bias) == bits(&other.bias)
+            && same_values(&self.kernel, &other.kernel)
+            && same_values(&self.bias, &other.bias)
     }
 }
 

@@ -12,7 +12,7 @@
 
 use tract_onnx::tract_hir::internal::*;
 
-use super::conv::{following_bound, with_scratch, Layout, Plain, Planes};
+use super::conv::{following_bound, same_values, with_scratch, Layout, Plain, Planes};
 use super::simd::{self, Clamp};
 
 /// `(to, from, count)`: a copy of one row (see [`simd::copy_runs`]).
@@ -35,10 +35,9 @@ pub struct DepthwiseConv {
 
 impl PartialEq for DepthwiseConv {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         (self.channels, self.planes, self.clamp) == (other.channels, other.planes, other.clamp)
-            && bits(&self.kernel) == bits(&other.kernel)
-            && bits(&self.bias) == bits(&other.bias)
+            && same_values(&self.kernel, &other.kernel)
+            && same_values(&self.bias, &other.bias)
     }
 }
 

@@ -12,7 +12,7 @@
 
 use tract_onnx::tract_hir::internal::*;
 
-use super::conv::{following_bound, Plain};
+use super::conv::{following_bound, same_values, Plain};
 use super::simd::{self, Clamp};
 
 /// `y[n][o][p] = clamp(bias[o] + Σ_c kernel[o][c] · x[n][c][p])` over the pixels `p` of
@@ -32,10 +32,9 @@ pub struct PointwiseConv {
 
 impl PartialEq for PointwiseConv {
     fn eq(&self, other: &Self) -> bool {
-        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         (self.inputs, self.outputs, self.plane, self.clamp) == (other.inputs, other.outputs, other.plane, other.clamp)
-            && bits(&self.kernel) == bits(&other.kernel)
-            && bits(&self.bias) == bits(&other.bias)
+            && same_values(&self.kernel, &other.kernel)
+            && same_values(&self.bias, &other.bias)
     }
 }
 

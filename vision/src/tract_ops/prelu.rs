@@ -108,8 +108,7 @@ pub struct ChannelPrelu {
 
 impl PartialEq for ChannelPrelu {
     fn eq(&self, other: &Self) -> bool {
-        self.slopes.len() == other.slopes.len()
-            && self.slopes.iter().zip(&other.slopes).all(|(a, b)| a.to_bits() == b.to_bits())
+        super::conv::same_values(&self.slopes, &other.slopes)
     }
 }
 
