@@ -83,6 +83,106 @@ pub fn taps(out: &mut [f32], src: &[f32], offsets: &[usize], weights: &[f32], bi
     product(out, len, src, offsets, weights, &[bias], len, clamp);
 }
 
+/// A 3x3 depthwise plane (stride 1 or 2, dilation 1, padding up to 2 before) computed
+/// straight from the input plane: no padded copy in, no copy out. An output row is vectors of
+/// 16 columns; each vector's loads are masked so that a lane outside the input reads zero
+/// (the padding), and the masks, which depend only on the column, are worked out once per
+/// geometry. Rows outside the input are skipped.
+#[derive(Debug, Clone)]
+pub struct Direct3x3 {
+    in_h: usize,
+    in_w: usize,
+    out_h: usize,
+    out_w: usize,
+    stride: usize,
+    pad_top: usize,
+    blocks: Vec<Block>,
+}
+
+/// One vector of output columns.
+#[derive(Debug, Clone, Copy)]
+struct Block {
+    /// Its first output column.
+    ox: usize,
+    /// The input column of its first load (negative inside the left padding).
+    first: isize,
+    /// Stride 1: the loads of taps `kx = 0, 1, 2` (16 values at `first + kx`). Stride 2: 32
+    /// values at `first` (taps 0 and 1, split by parity) and 32 at `first + 2` (tap 2), two
+    /// vectors each.
+    loads: [u16; 4],
+    /// The lanes below the row's width.
+    store: u16,
+}
+
+/// Lanes `lo..hi` of a vector (none when `hi <= lo`), from signed bounds.
+fn lanes(lo: isize, hi: isize) -> u16 {
+    let (lo, hi) = (lo.clamp(0, 16) as u32, hi.clamp(0, 16) as u32);
+    let below = |n: u32| if n >= 16 { u16::MAX } else { (1u16 << n) - 1 };
+    if hi <= lo {
+        0
+    } else {
+        below(hi) & !below(lo)
+    }
+}
+
+impl Direct3x3 {
+    /// The plan for an `in_h x in_w` plane to `out_h x out_w`, or `None` outside what it
+    /// computes (stride other than 1 or 2, padding over 2, an empty plane, or an output that
+    /// a 3x3 kernel at that stride and padding cannot give).
+    pub fn new(
+        [in_h, in_w]: [usize; 2],
+        [out_h, out_w]: [usize; 2],
+        stride: usize,
+        [pad_top, pad_left]: [usize; 2],
+    ) -> Option<Direct3x3> {
+        let fits = |input: usize, output: usize, pad: usize| {
+            // The last output's window starts inside the padded input and ends at most two
+            // values past the input (padding after narrower than the kernel).
+            output > 0 && input > 0 && pad <= 2 && (output - 1) * stride + 3 <= input + pad + 2
+        };
+        if !(stride == 1 || stride == 2) || !fits(in_h, out_h, pad_top) || !fits(in_w, out_w, pad_left) {
+            return None;
+        }
+        let width = in_w as isize;
+        let blocks = (0..out_w)
+            .step_by(16)
+            .map(|ox| {
+                let count = (out_w - ox).min(16) as isize;
+                let first = (ox * stride) as isize - pad_left as isize;
+                // Lanes of a load at column `base` that are inside the row and used.
+                let load = |base: isize, used: isize| lanes(-base, (width - base).min(used));
+                let loads = if stride == 1 {
+                    [load(first, count), load(first + 1, count), load(first + 2, count), 0]
+                } else {
+                    let used = 2 * count;
+                    [load(first, used), load(first + 16, used - 16), load(first + 2, used), load(first + 18, used - 16)]
+                };
+                Block { ox, first, loads, store: lanes(0, count) }
+            })
+            .collect();
+        Some(Direct3x3 { in_h, in_w, out_h, out_w, stride, pad_top, blocks })
+    }
+
+    /// `out[oy][ox] = clamp(bias + Σ weights[ky · 3 + kx] · x[oy · s + ky − pt][ox · s + kx −
+    /// pl])` for one plane, values outside `x` being zero. Returns `false`, having written
+    /// nothing, where the CPU lacks AVX-512 (the caller then uses [`taps`] over a padded copy).
+    ///
+    /// # Panics
+    /// When `x` or `out` is not one plane of the geometry.
+    pub fn run(&self, out: &mut [f32], x: &[f32], weights: &[f32; 9], bias: f32, clamp: Clamp) -> bool {
+        assert_eq!(x.len(), product_of(self.in_h, self.in_w), "input plane of {}x{}", self.in_h, self.in_w);
+        assert_eq!(out.len(), product_of(self.out_h, self.out_w), "output plane of {}x{}", self.out_h, self.out_w);
+        #[cfg(target_arch = "x86_64")]
+        if avx512() {
+            // SAFETY: the CPU has AVX-512F; `x` and `out` are whole planes of the geometry
+            // (checked above), from which every mask was built.
+            unsafe { x86::direct3x3(self, out, x, weights, bias, clamp) };
+            return true;
+        }
+        false
+    }
+}
+
 /// `out[o · out_stride + j] = clamp(bias[o] + Σ_t w[o][t] · src[rows[t] + j])` for
 /// `j < len`, `O = bias.len()` outputs and `T = rows.len()` source rows (`w` is `O x T`,
 /// row-major): a matrix product whose right-hand rows are read in place, at any offsets of
@@ -300,6 +400,139 @@ mod x86 {
                 }
                 _mm512_mask_storeu_ps(o.add(j), m, bound(a, lo, hi));
                 j += 16;
+            }
+        }
+    }
+
+    /// [`super::Direct3x3::run`]: four output rows at a time, so that each input row's
+    /// three tap vectors (three masked loads at stride 1; four loads and three parity
+    /// permutes at stride 2) feed every output row it is in, and four accumulators are in
+    /// flight.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F; `x` and `out` are whole planes of `plan`'s geometry.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn direct3x3(
+        plan: &super::Direct3x3,
+        out: &mut [f32],
+        x: &[f32],
+        weights: &[f32; 9],
+        bias: f32,
+        clamp: Clamp,
+    ) {
+        let k = Direct {
+            plan,
+            x: x.as_ptr(),
+            out: out.as_mut_ptr(),
+            w: weights.map(|v| _mm512_set1_ps(v)),
+            b: _mm512_set1_ps(bias),
+            lo: _mm512_set1_ps(clamp.lo),
+            hi: _mm512_set1_ps(clamp.hi),
+        };
+        let mut oy = 0;
+        // SAFETY: output rows below out_h, of a plane of the geometry (the caller's guarantee).
+        unsafe {
+            if plan.stride == 1 {
+                while oy + 4 <= plan.out_h {
+                    k.rows::<4, 1>(oy);
+                    oy += 4;
+                }
+                while oy < plan.out_h {
+                    k.rows::<1, 1>(oy);
+                    oy += 1;
+                }
+            } else {
+                while oy + 4 <= plan.out_h {
+                    k.rows::<4, 2>(oy);
+                    oy += 4;
+                }
+                while oy < plan.out_h {
+                    k.rows::<1, 2>(oy);
+                    oy += 1;
+                }
+            }
+        }
+    }
+
+    /// The operands of one [`direct3x3`] plane.
+    struct Direct<'a> {
+        plan: &'a super::Direct3x3,
+        x: *const f32,
+        out: *mut f32,
+        w: [__m512; 9],
+        b: __m512,
+        lo: __m512,
+        hi: __m512,
+    }
+
+    impl Direct<'_> {
+        /// Output rows `oy..oy + R` at stride `S`.
+        ///
+        /// # Safety
+        /// As [`direct3x3`], with `oy + R <= out_h`.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn rows<const R: usize, const S: usize>(&self, oy: usize) {
+            let plan = self.plan;
+            let (in_h, width) = (plan.in_h as isize, plan.in_w as isize);
+            // The input row of kernel row 0 of output row oy.
+            let top = (oy * S) as isize - plan.pad_top as isize;
+            for block in &plan.blocks {
+                let mut acc = [self.b; R];
+                for k in 0..(R - 1) * S + 3 {
+                    let iy = top + k as isize;
+                    if iy < 0 || iy >= in_h {
+                        continue;
+                    }
+                    // SAFETY: row iy is inside the plane; each load's mask keeps only lanes
+                    // whose column is inside the row.
+                    let t = unsafe { self.taps::<S>(self.x.wrapping_offset(iy * width + block.first), block.loads) };
+                    for (i, acc) in acc.iter_mut().enumerate() {
+                        let ky = k.wrapping_sub(i * S);
+                        if ky < 3 {
+                            for (kx, &t) in t.iter().enumerate() {
+                                *acc = _mm512_fmadd_ps(t, self.w[ky * 3 + kx], *acc);
+                            }
+                        }
+                    }
+                }
+                for (i, &acc) in acc.iter().enumerate() {
+                    let p = self.out.wrapping_add((oy + i) * plan.out_w + block.ox);
+                    // SAFETY: the lanes below the row's width of output row oy + i < out_h.
+                    unsafe { _mm512_mask_storeu_ps(p, block.store, bound(acc, self.lo, self.hi)) };
+                }
+            }
+        }
+
+        /// The three tap vectors (`kx = 0, 1, 2`) of one input row for one output vector,
+        /// from `p`, the row at the block's first column.
+        ///
+        /// # Safety
+        /// Every lane `masks` keep is inside the input.
+        #[target_feature(enable = "avx512f")]
+        #[inline]
+        unsafe fn taps<const S: usize>(&self, p: *const f32, masks: [u16; 4]) -> [__m512; 3] {
+            let [m0, m1, m2, m3] = masks;
+            // SAFETY: masked lanes are not read (the caller's guarantee for the others).
+            unsafe {
+                if S == 1 {
+                    [
+                        _mm512_maskz_loadu_ps(m0, p),
+                        _mm512_maskz_loadu_ps(m1, p.wrapping_add(1)),
+                        _mm512_maskz_loadu_ps(m2, p.wrapping_add(2)),
+                    ]
+                } else {
+                    let even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                    let odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+                    let (a, c) = (_mm512_maskz_loadu_ps(m0, p), _mm512_maskz_loadu_ps(m1, p.wrapping_add(16)));
+                    let (d, e) =
+                        (_mm512_maskz_loadu_ps(m2, p.wrapping_add(2)), _mm512_maskz_loadu_ps(m3, p.wrapping_add(18)));
+                    [
+                        _mm512_permutex2var_ps(a, even, c),
+                        _mm512_permutex2var_ps(a, odd, c),
+                        _mm512_permutex2var_ps(d, even, e),
+                    ]
+                }
             }
         }
     }
@@ -606,6 +839,83 @@ mod tests {
             strided_copy(&mut dst, &src, stride);
             prop_assert!(dst.iter().enumerate().all(|(i, &v)| v == (i * stride) as f32));
         }
+    }
+
+    /// A 3x3 plane by the definition, in f64.
+    #[allow(clippy::too_many_arguments)]
+    fn plane_3x3(
+        x: &[f32],
+        [h, w]: [usize; 2],
+        [oh, ow]: [usize; 2],
+        stride: usize,
+        [pt, pl]: [usize; 2],
+        k: &[f32],
+        bias: f32,
+        clamp: Clamp,
+    ) -> Vec<f32> {
+        let mut y = Vec::with_capacity(oh * ow);
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = f64::from(bias);
+                for (t, &weight) in k.iter().enumerate() {
+                    let iy = (oy * stride + t / 3) as isize - pt as isize;
+                    let ix = (ox * stride + t % 3) as isize - pl as isize;
+                    if (0..h as isize).contains(&iy) && (0..w as isize).contains(&ix) {
+                        acc += f64::from(x[iy as usize * w + ix as usize]) * f64::from(weight);
+                    }
+                }
+                y.push(clamp.apply(acc as f32));
+            }
+        }
+        y
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(96))]
+
+        /// The direct 3x3 planes against the definition, across widths around the vector
+        /// lanes, heights around the four-row groups, both strides and every padding; with
+        /// NaN canaries around both planes, a read or a write outside them shows.
+        #[test]
+        fn direct_3x3_planes_match_the_definition(
+            h in 1usize..11,
+            w in prop::sample::select(vec![1usize, 2, 3, 5, 15, 16, 17, 31, 32, 33, 40, 47, 80, 161]),
+            stride in 1usize..3,
+            pads in prop::array::uniform4(0usize..3),
+            relu in any::<bool>(),
+            seed in any::<u64>(),
+        ) {
+            let [pt, pl, pb, pr] = pads;
+            prop_assume!(h + pt + pb >= 3 && w + pl + pr >= 3);
+            let (oh, ow) = ((h + pt + pb - 3) / stride + 1, (w + pl + pr - 3) / stride + 1);
+            let plan = Direct3x3::new([h, w], [oh, ow], stride, [pt, pl]).expect("a 3x3 geometry");
+            let canary = 40;
+            let mut x = vec![f32::NAN; h * w + 2 * canary];
+            x[canary..canary + h * w].copy_from_slice(&crate::tract_ops::tests::values(h * w, seed));
+            let k = crate::tract_ops::tests::values(9, seed ^ 5);
+            let weights: [f32; 9] = k.clone().try_into().expect("nine");
+            let clamp = if relu { Clamp { lo: 0.0, hi: f32::INFINITY } } else { Clamp::NONE };
+            let mut out = vec![f32::NAN; oh * ow + 2 * canary];
+            if !plan.run(&mut out[canary..canary + oh * ow], &x[canary..canary + h * w], &weights, 0.5, clamp) {
+                return Ok(()); // No AVX-512: the padded path (tested through the operator).
+            }
+            let expected = plane_3x3(&x[canary..canary + h * w], [h, w], [oh, ow], stride, [pt, pl], &k, 0.5, clamp);
+            for (i, (a, b)) in out[canary..canary + oh * ow].iter().zip(&expected).enumerate() {
+                prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "at {}: {} vs {}", i, a, b);
+            }
+            prop_assert!(out[..canary].iter().chain(&out[canary + oh * ow..]).all(|v| v.is_nan()));
+        }
+    }
+
+    #[test]
+    fn direct_3x3_refuses_what_it_does_not_compute() {
+        assert!(Direct3x3::new([8, 8], [8, 8], 1, [1, 1]).is_some());
+        assert!(Direct3x3::new([8, 8], [4, 4], 2, [1, 1]).is_some());
+        // Stride 3, padding 3, an output a 3x3 kernel cannot give, an empty plane.
+        assert!(Direct3x3::new([9, 9], [3, 3], 3, [0, 0]).is_none());
+        assert!(Direct3x3::new([8, 8], [12, 12], 1, [3, 3]).is_none());
+        assert!(Direct3x3::new([8, 8], [11, 8], 1, [1, 1]).is_none());
+        assert!(Direct3x3::new([0, 8], [1, 8], 1, [1, 1]).is_none());
     }
 
     #[test]
