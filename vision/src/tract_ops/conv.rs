@@ -13,7 +13,7 @@ use tract_onnx::tract_hir::tract_core::downcast_rs::Downcast;
 use tract_onnx::tract_hir::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_hir::tract_core::ops::cnn::conv::KernelFormat;
 use tract_onnx::tract_hir::tract_core::ops::cnn::PaddingSpec;
-use tract_onnx::tract_hir::tract_core::ops::math::{Max, Min};
+use tract_onnx::tract_hir::tract_core::ops::math::{Add, Max, Min, Mul};
 use tract_onnx::tract_hir::tract_core::ops::nn::DataFormat;
 
 use super::dense::DenseConv;
@@ -432,6 +432,74 @@ pub(super) fn following_bound(model: &TypedModel, node: &TypedNode, clamp: Clamp
     }))
 }
 
+/// The per-output-channel `y · scale + shift` of the node after `node`, when that node
+/// multiplies or adds `node`'s output (and nothing else reads that output) by a constant that
+/// varies at most along the channel axis, with the same shape out: a batch normalisation
+/// after a convolution becomes one of each (SFace has 27). `None` when there is no such node,
+/// or once a bound is folded in (the arithmetic would come after it).
+pub(super) fn following_channel_arithmetic(
+    model: &TypedModel,
+    node: &TypedNode,
+    outputs: usize,
+    clamp: Clamp,
+) -> TractResult<Option<ChannelArithmetic>> {
+    if clamp != Clamp::NONE || model.outputs.contains(&node.id.into()) {
+        return Ok(None);
+    }
+    let Some(succ) = model.single_succ(node.id)? else { return Ok(None) };
+    let Some(bin) = succ.op_as::<TypedBinOp>() else { return Ok(None) };
+    let is_mul = bin.0.is::<Mul>();
+    if !(is_mul || bin.0.is::<Add>()) || succ.inputs.len() != 2 || bin.1.is_some_and(|d| d != DatumType::F32) {
+        return Ok(None);
+    }
+    let (ours, theirs) = (model.outlet_fact(node.id.into())?, model.outlet_fact(succ.id.into())?);
+    if theirs.datum_type != DatumType::F32 || theirs.shape != ours.shape || ours.rank() != 4 {
+        return Ok(None);
+    }
+    // The other operand: a constant (`x · x` has none).
+    let Some(other) = succ.inputs.iter().find(|i| i.node != node.id) else { return Ok(None) };
+    let Some(k) = model.outlet_fact(*other)?.konst.clone() else { return Ok(None) };
+    if k.datum_type() != DatumType::F32 || k.rank() > 4 {
+        return Ok(None);
+    }
+    // Broadcast against `[N, O, H, W]`: ones everywhere but the channel axis.
+    let mut dims = [1usize; 4];
+    dims[4 - k.rank()..].copy_from_slice(k.shape());
+    if dims[0] != 1 || dims[2] != 1 || dims[3] != 1 || !(dims[1] == 1 || dims[1] == outputs) || k.len() == 0 {
+        return Ok(None);
+    }
+    let values = k.try_as_plain_ram()?;
+    let values = values.as_slice::<f32>()?;
+    let per_channel: Vec<f32> = (0..outputs).map(|o| values[if dims[1] == 1 { 0 } else { o }]).collect();
+    Ok(Some(if is_mul {
+        ChannelArithmetic { scale: per_channel, shift: vec![0.0; outputs] }
+    } else {
+        ChannelArithmetic { scale: vec![1.0; outputs], shift: per_channel }
+    }))
+}
+
+/// `y · scale[o] + shift[o]` on output channel `o` (see [`following_channel_arithmetic`]).
+#[derive(Debug)]
+pub(super) struct ChannelArithmetic {
+    pub scale: Vec<f32>,
+    pub shift: Vec<f32>,
+}
+
+impl ChannelArithmetic {
+    /// A kernel (`[O, ...]`, one contiguous block per output channel) and bias that compute
+    /// the convolution followed by this arithmetic.
+    pub fn fold(&self, kernel: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let per_output = kernel.len() / self.scale.len().max(1);
+        let kernel = kernel
+            .chunks_exact(per_output.max(1))
+            .zip(&self.scale)
+            .flat_map(|(weights, &s)| weights.iter().map(move |w| w * s))
+            .collect();
+        let bias = bias.iter().zip(&self.scale).zip(&self.shift).map(|((b, s), t)| b * s + t).collect();
+        (kernel, bias)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::tests::{run, value_info, values};
@@ -686,6 +754,138 @@ mod tests {
                 ..first.clone()
             };
             assert!(dilated.check(d as u64).expect("dilated layer").iter().any(|o| o == "DenseConvProduct"));
+        }
+    }
+
+    /// `case` (without its ReLU) followed by a batch normalisation, then a ReLU when
+    /// `relu`: the model, and the expected output by the definition.
+    fn with_batch_norm(case: &Case, relu: bool, seed: u64) -> (tract_onnx::pb::ModelProto, Vec<f32>, Vec<f32>) {
+        use tract_onnx::pb::{tensor_proto::DataType, TensorProto};
+        let plain = Case { relu: false, ..case.clone() };
+        let [n, c, h, w] = plain.x;
+        let o = plain.outputs;
+        let x = values(n * c * h * w, seed);
+        let kernel = values(o * (c / plain.group) * plain.kernel[0] * plain.kernel[1], seed ^ 1);
+        let bias = values(o, seed ^ 2);
+        let (scale, shift, mean) = (values(o, seed ^ 3), values(o, seed ^ 4), values(o, seed ^ 5));
+        let var: Vec<f32> = values(o, seed ^ 6).iter().map(|v| v.abs() + 0.1).collect();
+        let mut model = plain.model(&kernel, &bias);
+        let graph = model.graph.as_mut().expect("graph");
+        graph.node[0].output = vec!["c".into()];
+        let bn_out = if relu { "bn" } else { "y" };
+        graph.node.push(NodeProto {
+            op_type: "BatchNormalization".into(),
+            input: ["c", "scale", "shift", "mean", "var"].map(String::from).to_vec(),
+            output: vec![bn_out.into()],
+            ..Default::default()
+        });
+        if relu {
+            graph.node.push(NodeProto {
+                op_type: "Relu".into(),
+                input: vec!["bn".into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            });
+        }
+        for (name, v) in [("scale", &scale), ("shift", &shift), ("mean", &mean), ("var", &var)] {
+            graph.initializer.push(TensorProto {
+                name: name.into(),
+                dims: vec![o as i64],
+                data_type: DataType::Float as i32,
+                float_data: v.clone(),
+                ..Default::default()
+            });
+        }
+        let [oh, ow] = plain.out();
+        let expected = plain
+            .reference(&x, &kernel, &bias)
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| {
+                let ch = (i / (oh * ow)) % o;
+                let y = (f64::from(v) - f64::from(mean[ch])) / (f64::from(var[ch]) + 1e-5).sqrt()
+                    * f64::from(scale[ch])
+                    + f64::from(shift[ch]);
+                (if relu { y.max(0.0) } else { y }) as f32
+            })
+            .collect();
+        (model, x, expected)
+    }
+
+    /// A batch normalisation after any of the three operators is folded into its kernel and
+    /// bias (one node left), with or without a ReLU after it.
+    #[test]
+    fn batch_norm_after_a_convolution_is_folded_in() {
+        let depthwise = Case {
+            x: [2, 6, 9, 21],
+            outputs: 6,
+            group: 6,
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [1; 4],
+            relu: false,
+        };
+        let pointwise = Case { outputs: 5, group: 1, kernel: [1, 1], pads: [0; 4], ..depthwise.clone() };
+        let dense = Case { outputs: 4, group: 2, strides: [2, 2], ..depthwise.clone() };
+        for (case, op) in
+            [(depthwise, "DepthwiseConvPlanes"), (pointwise, "PointwiseConv"), (dense, "DenseConvProduct")]
+        {
+            for relu in [false, true] {
+                let (model, x, expected) = with_batch_norm(&case, relu, 11);
+                let input = Tensor::from_shape(&case.x, &x).expect("tensor");
+                let (y, ops) = run(&model, tvec!(input.into_tvalue()));
+                assert_eq!(ops.len(), 2, "{ops:?}");
+                assert_eq!(ops[1], op);
+                assert_eq!(y.len(), expected.len());
+                for (a, b) in y.iter().zip(&expected) {
+                    assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{op}: {a} vs {b}");
+                }
+            }
+        }
+    }
+
+    /// Arithmetic that is not per channel (an operand varying along the width) stays a node
+    /// of its own, and so does arithmetic on a convolution whose output is also a result.
+    #[test]
+    fn other_arithmetic_is_not_folded() {
+        use tract_onnx::pb::{tensor_proto::DataType, TensorProto};
+        let case = Case {
+            x: [1, 4, 5, 6],
+            outputs: 4,
+            group: 4,
+            kernel: [3, 3],
+            strides: [1, 1],
+            dilations: [1, 1],
+            pads: [1; 4],
+            relu: false,
+        };
+        let (kernel, bias) = (values(36, 1), values(4, 2));
+        for also_output in [false, true] {
+            let mut model = case.model(&kernel, &bias);
+            let graph = model.graph.as_mut().expect("graph");
+            graph.node[0].output = vec!["c".into()];
+            let (name, dims) = if also_output { ("per_channel", vec![1, 4, 1, 1]) } else { ("per_column", vec![6]) };
+            let count = dims.iter().product::<i64>() as usize;
+            graph.initializer.push(TensorProto {
+                name: name.into(),
+                dims,
+                data_type: DataType::Float as i32,
+                float_data: values(count, 3),
+                ..Default::default()
+            });
+            graph.node.push(NodeProto {
+                op_type: "Mul".into(),
+                input: vec!["c".into(), name.into()],
+                output: vec!["y".into()],
+                ..Default::default()
+            });
+            if also_output {
+                graph.output.push(value_info("c", None));
+            }
+            let input = Tensor::from_shape(&case.x, &values(120, 4)).expect("tensor");
+            let (_, ops) = run(&model, tvec!(input.into_tvalue()));
+            assert!(ops.iter().any(|o| o.contains("Mul")), "{ops:?}");
         }
     }
 

@@ -14,7 +14,7 @@
 
 use tract_onnx::tract_hir::internal::*;
 
-use super::conv::{following_bound, same_values, with_scratch, Layout, Plain, Planes};
+use super::conv::{following_bound, following_channel_arithmetic, same_values, with_scratch, Layout, Plain, Planes};
 use super::simd::{self, Clamp};
 
 /// A convolution of an `[N, C, H, W]` f32 input with an `[O, C / group, kh, kw]` kernel.
@@ -179,6 +179,10 @@ impl TypedOp for DenseConv {
     }
 
     fn declutter(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        if let Some(arithmetic) = following_channel_arithmetic(model, node, self.outputs, self.clamp)? {
+            let (kernel, bias) = arithmetic.fold(&self.kernel, &self.bias);
+            return TypedModelPatch::fuse_with_next(model, node, DenseConv { kernel, bias, ..self.clone() }).map(Some);
+        }
         match following_bound(model, node, self.clamp)? {
             Some(clamp) => TypedModelPatch::fuse_with_next(model, node, DenseConv { clamp, ..self.clone() }).map(Some),
             None => Ok(None),

@@ -16,7 +16,7 @@
 
 use tract_onnx::tract_hir::internal::*;
 
-use super::conv::{following_bound, same_values, with_scratch, Layout, Plain, Planes};
+use super::conv::{following_bound, following_channel_arithmetic, same_values, with_scratch, Layout, Plain, Planes};
 use super::simd::{self, Clamp};
 
 /// `(to, from, count)`: a copy of one row (see [`simd::copy_runs`]).
@@ -188,6 +188,11 @@ impl TypedOp for DepthwiseConv {
     }
 
     fn declutter(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        if let Some(arithmetic) = following_channel_arithmetic(model, node, self.channels, self.clamp)? {
+            let (kernel, bias) = arithmetic.fold(&self.kernel, &self.bias);
+            return TypedModelPatch::fuse_with_next(model, node, DepthwiseConv { kernel, bias, ..self.clone() })
+                .map(Some);
+        }
         match following_bound(model, node, self.clamp)? {
             Some(clamp) => {
                 TypedModelPatch::fuse_with_next(model, node, DepthwiseConv { clamp, ..self.clone() }).map(Some)

@@ -12,7 +12,7 @@
 
 use tract_onnx::tract_hir::internal::*;
 
-use super::conv::{following_bound, same_values, Plain};
+use super::conv::{following_bound, following_channel_arithmetic, same_values, Plain};
 use super::simd::{self, Clamp};
 
 /// `y[n][o][p] = clamp(bias[o] + Σ_c kernel[o][c] · x[n][c][p])` over the pixels `p` of
@@ -128,6 +128,11 @@ impl TypedOp for PointwiseConv {
     }
 
     fn declutter(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
+        if let Some(arithmetic) = following_channel_arithmetic(model, node, self.outputs, self.clamp)? {
+            let (kernel, bias) = arithmetic.fold(&self.kernel, &self.bias);
+            return TypedModelPatch::fuse_with_next(model, node, PointwiseConv { kernel, bias, ..self.clone() })
+                .map(Some);
+        }
         match following_bound(model, node, self.clamp)? {
             Some(clamp) => {
                 TypedModelPatch::fuse_with_next(model, node, PointwiseConv { clamp, ..self.clone() }).map(Some)
