@@ -3,7 +3,8 @@
 //! they share: the checks that a convolution is a plain one (f32, NCHW with an OIHW kernel,
 //! constant kernel and bias, explicit padding narrower than the dilated kernel, no
 //! quantisation, concrete shapes), the phase-split layout of a padded plane ([`Layout`]), the
-//! per-thread scratch, and folding a following ReLU into the output.
+//! per-thread scratch, and folding what follows a convolution into it: a per-channel multiply
+//! or add (a batch normalisation) into the kernel and bias, a ReLU into the stores.
 
 use tract_onnx::model::{Onnx, ParsingContext};
 use tract_onnx::pb::NodeProto;
@@ -423,7 +424,9 @@ pub(super) fn following_bound(model: &TypedModel, node: &TypedNode, clamp: Clamp
     else {
         return Ok(None);
     };
-    let v = *bound.try_as_plain_ram()?.as_slice::<f32>()?.first().context("empty bound")?;
+    // A constant in storage other than plain memory stays tract's node.
+    let Ok(values) = bound.try_as_plain_ram() else { return Ok(None) };
+    let Some(&v) = values.as_slice::<f32>().ok().and_then(|v| v.first()) else { return Ok(None) };
     // clamp(x, lo, hi) then max(., v) is clamp(x, max(lo, v), max(hi, v)); min alike.
     Ok(Some(if is_max {
         Clamp { lo: clamp.lo.max(v), hi: clamp.hi.max(v) }
@@ -468,8 +471,9 @@ pub(super) fn following_channel_arithmetic(
     if dims[0] != 1 || dims[2] != 1 || dims[3] != 1 || !(dims[1] == 1 || dims[1] == outputs) || k.len() == 0 {
         return Ok(None);
     }
-    let values = k.try_as_plain_ram()?;
-    let values = values.as_slice::<f32>()?;
+    // A constant in storage other than plain memory stays tract's node.
+    let Ok(values) = k.try_as_plain_ram() else { return Ok(None) };
+    let Ok(values) = values.as_slice::<f32>() else { return Ok(None) };
     let per_channel: Vec<f32> = (0..outputs).map(|o| values[if dims[1] == 1 { 0 } else { o }]).collect();
     Ok(Some(if is_mul {
         ChannelArithmetic { scale: per_channel, shift: vec![0.0; outputs] }
@@ -845,12 +849,55 @@ mod tests {
         }
     }
 
-    /// Arithmetic that is not per channel (an operand varying along the width) stays a node
-    /// of its own, and so does arithmetic on a convolution whose output is also a result.
-    #[test]
-    fn other_arithmetic_is_not_folded() {
+    /// `case`'s convolution (output `c`) followed by `nodes`, with the extra initializers and
+    /// graph inputs given; the planned operators and the output.
+    fn after_conv(
+        case: &Case,
+        nodes: Vec<NodeProto>,
+        initializers: &[(&str, Vec<i64>, Vec<f32>)],
+        extra_input: Option<(&str, Vec<i64>, Vec<f32>)>,
+        conv_is_output: bool,
+    ) -> (Vec<f32>, Vec<String>) {
         use tract_onnx::pb::{tensor_proto::DataType, TensorProto};
-        let case = Case {
+        let [n, c, h, w] = case.x;
+        let kernel = values(case.outputs * (c / case.group) * case.kernel[0] * case.kernel[1], 1);
+        let bias = values(case.outputs, 2);
+        let mut model = Case { relu: false, ..case.clone() }.model(&kernel, &bias);
+        let graph = model.graph.as_mut().expect("graph");
+        graph.node[0].output = vec!["c".into()];
+        graph.node.extend(nodes);
+        for (name, dims, v) in initializers {
+            graph.initializer.push(TensorProto {
+                name: (*name).into(),
+                dims: dims.clone(),
+                data_type: DataType::Float as i32,
+                float_data: v.clone(),
+                ..Default::default()
+            });
+        }
+        if conv_is_output {
+            graph.output.push(value_info("c", None));
+        }
+        let mut inputs = tvec!(Tensor::from_shape(&case.x, &values(n * c * h * w, 4)).expect("tensor").into_tvalue());
+        if let Some((name, dims, v)) = extra_input {
+            graph.input.push(value_info(name, Some(&dims)));
+            let shape: Vec<usize> = dims.iter().map(|&d| d as usize).collect();
+            inputs.push(Tensor::from_shape(&shape, &v).expect("tensor").into_tvalue());
+        }
+        run(&model, inputs)
+    }
+
+    fn node(op: &str, inputs: [&str; 2], output: &str) -> NodeProto {
+        NodeProto {
+            op_type: op.into(),
+            input: inputs.map(String::from).to_vec(),
+            output: vec![output.into()],
+            ..Default::default()
+        }
+    }
+
+    fn small_depthwise() -> Case {
+        Case {
             x: [1, 4, 5, 6],
             outputs: 4,
             group: 4,
@@ -859,33 +906,67 @@ mod tests {
             dilations: [1, 1],
             pads: [1; 4],
             relu: false,
+        }
+    }
+
+    /// A per-channel constant folds in whichever slot it is, and a single value too.
+    #[test]
+    fn per_channel_constants_fold_in_either_slot() {
+        let case = small_depthwise();
+        let plain = values(4 * 5 * 6, 4);
+        let kernel = values(36, 1);
+        let conv = case.reference(&plain, &kernel, &values(4, 2));
+        let (scale, shift) = (values(4, 8), values(1, 9));
+        let nodes = vec![node("Mul", ["c", "scale"], "m"), node("Add", ["shift", "m"], "y")];
+        let (y, ops) = after_conv(
+            &case,
+            nodes,
+            &[("scale", vec![1, 4, 1, 1], scale.clone()), ("shift", vec![1], shift.clone())],
+            None,
+            false,
+        );
+        assert_eq!(ops, ["Source", "DepthwiseConvPlanes"]);
+        for (i, (a, v)) in y.iter().zip(&conv).enumerate() {
+            let b = v * scale[i / 30] + shift[0];
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+        }
+    }
+
+    /// What does not fold stays a node of its own: an operand varying along the width,
+    /// arithmetic on a convolution whose output is also a result, an operand that is not a
+    /// constant, and a multiply after a ReLU (the bound would have to move past it).
+    #[test]
+    fn other_arithmetic_is_not_folded() {
+        let case = small_depthwise();
+        let mul = |operand: &str| vec![node("Mul", ["c", operand], "y")];
+        let (_, ops) = after_conv(&case, mul("per_column"), &[("per_column", vec![6], values(6, 3))], None, false);
+        assert!(ops.iter().any(|o| o.contains("Mul")), "{ops:?}");
+        let (_, ops) =
+            after_conv(&case, mul("per_channel"), &[("per_channel", vec![1, 4, 1, 1], values(4, 3))], None, true);
+        assert!(ops.iter().any(|o| o.contains("Mul")), "{ops:?}");
+        let (_, ops) = after_conv(&case, mul("other"), &[], Some(("other", vec![1, 4, 5, 6], values(120, 5))), false);
+        assert!(ops.iter().any(|o| o.contains("Mul")), "{ops:?}");
+        // Conv, ReLU, then a multiply by a negative scale: the ReLU folds, the multiply stays,
+        // and the result is the definition's.
+        let scale = vec![-2.0, 0.5, -1.0, 3.0];
+        let relu = NodeProto {
+            op_type: "Relu".into(),
+            input: vec!["c".into()],
+            output: vec!["r".into()],
+            ..Default::default()
         };
-        let (kernel, bias) = (values(36, 1), values(4, 2));
-        for also_output in [false, true] {
-            let mut model = case.model(&kernel, &bias);
-            let graph = model.graph.as_mut().expect("graph");
-            graph.node[0].output = vec!["c".into()];
-            let (name, dims) = if also_output { ("per_channel", vec![1, 4, 1, 1]) } else { ("per_column", vec![6]) };
-            let count = dims.iter().product::<i64>() as usize;
-            graph.initializer.push(TensorProto {
-                name: name.into(),
-                dims,
-                data_type: DataType::Float as i32,
-                float_data: values(count, 3),
-                ..Default::default()
-            });
-            graph.node.push(NodeProto {
-                op_type: "Mul".into(),
-                input: vec!["c".into(), name.into()],
-                output: vec!["y".into()],
-                ..Default::default()
-            });
-            if also_output {
-                graph.output.push(value_info("c", None));
-            }
-            let input = Tensor::from_shape(&case.x, &values(120, 4)).expect("tensor");
-            let (_, ops) = run(&model, tvec!(input.into_tvalue()));
-            assert!(ops.iter().any(|o| o.contains("Mul")), "{ops:?}");
+        let (y, ops) = after_conv(
+            &case,
+            vec![relu, node("Mul", ["r", "scale"], "y")],
+            &[("scale", vec![1, 4, 1, 1], scale.clone())],
+            None,
+            false,
+        );
+        assert!(ops.iter().any(|o| o.contains("Mul")), "{ops:?}");
+        let conv = case.reference(&values(120, 4), &values(36, 1), &values(4, 2));
+        for (i, (a, v)) in y.iter().zip(&conv).enumerate() {
+            let b = v.max(0.0) * scale[i / 30];
+            assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }
     }
 

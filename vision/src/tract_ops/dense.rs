@@ -9,7 +9,8 @@
 //! into a zero-padded scratch split by stride phase ([`super::conv::Layout`]); each (input
 //! channel, kernel tap) is then that scratch at a fixed offset, a row of the product's
 //! right-hand side read in place, and the product's tiles ([`simd::product`]) accumulate
-//! four output channels by 64 outputs in registers. A following ReLU is folded into the
+//! four output channels by 64 outputs in registers. A following per-channel multiply or add
+//! (a batch normalisation) is folded into the kernel and bias, a following ReLU into the
 //! stores.
 
 use tract_onnx::tract_hir::internal::*;

@@ -5,14 +5,16 @@
 //! CenterFace, UltraFace and the liveness network are MobileNet-style: a third of their
 //! convolutions are depthwise 3x3. tract computed them at a few multiply-adds per cycle (44 of
 //! CenterFace's 127 ms at 640x480 on one core; UltraFace's 18 layers took 2.9 ms against
-//! onnxruntime's 0.45, per-node timers). A 3x3 kernel at stride 1 or 2 with no dilation
+//! onnxruntime's 0.45, per-node timers). A 3x3 kernel at stride 1 or 2 (the same both ways)
+//! with no dilation
 //! ([`simd::Direct3x3`], where the CPU has AVX-512) reads each input row once per four output
 //! rows with masked loads that read the padding as zero, and writes the output rows in place:
 //! no copy in or out (UltraFace's depthwise layers 0.89 -> 0.63 ms). Every other depthwise
 //! convolution, and every one on a CPU without AVX-512, copies each input plane once into a
 //! zero-padded scratch split by stride phase ([`super::conv::Layout`]), after which every
-//! kernel tap is the scratch at a fixed offset ([`simd::taps`]). A following ReLU is folded
-//! into the stores.
+//! kernel tap is the scratch at a fixed offset ([`simd::taps`]). A following per-channel
+//! multiply or add (a batch normalisation) is folded into the kernel and bias, a following
+//! ReLU into the stores.
 
 use tract_onnx::tract_hir::internal::*;
 
@@ -164,7 +166,8 @@ impl EvalOp for DepthwiseConv {
         let x = x.to_plain_array_view::<f32>()?;
         let x = x.as_slice().context("depthwise input is not contiguous")?;
         // SAFETY: `run` writes every value of every output plane (each row in full, in
-        // either of its two modes) before anything reads `y`.
+        // any of its three modes: direct, or padded per plane or per row) before anything
+        // reads `y`.
         let mut y = unsafe { Tensor::uninitialized::<f32>(&[batch, channels, g.out_h, g.out_w])? };
         {
             let mut view = y.try_as_plain_ram_mut()?;
@@ -209,11 +212,22 @@ mod tests {
     use super::*;
     use crate::tract_ops::tests::values;
 
-    /// The direct planes and the padded copies agree on the models' 3x3 layers (a CPU
-    /// without AVX-512 takes the padded path for them).
+    /// The direct planes and the padded copies (whole-plane runs, and one run per row from
+    /// 128 columns) agree on 3x3 layers (a CPU without AVX-512 takes the padded path for them).
     #[test]
     fn direct_and_padded_planes_agree() {
-        for (h, w, stride, pad) in [(30, 40, 1, 1), (15, 20, 2, 1), (8, 10, 1, 1), (7, 33, 2, 0), (5, 5, 1, 2)] {
+        let cases = [
+            (30, 40, 1, [1, 1], [1, 1]),
+            (15, 20, 2, [1, 1], [1, 1]),
+            (8, 10, 1, [1, 1], [1, 1]),
+            (7, 33, 2, [0, 0], [0, 0]),
+            (5, 5, 1, [2, 2], [2, 2]),
+            (6, 130, 1, [1, 1], [1, 1]),
+            (5, 259, 2, [2, 2], [2, 2]),
+            (9, 140, 1, [0, 2], [2, 0]),
+            (7, 37, 2, [2, 0], [1, 2]),
+        ];
+        for (h, w, stride, pad_before, pad_after) in cases {
             let channels = 3;
             let conv = Plain {
                 input: [channels, h, w],
@@ -221,23 +235,26 @@ mod tests {
                 kernel: values(channels * 9, h as u64),
                 bias: values(channels, w as u64),
                 group: channels,
-                pad_before: [pad, pad],
-                pad_after: [pad, pad],
+                pad_before,
+                pad_after,
                 strides: [stride, stride],
                 dilations: [1, 1],
             };
             let op = DepthwiseConv::for_plain(&conv).expect("depthwise");
-            assert!(op.direct.is_some(), "{h}x{w} stride {stride} pad {pad}");
+            assert!(op.direct.is_some(), "{h}x{w} stride {stride} padding {pad_before:?} {pad_after:?}");
             let g = op.planes;
             let x = values(2 * channels * h * w, 7);
-            let (mut direct, mut padded) =
-                (vec![f32::NAN; 2 * channels * g.out_h * g.out_w], vec![f32::NAN; 2 * channels * g.out_h * g.out_w]);
+            let len = 2 * channels * g.out_h * g.out_w;
+            let (mut direct, mut padded) = (vec![f32::NAN; len], vec![f32::NAN; len]);
             if !op.run_direct(&x, &mut direct) {
                 return; // No AVX-512 on this CPU.
             }
             op.run_padded(&x, &mut padded);
             for (a, b) in direct.iter().zip(&padded) {
-                assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b} for {h}x{w} stride {stride} pad {pad}");
+                assert!(
+                    (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                    "{a} vs {b} for {h}x{w} stride {stride} padding {pad_before:?} {pad_after:?}"
+                );
             }
         }
     }

@@ -10,12 +10,15 @@
 //! * `conv`: the `Conv` entry. Every plain convolution (f32, NCHW, constant kernel and bias,
 //!   explicit padding narrower than the dilated kernel, concrete shapes) becomes
 //!   [`pointwise::PointwiseConv`], [`depthwise::DepthwiseConv`] or [`dense::DenseConv`], with a
-//!   following ReLU folded in; the rest (quantised or computed kernels, `auto_pad`, symbolic
+//!   following per-channel multiply or add (a batch normalisation) and a following ReLU folded
+//!   in; the rest (quantised or computed kernels, `auto_pad`, symbolic
 //!   shapes) stays tract's.
 //! * [`prelu`]: `PRelu` with a per-channel constant slope as one in-place pass.
 //! * [`softmax`]: softmax over a last axis of at most 16 values as one pass.
 //! * `simd`: the vector loops under them (AVX-512 where the CPU has it, detected at run time;
-//!   portable loops elsewhere, tested against each other).
+//!   portable loops elsewhere, tested against each other; the direct 3x3 depthwise planes have
+//!   no portable twin: without AVX-512 those layers take the padded path, and both are tested
+//!   against the definition).
 //!
 //! Each operator is checked against the ONNX definition by property tests; whole models agree
 //! with onnxruntime as closely as tract's own operators do.

@@ -8,7 +8,9 @@
 //! speed. [`PointwiseConv`] reads the input planes where they are: each tile of outputs (up
 //! to four output channels by 64 pixels, sixteen vector accumulators) walks the input
 //! channels once, loading four vectors of pixels and one weight per output channel per step
-//! ([`super::simd::product`]). A following ReLU is folded into the tile's stores.
+//! ([`super::simd::product`]). A following per-channel multiply or add (a batch
+//! normalisation) is folded into the kernel and bias, a following ReLU into the tile's
+//! stores.
 
 use tract_onnx::tract_hir::internal::*;
 

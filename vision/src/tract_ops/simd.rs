@@ -1,6 +1,8 @@
 //! The vector loops under this module's operators, each with one entry point that checks its
 //! bounds and then runs AVX-512 code where the CPU has it (detected at run time) or a portable
-//! loop. Both paths are tested against each other.
+//! loop. Both paths are tested against each other. [`Direct3x3`] is AVX-512 only: without it
+//! `run` returns `false` and the caller takes the padded path; it is tested against the
+//! definition.
 
 /// Bounds applied to every output value: a fused ReLU is `[0, +inf)`, nothing is
 /// `(-inf, +inf)`.
@@ -59,9 +61,10 @@ fn avx512() -> bool {
 }
 
 /// `out[j] = clamp(bias + Σ_t weights[t] · src[offsets[t] + j])` for every `j` of `out`: a
-/// [`product`] with one output, and for nine taps (a 3x3 kernel, the models' depthwise
-/// layers) a loop that keeps the weights in registers (measured: the depthwise layers 15%
-/// slower through the general product).
+/// [`product`] with one output, and for nine taps (a 3x3 kernel: the depthwise layers
+/// [`Direct3x3`] does not take, e.g. dilated ones, and every 3x3 depthwise layer on a CPU
+/// without AVX-512) a loop that keeps the weights in registers (measured: the depthwise
+/// layers 15% slower through the general product).
 ///
 /// # Panics
 /// When `offsets` and `weights` differ in length or a tap would read past `src`.
