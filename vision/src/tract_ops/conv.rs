@@ -820,16 +820,7 @@ mod tests {
     /// bias (one node left), with or without a ReLU after it.
     #[test]
     fn batch_norm_after_a_convolution_is_folded_in() {
-        let depthwise = Case {
-            x: [2, 6, 9, 21],
-            outputs: 6,
-            group: 6,
-            kernel: [3, 3],
-            strides: [1, 1],
-            dilations: [1, 1],
-            pads: [1; 4],
-            relu: false,
-        };
+        let depthwise = depthwise_3x3([2, 6, 9, 21]);
         let pointwise = Case { outputs: 5, group: 1, kernel: [1, 1], pads: [0; 4], ..depthwise.clone() };
         let dense = Case { outputs: 4, group: 2, strides: [2, 2], ..depthwise.clone() };
         for (case, op) in
@@ -896,17 +887,22 @@ mod tests {
         }
     }
 
-    fn small_depthwise() -> Case {
+    /// A 3x3 depthwise convolution of `x` at stride 1, padding 1, no ReLU.
+    fn depthwise_3x3(x: [usize; 4]) -> Case {
         Case {
-            x: [1, 4, 5, 6],
-            outputs: 4,
-            group: 4,
+            x,
+            outputs: x[1],
+            group: x[1],
             kernel: [3, 3],
             strides: [1, 1],
             dilations: [1, 1],
             pads: [1; 4],
             relu: false,
         }
+    }
+
+    fn small_depthwise() -> Case {
+        depthwise_3x3([1, 4, 5, 6])
     }
 
     /// A per-channel constant folds in whichever slot it is, and a single value too.
