@@ -56,10 +56,15 @@ pub struct MatchArgs {
     real_faces: Option<std::path::PathBuf>,
 }
 
-/// The median of `v` (0 when empty).
+/// The median of `v`: the middle value, or the mean of the two middle ones (0 when empty).
 pub(crate) fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
+    let mid = v.len() / 2;
+    match v.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => v[mid],
+        _ => (v[mid - 1] + v[mid]) / 2.0,
+    }
 }
 
 /// Milliseconds since `since`.

@@ -320,11 +320,7 @@ fn median_of_rounds(rounds: &[Value]) -> Value {
         if values.is_empty() {
             continue;
         }
-        let mut sorted = values.clone();
-        sorted.sort_by(f64::total_cmp);
-        let mid = sorted.len() / 2;
-        let median = if sorted.len() % 2 == 1 { sorted[mid] } else { (sorted[mid - 1] + sorted[mid]) / 2.0 };
-        out[key] = json!((median * 1000.0).round() / 1000.0);
+        out[key] = json!((median(values.clone()) * 1000.0).round() / 1000.0);
         per_round.insert(key.into(), json!(values));
     }
     out["rounds"] = Value::Object(per_round);

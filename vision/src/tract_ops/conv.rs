@@ -17,71 +17,51 @@ use tract_onnx::tract_hir::tract_core::ops::cnn::PaddingSpec;
 use tract_onnx::tract_hir::tract_core::ops::math::{Add, Max, Min, Mul};
 use tract_onnx::tract_hir::tract_core::ops::nn::DataFormat;
 
+use std::sync::OnceLock;
+
 use super::dense::DenseConv;
 use super::depthwise::DepthwiseConv;
+use super::intercept::{self, Builder, Rewire};
 use super::pointwise::PointwiseConv;
 use zeroize::Zeroize;
 
 use super::simd::{self, Clamp};
 
-type Builder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
-
 /// tract's own `Conv` parser, kept when [`register`] replaces it.
-static STOCK_CONV: std::sync::OnceLock<Builder> = std::sync::OnceLock::new();
+static STOCK_CONV: OnceLock<Builder> = OnceLock::new();
 
 /// Makes `onnx` parse `Conv` nodes so that the ones this module computes become its ops.
 pub(super) fn register(onnx: &mut Onnx) {
-    if let Some(stock) = onnx.op_register.0.get("Conv") {
-        let _ = STOCK_CONV.set(*stock);
-        onnx.op_register.insert("Conv", parse);
-    }
+    intercept::replace(onnx, "Conv", &STOCK_CONV, parse);
 }
 
 fn parse(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let stock = STOCK_CONV.get().context("tract's Conv parser was not registered")?;
-    let (op, outputs) = stock(ctx, node)?;
-    let Some(inner) = op.as_op().downcast_ref::<Box<dyn Expansion>>() else {
-        return Ok((op, outputs));
-    };
-    Ok((expand(ConvExpansion { inner: inner.clone() }), outputs))
+    intercept::parse_with(&STOCK_CONV, ctx, node, || Ok(PlainConvs))
 }
 
+/// Plain convolutions wired as this module's operators.
 #[derive(Debug, Clone)]
-struct ConvExpansion {
-    inner: Box<dyn Expansion>,
-}
+struct PlainConvs;
 
-impl Expansion for ConvExpansion {
-    fn name(&self) -> StaticName {
-        self.inner.name()
-    }
-
-    fn validation(&self) -> Validation {
-        self.inner.validation()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        self.inner.rules(s, inputs, outputs)
-    }
-
-    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
-        if let Some(conv) = Downcast::as_any(self.inner.as_ref()).downcast_ref::<Conv>() {
-            if let Some(plain) = Plain::of(conv, model, inputs)? {
-                if let Some(op) = PointwiseConv::for_plain(&plain) {
-                    return model.wire_node(prefix, op, &inputs[..1]);
-                }
-                if let Some(op) = DepthwiseConv::for_plain(&plain) {
-                    return model.wire_node(prefix, op, &inputs[..1]);
-                }
-                return model.wire_node(prefix, DenseConv::for_plain(&plain), &inputs[..1]);
-            }
-        }
-        self.inner.wire(prefix, model, inputs)
+impl Rewire for PlainConvs {
+    fn wire(
+        &self,
+        inner: &dyn Expansion,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<Option<TVec<OutletId>>> {
+        let Some(conv) = Downcast::as_any(inner).downcast_ref::<Conv>() else { return Ok(None) };
+        let Some(plain) = Plain::of(conv, model, inputs)? else { return Ok(None) };
+        let input = &inputs[..1];
+        let wired = if let Some(op) = PointwiseConv::for_plain(&plain) {
+            model.wire_node(prefix, op, input)?
+        } else if let Some(op) = DepthwiseConv::for_plain(&plain) {
+            model.wire_node(prefix, op, input)?
+        } else {
+            model.wire_node(prefix, DenseConv::for_plain(&plain), input)?
+        };
+        Ok(Some(wired))
     }
 }
 
@@ -397,111 +377,118 @@ pub(super) fn same_values(a: &[f32], b: &[f32]) -> bool {
     a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.to_bits() == y.to_bits())
 }
 
-/// `clamp` narrowed by the node after `node` when that node is a `max` or `min` of `node`'s
-/// output (and nothing else reads that output) against one constant value, with the same
-/// shape out: a ReLU is `max(x, 0)`. `None` when there is no such node.
-pub(super) fn following_bound(model: &TypedModel, node: &TypedNode, clamp: Clamp) -> TractResult<Option<Clamp>> {
-    let Some(succ) = model.single_succ(node.id)? else { return Ok(None) };
+/// The values of the constant `konst` per channel (axis 1 of a tensor of rank `rank` with
+/// `channels` channels) when broadcasting spreads it along that axis only: its shape, aligned
+/// on the last axes, is ones but for `channels` on axis 1, or it is a single value. `None`
+/// otherwise, or when it is not f32 in plain memory.
+pub(super) fn channel_values(konst: &Tensor, rank: usize, channels: usize) -> Option<Vec<f32>> {
+    if konst.datum_type() != DatumType::F32 || rank < 2 || konst.rank() > rank {
+        return None;
+    }
+    let padded: Vec<usize> = std::iter::repeat_n(1, rank - konst.rank()).chain(konst.shape().iter().copied()).collect();
+    let per_channel = padded[1] == channels && padded.iter().enumerate().all(|(axis, &d)| axis == 1 || d == 1);
+    let values = konst.try_as_plain_ram().ok()?;
+    let values = values.as_slice::<f32>().ok()?;
+    if per_channel {
+        Some(values.to_vec())
+    } else if values.len() == 1 {
+        Some(vec![values[0]; channels])
+    } else {
+        None
+    }
+}
+
+/// A convolution operator's constants and output bound, and what the node after it can fold
+/// into them (the three operators share this).
+#[derive(Debug, Clone)]
+pub(super) struct Weights {
+    /// `[O, ...]`: one contiguous block per output channel.
+    pub kernel: Vec<f32>,
+    /// `[O]`.
+    pub bias: Vec<f32>,
+    /// A ReLU (or other bound) folded in from a following node.
+    pub clamp: Clamp,
+}
+
+impl PartialEq for Weights {
+    fn eq(&self, other: &Self) -> bool {
+        self.clamp == other.clamp && same_values(&self.kernel, &other.kernel) && same_values(&self.bias, &other.bias)
+    }
+}
+
+impl Eq for Weights {}
+
+impl Weights {
+    /// `conv`'s kernel and bias, unbounded.
+    pub fn of(conv: &Plain) -> Weights {
+        Weights { kernel: conv.kernel.clone(), bias: conv.bias.clone(), clamp: Clamp::NONE }
+    }
+
+    /// These weights with the node after `node` (the operator's node) folded in, when nothing
+    /// else reads `node`'s output and it is not a result of the model:
+    ///
+    /// * a multiply or an add by a constant per output channel (a batch normalisation becomes
+    ///   one of each; SFace has 27) goes into the kernel and bias, as long as no bound is
+    ///   folded in yet (the arithmetic would come after it);
+    /// * a `max` or `min` against one constant value (a ReLU is `max(x, 0)`) narrows `clamp`.
+    ///
+    /// `None` when the next node is neither.
+    pub fn followed(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<Weights>> {
+        let Some((bin, konst)) = following_binary(model, node)? else { return Ok(None) };
+        let (is_mul, is_max) = (bin.0.is::<Mul>(), bin.0.is::<Max>());
+        if is_mul || bin.0.is::<Add>() {
+            if self.clamp != Clamp::NONE || model.outlet_fact(node.id.into())?.rank() != 4 {
+                return Ok(None);
+            }
+            let Some(values) = channel_values(&konst, 4, self.bias.len()) else { return Ok(None) };
+            let (scale, shift) =
+                if is_mul { (values, vec![0.0; self.bias.len()]) } else { (vec![1.0; self.bias.len()], values) };
+            let per_output = (self.kernel.len() / scale.len().max(1)).max(1);
+            let kernel = self
+                .kernel
+                .chunks_exact(per_output)
+                .zip(&scale)
+                .flat_map(|(weights, &s)| weights.iter().map(move |w| w * s))
+                .collect();
+            let bias = self.bias.iter().zip(&scale).zip(&shift).map(|((b, s), t)| b * s + t).collect();
+            return Ok(Some(Weights { kernel, bias, clamp: self.clamp }));
+        }
+        if !(is_max || bin.0.is::<Min>()) || konst.len() == 0 || !konst.is_uniform() {
+            return Ok(None);
+        }
+        // A constant in storage other than plain memory stays tract's node.
+        let Ok(values) = konst.try_as_plain_ram() else { return Ok(None) };
+        let Some(&v) = values.as_slice::<f32>().ok().and_then(|v| v.first()) else { return Ok(None) };
+        // clamp(x, lo, hi) then max(., v) is clamp(x, max(lo, v), max(hi, v)); min alike.
+        let clamp = if is_max {
+            Clamp { lo: self.clamp.lo.max(v), hi: self.clamp.hi.max(v) }
+        } else {
+            Clamp { lo: self.clamp.lo.min(v), hi: self.clamp.hi.min(v) }
+        };
+        Ok(Some(Weights { clamp, ..self.clone() }))
+    }
+}
+
+/// The node after `node` when it is an f32 binary operation of `node`'s output (read by nothing
+/// else, and not a result of the model) and a constant, with the same shape out: the operation
+/// and the constant.
+fn following_binary<'m>(model: &'m TypedModel, node: &TypedNode) -> TractResult<Option<(&'m TypedBinOp, Arc<Tensor>)>> {
     if model.outputs.contains(&node.id.into()) {
-        // The unbounded values are a result of the model too.
+        // The values before the next node are a result of the model too.
         return Ok(None);
     }
+    let Some(succ) = model.single_succ(node.id)? else { return Ok(None) };
     let Some(bin) = succ.op_as::<TypedBinOp>() else { return Ok(None) };
-    let is_max = bin.0.is::<Max>();
-    if !(is_max || bin.0.is::<Min>()) || succ.inputs.len() != 2 || bin.1.is_some_and(|d| d != DatumType::F32) {
+    if succ.inputs.len() != 2 || bin.1.is_some_and(|d| d != DatumType::F32) {
         return Ok(None);
     }
     let (ours, theirs) = (model.outlet_fact(node.id.into())?, model.outlet_fact(succ.id.into())?);
     if theirs.datum_type != DatumType::F32 || theirs.shape != ours.shape {
         return Ok(None);
     }
-    let Some(bound) = succ
-        .inputs
-        .iter()
-        .filter(|i| i.node != node.id)
-        .filter_map(|i| model.outlet_fact(*i).ok()?.konst.clone())
-        .find(|k| k.datum_type() == DatumType::F32 && k.len() >= 1 && k.is_uniform())
-    else {
-        return Ok(None);
-    };
-    // A constant in storage other than plain memory stays tract's node.
-    let Ok(values) = bound.try_as_plain_ram() else { return Ok(None) };
-    let Some(&v) = values.as_slice::<f32>().ok().and_then(|v| v.first()) else { return Ok(None) };
-    // clamp(x, lo, hi) then max(., v) is clamp(x, max(lo, v), max(hi, v)); min alike.
-    Ok(Some(if is_max {
-        Clamp { lo: clamp.lo.max(v), hi: clamp.hi.max(v) }
-    } else {
-        Clamp { lo: clamp.lo.min(v), hi: clamp.hi.min(v) }
-    }))
-}
-
-/// The per-output-channel `y · scale + shift` of the node after `node`, when that node
-/// multiplies or adds `node`'s output (and nothing else reads that output) by a constant that
-/// varies at most along the channel axis, with the same shape out: a batch normalisation
-/// after a convolution becomes one of each (SFace has 27). `None` when there is no such node,
-/// or once a bound is folded in (the arithmetic would come after it).
-pub(super) fn following_channel_arithmetic(
-    model: &TypedModel,
-    node: &TypedNode,
-    outputs: usize,
-    clamp: Clamp,
-) -> TractResult<Option<ChannelArithmetic>> {
-    if clamp != Clamp::NONE || model.outputs.contains(&node.id.into()) {
-        return Ok(None);
-    }
-    let Some(succ) = model.single_succ(node.id)? else { return Ok(None) };
-    let Some(bin) = succ.op_as::<TypedBinOp>() else { return Ok(None) };
-    let is_mul = bin.0.is::<Mul>();
-    if !(is_mul || bin.0.is::<Add>()) || succ.inputs.len() != 2 || bin.1.is_some_and(|d| d != DatumType::F32) {
-        return Ok(None);
-    }
-    let (ours, theirs) = (model.outlet_fact(node.id.into())?, model.outlet_fact(succ.id.into())?);
-    if theirs.datum_type != DatumType::F32 || theirs.shape != ours.shape || ours.rank() != 4 {
-        return Ok(None);
-    }
-    // The other operand: a constant (`x · x` has none).
+    // The other operand, a constant (`x · x` has none).
     let Some(other) = succ.inputs.iter().find(|i| i.node != node.id) else { return Ok(None) };
-    let Some(k) = model.outlet_fact(*other)?.konst.clone() else { return Ok(None) };
-    if k.datum_type() != DatumType::F32 || k.rank() > 4 {
-        return Ok(None);
-    }
-    // Broadcast against `[N, O, H, W]`: ones everywhere but the channel axis.
-    let mut dims = [1usize; 4];
-    dims[4 - k.rank()..].copy_from_slice(k.shape());
-    if dims[0] != 1 || dims[2] != 1 || dims[3] != 1 || !(dims[1] == 1 || dims[1] == outputs) || k.len() == 0 {
-        return Ok(None);
-    }
-    // A constant in storage other than plain memory stays tract's node.
-    let Ok(values) = k.try_as_plain_ram() else { return Ok(None) };
-    let Ok(values) = values.as_slice::<f32>() else { return Ok(None) };
-    let per_channel: Vec<f32> = (0..outputs).map(|o| values[if dims[1] == 1 { 0 } else { o }]).collect();
-    Ok(Some(if is_mul {
-        ChannelArithmetic { scale: per_channel, shift: vec![0.0; outputs] }
-    } else {
-        ChannelArithmetic { scale: vec![1.0; outputs], shift: per_channel }
-    }))
-}
-
-/// `y · scale[o] + shift[o]` on output channel `o` (see [`following_channel_arithmetic`]).
-#[derive(Debug)]
-pub(super) struct ChannelArithmetic {
-    pub scale: Vec<f32>,
-    pub shift: Vec<f32>,
-}
-
-impl ChannelArithmetic {
-    /// A kernel (`[O, ...]`, one contiguous block per output channel) and bias that compute
-    /// the convolution followed by this arithmetic.
-    pub fn fold(&self, kernel: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<f32>) {
-        let per_output = kernel.len() / self.scale.len().max(1);
-        let kernel = kernel
-            .chunks_exact(per_output.max(1))
-            .zip(&self.scale)
-            .flat_map(|(weights, &s)| weights.iter().map(move |w| w * s))
-            .collect();
-        let bias = bias.iter().zip(&self.scale).zip(&self.shift).map(|((b, s), t)| b * s + t).collect();
-        (kernel, bias)
-    }
+    Ok(model.outlet_fact(*other)?.konst.clone().filter(|k| k.datum_type() == DatumType::F32).map(|k| (bin, k)))
 }
 
 #[cfg(test)]

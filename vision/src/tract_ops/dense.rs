@@ -15,8 +15,8 @@
 
 use tract_onnx::tract_hir::internal::*;
 
-use super::conv::{following_bound, following_channel_arithmetic, same_values, with_scratch, Layout, Plain, Planes};
-use super::simd::{self, Clamp};
+use super::conv::{with_scratch, Layout, Plain, Planes, Weights};
+use super::simd;
 
 /// A convolution of an `[N, C, H, W]` f32 input with an `[O, C / group, kh, kw]` kernel.
 #[derive(Debug, Clone)]
@@ -28,11 +28,8 @@ pub struct DenseConv {
     /// Where a plane goes in the scratch; the product's source rows (input channel, tap) in
     /// it; where the output rows of a group's planes sit in a whole-plane run.
     layout: Arc<Prepared>,
-    /// `[O, C / group, kh, kw]`.
-    kernel: Vec<f32>,
-    /// `[O]`.
-    bias: Vec<f32>,
-    clamp: Clamp,
+    /// The kernel is `[O, C / group, kh, kw]`.
+    weights: Weights,
 }
 
 /// What [`DenseConv`] computes once from its geometry.
@@ -48,10 +45,8 @@ struct Prepared {
 
 impl PartialEq for DenseConv {
     fn eq(&self, other: &Self) -> bool {
-        (self.inputs, self.outputs, self.group, self.planes, self.clamp)
-            == (other.inputs, other.outputs, other.group, other.planes, other.clamp)
-            && same_values(&self.kernel, &other.kernel)
-            && same_values(&self.bias, &other.bias)
+        (self.inputs, self.outputs, self.group, self.planes) == (other.inputs, other.outputs, other.group, other.planes)
+            && self.weights == other.weights
     }
 }
 
@@ -73,9 +68,7 @@ impl DenseConv {
             group: conv.group,
             planes,
             layout: Arc::new(Prepared { layout, rows, out_rows }),
-            kernel: conv.kernel.clone(),
-            bias: conv.bias.clone(),
-            clamp: Clamp::NONE,
+            weights: Weights::of(conv),
         }
     }
 
@@ -93,16 +86,17 @@ impl DenseConv {
                 layout.fill(copy, plane);
             }
             let outputs = group * per_out..(group + 1) * per_out;
-            let weights = &self.kernel[outputs.start * weights_per_output..outputs.end * weights_per_output];
-            let bias = &self.bias[outputs];
+            let Weights { kernel, bias, clamp } = &self.weights;
+            let (weights, bias, clamp) =
+                (&kernel[outputs.start * weights_per_output..outputs.end * weights_per_output], &bias[outputs], *clamp);
             if layout.per_row {
                 for oy in 0..g.out_h {
                     let (src, out) = (&scratch[oy * layout.wq..], &mut y[oy * g.out_w..]);
-                    simd::product(out, out_plane, src, rows, weights, bias, g.out_w, self.clamp);
+                    simd::product(out, out_plane, src, rows, weights, bias, g.out_w, clamp);
                 }
             } else {
                 let run = g.out_h * layout.wq;
-                simd::product(flat, run, scratch, rows, weights, bias, run, self.clamp);
+                simd::product(flat, run, scratch, rows, weights, bias, run, clamp);
                 simd::copy_runs(y, flat, out_rows);
             }
         }
@@ -117,7 +111,7 @@ impl Op for DenseConv {
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
             "{}, {} to {} channels in {} groups, output within [{}, {}]",
-            self.planes, self.inputs, self.outputs, self.group, self.clamp.lo, self.clamp.hi
+            self.planes, self.inputs, self.outputs, self.group, self.weights.clamp.lo, self.weights.clamp.hi
         )])
     }
 
@@ -180,14 +174,8 @@ impl TypedOp for DenseConv {
     }
 
     fn declutter(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
-        if let Some(arithmetic) = following_channel_arithmetic(model, node, self.outputs, self.clamp)? {
-            let (kernel, bias) = arithmetic.fold(&self.kernel, &self.bias);
-            return TypedModelPatch::fuse_with_next(model, node, DenseConv { kernel, bias, ..self.clone() }).map(Some);
-        }
-        match following_bound(model, node, self.clamp)? {
-            Some(clamp) => TypedModelPatch::fuse_with_next(model, node, DenseConv { clamp, ..self.clone() }).map(Some),
-            None => Ok(None),
-        }
+        let Some(weights) = self.weights.followed(model, node)? else { return Ok(None) };
+        TypedModelPatch::fuse_with_next(model, node, DenseConv { weights, ..self.clone() }).map(Some)
     }
 
     as_op!();

@@ -18,8 +18,8 @@
 
 use tract_onnx::tract_hir::internal::*;
 
-use super::conv::{following_bound, following_channel_arithmetic, same_values, with_scratch, Layout, Plain, Planes};
-use super::simd::{self, Clamp};
+use super::conv::{with_scratch, Layout, Plain, Planes, Weights};
+use super::simd;
 
 /// `(to, from, count)`: a copy of one row (see [`simd::copy_runs`]).
 type Run = (usize, usize, usize);
@@ -34,19 +34,13 @@ pub struct DepthwiseConv {
     /// For 3x3 kernels at stride 1 or 2 (the models' layers): the planes computed straight
     /// from the input where the CPU has AVX-512.
     direct: Option<Arc<simd::Direct3x3>>,
-    /// `[C, kh, kw]`.
-    kernel: Vec<f32>,
-    /// `[C]`.
-    bias: Vec<f32>,
-    /// A ReLU (or other bound) folded in from the next node.
-    clamp: Clamp,
+    /// The kernel is `[C, kh, kw]`.
+    weights: Weights,
 }
 
 impl PartialEq for DepthwiseConv {
     fn eq(&self, other: &Self) -> bool {
-        (self.channels, self.planes, self.clamp) == (other.channels, other.planes, other.clamp)
-            && same_values(&self.kernel, &other.kernel)
-            && same_values(&self.bias, &other.bias)
+        (self.channels, self.planes) == (other.channels, other.planes) && self.weights == other.weights
     }
 }
 
@@ -69,15 +63,7 @@ impl DepthwiseConv {
             .then(|| simd::Direct3x3::new([g.in_h, g.in_w], [g.out_h, g.out_w], g.stride_h, [g.pad_top, g.pad_left]))
             .flatten()
             .map(Arc::new);
-        Some(DepthwiseConv {
-            channels,
-            planes,
-            layout: Arc::new((layout, rows)),
-            direct,
-            kernel: conv.kernel.clone(),
-            bias: conv.bias.clone(),
-            clamp: Clamp::NONE,
-        })
+        Some(DepthwiseConv { channels, planes, layout: Arc::new((layout, rows)), direct, weights: Weights::of(conv) })
     }
 
     /// `y = clamp(bias + Σ kernel[ky][kx] · x[oy·sh + ky·dh − pt][ox·sw + kx·dw − pl])` per
@@ -96,8 +82,9 @@ impl DepthwiseConv {
         let (in_plane, out_plane) = (g.in_h * g.in_w, g.out_h * g.out_w);
         for (n, (input, output)) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)).enumerate() {
             let c = n % self.channels;
-            let weights: &[f32; 9] = self.kernel[c * 9..][..9].try_into().expect("nine weights per channel");
-            if !direct.run(output, input, weights, self.bias[c], self.clamp) {
+            let Weights { kernel, bias, clamp } = &self.weights;
+            let weights: &[f32; 9] = kernel[c * 9..][..9].try_into().expect("nine weights per channel");
+            if !direct.run(output, input, weights, bias[c], *clamp) {
                 return false;
             }
         }
@@ -113,14 +100,15 @@ impl DepthwiseConv {
         with_scratch(layout.len, flat_len, |scratch, flat| {
             for (n, (input, output)) in x.chunks_exact(in_plane).zip(y.chunks_exact_mut(out_plane)).enumerate() {
                 let c = n % self.channels;
-                let (weights, bias) = (&self.kernel[c * taps..][..taps], self.bias[c]);
+                let Weights { kernel, bias, clamp } = &self.weights;
+                let (weights, bias, clamp) = (&kernel[c * taps..][..taps], bias[c], *clamp);
                 layout.fill(scratch, input);
                 if layout.per_row {
                     for (oy, row) in output.chunks_exact_mut(g.out_w).enumerate() {
-                        simd::taps(row, &scratch[oy * layout.wq..], &layout.offsets, weights, bias, self.clamp);
+                        simd::taps(row, &scratch[oy * layout.wq..], &layout.offsets, weights, bias, clamp);
                     }
                 } else {
-                    simd::taps(flat, scratch, &layout.offsets, weights, bias, self.clamp);
+                    simd::taps(flat, scratch, &layout.offsets, weights, bias, clamp);
                     simd::copy_runs(output, flat, rows);
                 }
             }
@@ -136,7 +124,7 @@ impl Op for DepthwiseConv {
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
             "{}, {} channels, output within [{}, {}]",
-            self.planes, self.channels, self.clamp.lo, self.clamp.hi
+            self.planes, self.channels, self.weights.clamp.lo, self.weights.clamp.hi
         )])
     }
 
@@ -191,17 +179,8 @@ impl TypedOp for DepthwiseConv {
     }
 
     fn declutter(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
-        if let Some(arithmetic) = following_channel_arithmetic(model, node, self.channels, self.clamp)? {
-            let (kernel, bias) = arithmetic.fold(&self.kernel, &self.bias);
-            return TypedModelPatch::fuse_with_next(model, node, DepthwiseConv { kernel, bias, ..self.clone() })
-                .map(Some);
-        }
-        match following_bound(model, node, self.clamp)? {
-            Some(clamp) => {
-                TypedModelPatch::fuse_with_next(model, node, DepthwiseConv { clamp, ..self.clone() }).map(Some)
-            }
-            None => Ok(None),
-        }
+        let Some(weights) = self.weights.followed(model, node)? else { return Ok(None) };
+        TypedModelPatch::fuse_with_next(model, node, DepthwiseConv { weights, ..self.clone() }).map(Some)
     }
 
     as_op!();

@@ -11,10 +11,11 @@
 //!   explicit padding narrower than the dilated kernel, concrete shapes) becomes
 //!   [`pointwise::PointwiseConv`], [`depthwise::DepthwiseConv`] or [`dense::DenseConv`], with a
 //!   following per-channel multiply or add (a batch normalisation) and a following ReLU folded
-//!   in; the rest (quantised or computed kernels, `auto_pad`, symbolic
-//!   shapes) stays tract's.
+//!   in; the rest (quantised or computed kernels, `auto_pad`, symbolic shapes) stays tract's.
 //! * [`prelu`]: `PRelu` with a per-channel constant slope as one in-place pass.
 //! * [`softmax`]: softmax over a last axis of at most 16 values as one pass.
+//! * `intercept`: how `conv` and `softmax` take over some nodes of an operator while tract's
+//!   own parser keeps the rest.
 //! * `simd`: the vector loops under them (AVX-512 where the CPU has it, detected at run time;
 //!   portable loops elsewhere, tested against each other; the direct 3x3 depthwise planes have
 //!   no portable twin: without AVX-512 those layers take the padded path, and both are tested
@@ -26,6 +27,7 @@
 mod conv;
 pub mod dense;
 pub mod depthwise;
+mod intercept;
 pub mod pointwise;
 pub mod prelu;
 mod simd;

@@ -14,8 +14,8 @@
 
 use tract_onnx::tract_hir::internal::*;
 
-use super::conv::{following_bound, following_channel_arithmetic, same_values, Plain};
-use super::simd::{self, Clamp};
+use super::conv::{Plain, Weights};
+use super::simd;
 
 /// `y[n][o][p] = clamp(bias[o] + Σ_c kernel[o][c] · x[n][c][p])` over the pixels `p` of
 /// `[N, C, H, W]` f32 planes.
@@ -25,18 +25,14 @@ pub struct PointwiseConv {
     outputs: usize,
     /// `[H, W]`.
     plane: [usize; 2],
-    /// `[O, C]`.
-    kernel: Vec<f32>,
-    /// `[O]`.
-    bias: Vec<f32>,
-    clamp: Clamp,
+    /// The kernel is `[O, C]`.
+    weights: Weights,
 }
 
 impl PartialEq for PointwiseConv {
     fn eq(&self, other: &Self) -> bool {
-        (self.inputs, self.outputs, self.plane, self.clamp) == (other.inputs, other.outputs, other.plane, other.clamp)
-            && same_values(&self.kernel, &other.kernel)
-            && same_values(&self.bias, &other.bias)
+        (self.inputs, self.outputs, self.plane) == (other.inputs, other.outputs, other.plane)
+            && self.weights == other.weights
     }
 }
 
@@ -54,14 +50,7 @@ impl PointwiseConv {
             && conv.strides == [1, 1]
             && conv.pad_before == [0, 0]
             && conv.pad_after == [0, 0];
-        unit.then(|| PointwiseConv {
-            inputs,
-            outputs,
-            plane: [h, w],
-            kernel: conv.kernel.clone(),
-            bias: conv.bias.clone(),
-            clamp: Clamp::NONE,
-        })
+        unit.then(|| PointwiseConv { inputs, outputs, plane: [h, w], weights: Weights::of(conv) })
     }
 }
 
@@ -73,7 +62,7 @@ impl Op for PointwiseConv {
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
             "{} to {} channels, output within [{}, {}]",
-            self.inputs, self.outputs, self.clamp.lo, self.clamp.hi
+            self.inputs, self.outputs, self.weights.clamp.lo, self.weights.clamp.hi
         )])
     }
 
@@ -110,7 +99,8 @@ impl EvalOp for PointwiseConv {
             let pixels = h * w;
             let rows: Vec<usize> = (0..self.inputs).map(|c| c * pixels).collect();
             for (x, y) in x.chunks_exact(self.inputs * pixels).zip(y.chunks_exact_mut(self.outputs * pixels)) {
-                simd::product(y, pixels, x, &rows, &self.kernel, &self.bias, pixels, self.clamp);
+                let Weights { kernel, bias, clamp } = &self.weights;
+                simd::product(y, pixels, x, &rows, kernel, bias, pixels, *clamp);
             }
         }
         Ok(tvec!(y.into_tvalue()))
@@ -130,17 +120,8 @@ impl TypedOp for PointwiseConv {
     }
 
     fn declutter(&self, model: &TypedModel, node: &TypedNode) -> TractResult<Option<TypedModelPatch>> {
-        if let Some(arithmetic) = following_channel_arithmetic(model, node, self.outputs, self.clamp)? {
-            let (kernel, bias) = arithmetic.fold(&self.kernel, &self.bias);
-            return TypedModelPatch::fuse_with_next(model, node, PointwiseConv { kernel, bias, ..self.clone() })
-                .map(Some);
-        }
-        match following_bound(model, node, self.clamp)? {
-            Some(clamp) => {
-                TypedModelPatch::fuse_with_next(model, node, PointwiseConv { clamp, ..self.clone() }).map(Some)
-            }
-            None => Ok(None),
-        }
+        let Some(weights) = self.weights.followed(model, node)? else { return Ok(None) };
+        TypedModelPatch::fuse_with_next(model, node, PointwiseConv { weights, ..self.clone() }).map(Some)
     }
 
     as_op!();

@@ -76,28 +76,16 @@ impl Expansion for PreluExpansion {
 /// unidirectional broadcasting spreads along axis 1 only (shape `[C, 1, .., 1]`, `[1, C, 1, ..]`,
 /// or a single value); `None` otherwise.
 fn channel_slopes(x: &TypedFact, slope: &TypedFact) -> TractResult<Option<Vec<f32>>> {
-    let (Some(konst), DatumType::F32, DatumType::F32) = (&slope.konst, x.datum_type, slope.datum_type) else {
+    let (Some(konst), DatumType::F32) = (&slope.konst, x.datum_type) else {
         return Ok(None);
     };
-    let rank = x.rank();
-    if rank < 2 || konst.rank() > rank {
+    if x.rank() < 2 {
         return Ok(None);
     }
     let Some(channels) = x.shape[1].as_i64().and_then(|c| usize::try_from(c).ok()) else {
         return Ok(None);
     };
-    // The slope's shape aligned on x's last axes.
-    let padded: Vec<usize> = std::iter::repeat_n(1, rank - konst.rank()).chain(konst.shape().iter().copied()).collect();
-    let per_channel = padded[1] == channels && padded.iter().enumerate().all(|(axis, &d)| axis == 1 || d == 1);
-    let values = konst.to_plain_array_view::<f32>()?;
-    let values: Vec<f32> = values.iter().copied().collect();
-    if per_channel {
-        Ok(Some(values))
-    } else if values.len() == 1 {
-        Ok(Some(vec![values[0]; channels]))
-    } else {
-        Ok(None)
-    }
+    Ok(super::conv::channel_values(konst, x.rank(), channels))
 }
 
 /// `x` where `x >= 0`, `slope[c] * x` elsewhere, `c` being the index along axis 1.

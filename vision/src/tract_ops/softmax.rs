@@ -11,69 +11,53 @@ use tract_onnx::model::{Onnx, ParsingContext};
 use tract_onnx::pb::NodeProto;
 use tract_onnx::tract_hir::internal::*;
 
-type Builder = fn(&ParsingContext, &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)>;
+use std::sync::OnceLock;
+
+use super::intercept::{self, Builder, Rewire};
 
 /// The longest last axis [`ShortSoftmax`] takes.
 pub const SHORT: usize = 16;
 
 /// tract's own `Softmax` parser, kept when [`register`] replaces it.
-static STOCK_SOFTMAX: std::sync::OnceLock<Builder> = std::sync::OnceLock::new();
+static STOCK_SOFTMAX: OnceLock<Builder> = OnceLock::new();
 
 /// Makes `onnx` parse `Softmax` nodes over a short last axis into [`ShortSoftmax`].
 pub(super) fn register(onnx: &mut Onnx) {
-    if let Some(stock) = onnx.op_register.0.get("Softmax") {
-        let _ = STOCK_SOFTMAX.set(*stock);
-        onnx.op_register.insert("Softmax", parse);
-    }
+    intercept::replace(onnx, "Softmax", &STOCK_SOFTMAX, parse);
 }
 
 fn parse(ctx: &ParsingContext, node: &NodeProto) -> TractResult<(Box<dyn InferenceOp>, Vec<String>)> {
-    let stock = STOCK_SOFTMAX.get().context("tract's Softmax parser was not registered")?;
-    let (op, outputs) = stock(ctx, node)?;
-    let Some(inner) = op.as_op().downcast_ref::<Box<dyn Expansion>>() else {
-        return Ok((op, outputs));
-    };
-    // Before opset 13 the default axis is 1 and the input is seen as 2-D around it; for the
-    // last axis both readings are the same softmax.
-    let default = if ctx.onnx_operator_set_version < 13 { 1 } else { -1 };
-    let axis = node.get_attr_opt::<i64>("axis")?.unwrap_or(default);
-    Ok((expand(SoftmaxExpansion { inner: inner.clone(), axis }), outputs))
+    intercept::parse_with(&STOCK_SOFTMAX, ctx, node, || {
+        // Before opset 13 the default axis is 1 and the input is seen as 2-D around it; for
+        // the last axis both readings are the same softmax.
+        let default = if ctx.onnx_operator_set_version < 13 { 1 } else { -1 };
+        Ok(ShortRows { axis: node.get_attr_opt::<i64>("axis")?.unwrap_or(default) })
+    })
 }
 
+/// Softmax nodes over a short last axis wired as [`ShortSoftmax`].
 #[derive(Debug, Clone)]
-struct SoftmaxExpansion {
-    inner: Box<dyn Expansion>,
+struct ShortRows {
     axis: i64,
 }
 
-impl Expansion for SoftmaxExpansion {
-    fn name(&self) -> StaticName {
-        self.inner.name()
-    }
-
-    fn validation(&self) -> Validation {
-        self.inner.validation()
-    }
-
-    fn rules<'r, 'p: 'r, 's: 'r>(
-        &'s self,
-        s: &mut Solver<'r>,
-        inputs: &'p [TensorProxy],
-        outputs: &'p [TensorProxy],
-    ) -> InferenceResult {
-        self.inner.rules(s, inputs, outputs)
-    }
-
-    fn wire(&self, prefix: &str, model: &mut TypedModel, inputs: &[OutletId]) -> TractResult<TVec<OutletId>> {
+impl Rewire for ShortRows {
+    fn wire(
+        &self,
+        _inner: &dyn Expansion,
+        prefix: &str,
+        model: &mut TypedModel,
+        inputs: &[OutletId],
+    ) -> TractResult<Option<TVec<OutletId>>> {
         let fact = model.outlet_fact(inputs[0])?;
         let rank = fact.rank() as i64;
         let axis = if self.axis < 0 { self.axis + rank } else { self.axis };
         let len = fact.shape.last().and_then(|d| d.as_i64()).and_then(|d| usize::try_from(d).ok());
         match len {
             Some(len) if fact.datum_type == DatumType::F32 && axis == rank - 1 && (1..=SHORT).contains(&len) => {
-                model.wire_node(prefix, ShortSoftmax { len }, &inputs[..1])
+                model.wire_node(prefix, ShortSoftmax { len }, &inputs[..1]).map(Some)
             }
-            _ => self.inner.wire(prefix, model, inputs),
+            _ => Ok(None),
         }
     }
 }
